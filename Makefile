@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# ORT=gpu installs onnxruntime-gpu instead of onnxruntime.
+ORT    ?= cpu
+STAMP  := $(VENV)/.installed-$(ORT)
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(ORT),test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/attn-deploy demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/memory_sagan.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

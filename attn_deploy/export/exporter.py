@@ -1,0 +1,186 @@
+"""``export_model``: a loaded model -> ``OUT.onnx`` + ``OUT.json``, atomically and reproducibly."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+import torch
+
+from attn_deploy.errors import AttnDeployError, InputError
+from attn_deploy.export.finalize import finalize, fused_attention_nodes
+from attn_deploy.export.loading import LoadedModel
+from attn_deploy.export.manifest import build_manifest
+from attn_deploy.export.routing import attention_routed_through_op
+from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.ops.symbolic import dynamo_translation_table, register_torchscript_symbolic
+from attn_deploy.zoo.registry import Shape
+
+log = logging.getLogger(__name__)
+
+Exporter = Literal["auto", "dynamo", "torchscript"]
+#: Accepted by ONNX Runtime 1.2x/1.3x and TensorRT 10.x; also the dynamo exporter's native opset,
+#: so no version conversion (which would inline our function) happens.
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    input_shapes: tuple[Shape, ...] = ()
+    #: Axis indices made dynamic on every input (0 = batch, 2,3 = height, width for images).
+    dynamic_axes: tuple[int, ...] = ()
+    opset: int = DEFAULT_OPSET
+    exporter: Exporter = "auto"
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    manifest_path: Path
+    exporter: str
+    manifest: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fused_attention_count(self) -> int:
+        return len(self.manifest["fused_attention"])
+
+
+def _check_shapes(loaded: LoadedModel, shapes: tuple[Shape, ...]) -> None:
+    if not shapes:
+        raise InputError(f"no input shape known for {loaded.source}; pass --input-shape, e.g. 1x3x224x224")
+    known = loaded.input_shapes
+    if known:
+        if len(shapes) != len(known):
+            raise InputError(f"{loaded.source} takes {len(known)} input(s), got {len(shapes)} --input-shape")
+        for i, (got, want) in enumerate(zip(shapes, known)):
+            if len(got) != len(want):
+                want_s = "x".join(map(str, want))
+                raise InputError(
+                    f"--input-shape #{i + 1} has rank {len(got)}, but {loaded.source} takes rank {len(want)} (e.g. {want_s})"
+                )
+
+
+def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Run once in PyTorch so a shape the model rejects is a usage error, not an exporter traceback."""
+    try:
+        with torch.no_grad(), attention_routed_through_op(loaded.module):
+            loaded.module(*inputs)
+    except Exception as e:  # noqa: BLE001 - any failure here is about the input we made
+        shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{loaded.source} rejected an input of shape {shapes}: {first}; fix --input-shape") from None
+
+
+def _names(loaded: LoadedModel, count: int) -> list[str]:
+    names = list(loaded.input_names)
+    return names if len(names) == count else [f"input_{i}" if count > 1 else "input" for i in range(count)]
+
+
+def _export_dynamo(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> onnx.ModelProto:
+    dynamic_shapes = None
+    if options.dynamic_axes:
+        dynamic_shapes = tuple({a: torch.export.Dim.AUTO for a in options.dynamic_axes} for _ in inputs)
+    program = torch.onnx.export(
+        loaded.module,
+        inputs,
+        dynamo=True,
+        opset_version=options.opset,
+        input_names=_names(loaded, len(inputs)),
+        output_names=list(loaded.output_names) or None,
+        dynamic_shapes=dynamic_shapes,
+        custom_translation_table=dynamo_translation_table(),
+        optimize=True,
+        verbose=False,
+    )
+    return program.model_proto
+
+
+def _export_torchscript(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> onnx.ModelProto:
+    register_torchscript_symbolic(options.opset)
+    input_names = _names(loaded, len(inputs))
+    output_names = list(loaded.output_names)
+    dynamic_axes: dict[str, dict[int, str]] = {
+        name: {a: f"{name}_dim{a}" for a in options.dynamic_axes} for name in input_names
+    }
+    if loaded.is_detector:  # the number of detections depends on the data
+        dynamic_axes.update({name: {0: "detections"} for name in output_names})
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        loaded.module,
+        inputs,
+        buffer,
+        dynamo=False,
+        opset_version=options.opset,
+        input_names=input_names,
+        output_names=output_names or None,
+        dynamic_axes={k: v for k, v in dynamic_axes.items() if v} or None,
+        do_constant_folding=True,
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+_EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> tuple[onnx.ModelProto, str, list[str]]:
+    if options.exporter == "auto":
+        order = [loaded.preferred_exporter] + [e for e in _EXPORTERS if e != loaded.preferred_exporter]
+    else:
+        order = [options.exporter]
+    notes: list[str] = []
+    for name in order:
+        try:
+            with torch.no_grad(), attention_routed_through_op(loaded.module), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return _EXPORTERS[name](loaded, inputs, options), name, notes
+        except Exception as e:  # noqa: BLE001 - exporters raise anything; try the next one or report
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            notes.append(f"{name} exporter failed: {first[:300]}")
+            log.info("%s exporter failed, %s", name, "trying the next" if name != order[-1] else "giving up")
+    raise AttnDeployError("export failed: " + "; ".join(notes) + ("; try --exporter torchscript" if options.exporter == "dynamo" else ""))
+
+
+def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export ``loaded`` to ``out`` (``.onnx``) and its manifest (``.json`` beside it).
+
+    Both files appear only if everything succeeded; the same model and options give a
+    byte-identical ONNX file.
+    """
+    out = Path(out)
+    if options.opset < MIN_OPSET:
+        raise InputError(f"--opset {options.opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    shapes = options.input_shapes or loaded.input_shapes
+    _check_shapes(loaded, shapes)
+    inputs = loaded.example_inputs(shapes)
+    if loaded.entry is None:
+        _probe(loaded, inputs)
+    model, exporter, notes = _run_exporters(loaded, inputs, options)
+    model = finalize(model)
+    onnx.checker.check_model(model, full_check=True)
+    expected = loaded.expected_attention_blocks
+    found = len(fused_attention_nodes(model))
+    if expected is not None and found != expected:
+        raise AttnDeployError(f"export produced {found} FusedAttention nodes for {expected} attention blocks; please report this model")
+
+    manifest_path = out.with_suffix(".json")
+    with atomic_path(out) as tmp_onnx, atomic_path(manifest_path) as tmp_json:
+        onnx.save_model(model, tmp_onnx)
+        manifest = build_manifest(
+            model,
+            source=loaded.source,
+            source_sha256=loaded.source_sha256,
+            output_sha256=sha256_file(tmp_onnx),
+            exporter=exporter,
+            input_shapes=[list(s) for s in shapes],
+            dynamic_axes=list(options.dynamic_axes),
+        )
+        tmp_json.write_text(json.dumps(manifest, indent=2) + "\n")
+    return ExportResult(out, manifest_path, exporter, manifest, notes)

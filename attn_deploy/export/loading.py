@@ -1,0 +1,164 @@
+"""Turn a MODEL argument into an ``nn.Module`` plus what export needs to know about it.
+
+MODEL forms: ``zoo:NAME``; ``package.module:factory``; a TorchScript archive; a ``torch.export``
+``.pt2``; a ``torch.save``d state dict (with ``arch="zoo:NAME"``); a ``torch.save``d whole module
+(only with ``unsafe_load=True``: unpickling runs arbitrary code).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attn_deploy.errors import InputError
+from attn_deploy.fileio import sha256_file
+from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
+
+ZOO_PREFIX = "zoo:"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to trace, with defaults taken from its zoo entry or its archive."""
+
+    module: nn.Module
+    source: str
+    input_shapes: tuple[Shape, ...] = ()
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    preferred_exporter: str = "dynamo"
+    expected_attention_blocks: int | None = None
+    is_detector: bool = False
+    source_sha256: str | None = None
+    entry: ZooEntry | None = field(default=None, repr=False)
+
+    def example_inputs(self, shapes: tuple[Shape, ...], seed: int = 0) -> tuple[torch.Tensor, ...]:
+        if self.entry is not None:
+            return self.entry.example_inputs(shapes, seed)
+        gen = torch.Generator().manual_seed(seed)
+        return tuple(torch.randn(s, generator=gen) for s in shapes)
+
+
+def _from_entry(entry: ZooEntry, module: nn.Module, source: str, sha: str | None = None) -> LoadedModel:
+    return LoadedModel(
+        module=module.eval(),
+        source=source,
+        input_shapes=entry.input_shapes,
+        input_names=entry.input_names,
+        output_names=entry.output_names,
+        preferred_exporter=entry.preferred_exporter,
+        expected_attention_blocks=entry.attention_blocks,
+        is_detector=entry.is_detector,
+        source_sha256=sha,
+        entry=entry,
+    )
+
+
+def zoo_entry(spec: str) -> ZooEntry:
+    name = spec[len(ZOO_PREFIX):] if spec.startswith(ZOO_PREFIX) else spec
+    try:
+        return get_entry(name)
+    except KeyError as e:
+        raise InputError(f"{e.args[0]} (see `attn-deploy zoo list`)") from None
+
+
+def _from_factory(spec: str) -> LoadedModel:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"cannot import {spec!r}: {e}; pass package.module:factory importable from here") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return LoadedModel(module=model.eval(), source=spec)
+
+
+def _archive_kind(path: Path) -> str:
+    """``torchscript``, ``pt2``, ``pickle`` (torch.save zip) or ``legacy`` (torch.save before 1.6)."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":  # a pickle protocol marker: the legacy torch.save format
+            return "legacy"
+        raise InputError(f"{path} is not a PyTorch model file (not a zip archive or pickle); is it truncated or of another format?")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise InputError(f"{path} is a corrupt or truncated archive ({e}); re-save the model") from None
+    if bad is not None:
+        raise InputError(f"{path} is corrupt (bad entry {bad}); re-save the model")
+    if any(n.endswith("archive_format") for n in names) or path.suffix == ".pt2":
+        return "pt2"
+    if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
+        return "torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "pickle"
+    raise InputError(f"{path} is a zip archive but not a TorchScript, torch.export or torch.save file")
+
+
+def _load_pickle(path: Path, arch: str | None, unsafe_load: bool, sha: str) -> LoadedModel:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not unsafe_load:
+            raise InputError(
+                f"{path} holds a pickled object, not a state dict; loading it runs arbitrary code. "
+                "Pass --unsafe-load if you trust it, or save model.state_dict() and pass --arch"
+            ) from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path} could not be read ({str(e).splitlines()[0]}); is it truncated?") from None
+    if isinstance(obj, nn.Module):
+        return LoadedModel(module=obj.eval(), source=str(path), source_sha256=sha)
+    if isinstance(obj, dict):
+        if arch is None:
+            raise InputError(f"{path} is a state dict; pass --arch zoo:NAME to say which model it belongs to")
+        entry = zoo_entry(arch)
+        module = entry.build()
+        try:
+            module.load_state_dict(obj)
+        except RuntimeError as e:
+            raise InputError(f"{path} does not fit {arch}: {str(e).splitlines()[0]}") from None
+        return _from_entry(entry, module, str(path), sha)
+    raise InputError(f"{path} holds a {type(obj).__name__}, not a module or state dict")
+
+
+def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False) -> LoadedModel:
+    """Load MODEL; every failure is an ``InputError`` with a message that says what to do."""
+    if spec.startswith(ZOO_PREFIX):
+        entry = zoo_entry(spec)
+        return _from_entry(entry, entry.build(), spec)
+    path = Path(spec)
+    if not path.exists():
+        if ":" in spec and not path.suffix:
+            return _from_factory(spec)
+        raise InputError(f"{spec}: no such file (MODEL is a file, zoo:NAME or package.module:factory)")
+    if path.is_dir():
+        raise InputError(f"{spec} is a directory; pass a model file")
+    sha = sha256_file(path)
+    kind = _archive_kind(path)
+    if kind == "torchscript":
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as e:
+            raise InputError(f"{path}: TorchScript archive could not be loaded ({str(e).splitlines()[0]})") from None
+        return LoadedModel(module=module.eval(), source=str(path), source_sha256=sha, preferred_exporter="torchscript")
+    if kind == "pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:  # noqa: BLE001 - torch.export.load raises many types
+            raise InputError(f"{path}: torch.export archive could not be loaded ({str(e).splitlines()[0]})") from None
+        shapes = tuple(tuple(int(d) for d in t.shape) for t in program.example_inputs[0]) if program.example_inputs else ()
+        return LoadedModel(module=program.module(), source=str(path), source_sha256=sha, input_shapes=shapes)
+    if kind == "legacy" and not unsafe_load:
+        raise InputError(f"{path} is a legacy pickle; loading it runs arbitrary code. Pass --unsafe-load if you trust it")
+    return _load_pickle(path, arch, unsafe_load, sha)

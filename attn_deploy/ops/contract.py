@@ -1,0 +1,31 @@
+"""Names and defaults of the FusedAttention contract (DESIGN.md §2).
+
+Inputs ``Q [B,H,Nq,dk]``, ``K [B,H,Nk,dk]``, ``V [B,H,Nk,dv]``, optional additive ``bias``
+broadcastable to ``[B,H,Nq,Nk]``; output ``O [B,H,Nq,dv] = softmax(scale*Q@K^T + bias) @ V``,
+softmax and accumulation in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+DOMAIN = "attn_deploy"
+OP_TYPE = "FusedAttention"
+OPSET_VERSION = 1
+PLUGIN_NAMESPACE = "attn_deploy"
+PLUGIN_VERSION = "1"
+
+#: Largest score block (elements of float32) the eager kernel and the ONNX body materialise at once.
+#: 16 Mi elements = 64 MiB: big enough that matrix products stay efficient, small enough that a
+#: stride-4 FPN level (N ~ 66,800) runs in well under a gigabyte.
+DEFAULT_SCORE_BLOCK_ELEMENTS = 1 << 24
+
+
+def block_rows(batch_heads: int, nk: int, budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS) -> int:
+    """Query rows per block so that a ``[batch_heads, rows, nk]`` score block fits the budget.
+
+    Rounded down to a multiple of 64 when at least 64 (friendlier to matrix kernels). The ONNX body
+    computes the same formula in-graph, so both sides block identically.
+    """
+    rows = max(1, budget_elements // max(1, batch_heads * nk))
+    if rows >= 64:
+        rows = rows // 64 * 64
+    return rows

@@ -1,0 +1,7 @@
+"""Backends behind one interface: named numpy inputs in, named numpy outputs out."""
+
+from attn_deploy.runtime.base import Runner, time_runner
+from attn_deploy.runtime.ort_runner import OrtRunner
+from attn_deploy.runtime.torch_runner import TorchRunner
+
+__all__ = ["OrtRunner", "Runner", "TorchRunner", "time_runner"]
