@@ -1,0 +1,171 @@
+"""Memory and time of SAGAN C=256 at N=16,800 (input 1x256x120x140): PyTorch and ONNX Runtime.
+
+Issue #2's bound: ONNX Runtime under 400 MB peak RSS for the whole process; PyTorch under 300 MB
+of extra memory during the call (peak RSS minus RSS just before it). For scale, the same block
+written the seed's way (bmm, softmax, bmm) is measured too, in both runtimes.
+
+Each case runs in its own process (``--case``), so one case's peak never hides in another's.
+The ONNX Runtime children import onnxruntime and numpy only. Writes JSON (default
+benchmarks/results/memory_sagan.json) and prints a table.
+
+    python benchmarks/memory_sagan.py [--repeats 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _measure import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+
+SHAPE = (1, 256, 120, 140)
+CASES = ("ort-fused", "ort-seed", "torch-op", "torch-seed")
+
+
+def _seed_module():  # noqa: ANN202 - torch is imported lazily so ORT children never load it
+    """The article's SelfAttention, as written: bmm -> softmax -> bmm over the full N x N map."""
+    import torch
+    from torch import nn
+
+    class SeedSelfAttention(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.query = nn.Conv2d(c, c // 8, 1)
+            self.key = nn.Conv2d(c, c // 8, 1)
+            self.value = nn.Conv2d(c, c, 1)
+            self.gamma = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, c, h, w = x.shape
+            q = self.query(x).view(b, -1, h * w).permute(0, 2, 1)
+            k = self.key(x).view(b, -1, h * w)
+            attn = torch.softmax(torch.bmm(q, k), dim=-1)
+            v = self.value(x).view(b, -1, h * w)
+            out = torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w)
+            return self.gamma * out + x
+
+    from attn_deploy.zoo.registry import get_entry
+
+    ours = get_entry("sagan-256").build()
+    seed = SeedSelfAttention(256)
+    seed.load_state_dict(ours.state_dict())
+    return seed.eval()
+
+
+def prepare(work: Path) -> dict[str, str]:
+    """Export both ONNX models (in this parent process, which is not measured)."""
+    import torch
+
+    from attn_deploy.export import ExportOptions, export_model
+    from attn_deploy.export.loading import load_model
+
+    work.mkdir(parents=True, exist_ok=True)
+    fused = work / "sagan-256-n16800.onnx"
+    export_model(load_model("zoo:sagan-256"), fused, ExportOptions(input_shapes=(SHAPE,)))
+    seed = work / "sagan-256-seed-n16800.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_seed_module(), (torch.randn(SHAPE),), str(seed), dynamo=False, opset_version=18,
+                          input_names=["input"], output_names=["output"])
+    return {"ort-fused": str(fused), "ort-seed": str(seed)}
+
+
+def run_case(case: str, model_path: str | None, repeats: int) -> dict[str, float]:
+    """Runs inside the child process."""
+    if case.startswith("ort"):
+        import numpy as np
+        import onnxruntime as ort
+
+        x = np.random.default_rng(0).standard_normal(SHAPE, dtype=np.float32)
+        session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+        call = lambda: session.run(None, {"input": x})  # noqa: E731
+    else:
+        import torch
+
+        from attn_deploy.zoo.registry import get_entry
+
+        module = get_entry("sagan-256").build() if case == "torch-op" else _seed_module()
+        x = torch.randn(SHAPE)
+        torch.set_grad_enabled(False)
+        call = lambda: module(x)  # noqa: E731
+    before = rss_mb()
+    reset_peak_rss()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    peak_since = peak_rss_mb()
+    return {
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "rss_before_mb": before,
+        "peak_rss_during_mb": peak_since,
+        "extra_mb": peak_since - before,
+        "process_peak_rss_mb": max(peak_since, before),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "memory_sagan.json")
+    parser.add_argument("--work", type=Path, default=Path("build/bench"))
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:  # child
+        print(json.dumps(run_case(args.case, args.model, args.repeats)))
+        return
+
+    models = prepare(args.work)
+    results = {}
+    for case in CASES:
+        cmd = [sys.executable, __file__, "--case", case, "--repeats", str(args.repeats)]
+        if case in models:
+            cmd += ["--model", models[case]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{case:11s} median {results[case]['median_s']:.3f} s  process peak {results[case]['process_peak_rss_mb']:.0f} MB"
+              f"  extra during call {results[case]['extra_mb']:.0f} MB", flush=True)
+    import onnxruntime
+    import torch
+
+    report = {
+        "benchmark": "memory_sagan",
+        "input_shape": list(SHAPE),
+        "N": SHAPE[2] * SHAPE[3],
+        "repeats": args.repeats,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": __import__("os").cpu_count()},
+        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "results": results,
+        "bounds": {
+            "ort_process_peak_mb_max": 400,
+            "torch_extra_mb_max": 300,
+            "ort_fused_process_peak_mb": results["ort-fused"]["process_peak_rss_mb"],
+            "torch_op_extra_mb": results["torch-op"]["extra_mb"],
+            "pass": results["ort-fused"]["process_peak_rss_mb"] < 400 and results["torch-op"]["extra_mb"] < 300,
+        },
+        "ratios": {
+            "ort_fused_vs_seed_time": results["ort-fused"]["median_s"] / results["ort-seed"]["median_s"],
+            "torch_op_vs_seed_time": results["torch-op"]["median_s"] / results["torch-seed"]["median_s"],
+            "torch_op_vs_seed_extra_mem": results["torch-op"]["extra_mb"] / results["torch-seed"]["extra_mb"],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(args.out)
+    print(json.dumps(report["bounds"], indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
