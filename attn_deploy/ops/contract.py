@@ -14,9 +14,11 @@ PLUGIN_NAMESPACE = "attn_deploy"
 PLUGIN_VERSION = "1"
 
 #: Largest score block (elements of float32) the eager kernel and the ONNX body materialise at once.
-#: 16 Mi elements = 64 MiB: big enough that matrix products stay efficient, small enough that a
-#: stride-4 FPN level (N ~ 66,800) runs in well under a gigabyte.
-DEFAULT_SCORE_BLOCK_ELEMENTS = 1 << 24
+#: 8 Mi elements = 32 MiB: big enough that matrix products stay efficient, small enough that a
+#: stride-4 FPN level (N ~ 66,800) runs in a few hundred MB. Measured at N=16,800 in ONNX Runtime
+#: (benchmarks/memory_sagan.py): 64 MiB blocks peaked at 451 MB for the process, 32 MiB at 270 MB,
+#: in the same time; ORT's arena roughly doubles what a block needs.
+DEFAULT_SCORE_BLOCK_ELEMENTS = 1 << 23
 
 
 def block_rows(batch_heads: int, nk: int, budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS) -> int:
