@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from attn_deploy.errors import AttnDeployError
@@ -26,6 +27,9 @@ app.add_typer(zoo_app, name="zoo")
 
 out = Console()
 err = Console(stderr=True)
+for _console in (out, err):  # CI logs are not terminals: do not squeeze tables into 80 columns
+    if not _console.is_terminal:
+        _console.width = max(_console.width, 120)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -37,7 +41,7 @@ def _one_line_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AttnDeployError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -88,7 +92,7 @@ def export(
         loaded = load_model(model, arch=arch, unsafe_load=unsafe_load)
         result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter))  # type: ignore[arg-type]
     for note in result.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if as_json:
         print(json.dumps(result.manifest, indent=2))
         return
@@ -103,29 +107,175 @@ def export(
 def demo(
     model: Annotated[str, typer.Option(help="Model to demonstrate.")] = "zoo:sagan-256",
     out_dir: Annotated[Path, typer.Option(help="Where the exported model goes.")] = Path("build/demo"),
-    iterations: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 5,
+    iterations: Annotated[int, typer.Option(min=1, help="Timed runs per backend (at least).")] = 10,
+    min_seconds: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per backend (at least).")] = 1.0,
 ) -> None:
-    """Export a zoo model, run it in PyTorch and ONNX Runtime, and print parity and latency."""
-    from attn_deploy.demo import FP32_REL_TO_MAX, run_demo
+    """Export a zoo model, then print the parity (check) and latency (bench) tables for PyTorch and ONNX Runtime."""
+    from attn_deploy.bench.report import render_table as bench_table
+    from attn_deploy.check.report import render_table as check_table
+    from attn_deploy.demo import run_demo
 
-    with err.status(f"exporting and running {model} ..."):
-        result = run_demo(model, out_dir, iterations)
-    table = Table(title=f"{model}: PyTorch vs ONNX Runtime (fp32, CPU)")
-    for col in ("output", "shape", "max abs err", "max abs / max|ref|", "max rel err", "cosine"):
-        table.add_column(col, justify="right" if col != "output" else "left")
-    for s in result.stats:
-        table.add_row(s.name, "x".join(map(str, s.shape_ref)), f"{s.max_abs:.3g}", f"{s.rel_to_max:.3g}", f"{s.max_rel:.3g}", f"{s.cosine:.8f}")
-    out.print(table)
-    timing = Table(title="latency (median)")
-    timing.add_column("backend")
-    timing.add_column("ms", justify="right")
-    timing.add_row("PyTorch eager", f"{result.torch_ms:.1f}")
-    timing.add_row("ONNX Runtime", f"{result.ort_ms:.1f}")
-    out.print(timing)
-    verdict = "[green]PASS[/green]" if result.passed else "[red]FAIL[/red]"
-    out.print(f"{verdict}: max abs error <= {FP32_REL_TO_MAX:g} x max |output|; model at {result.export.onnx_path}")
+    with err.status(f"exporting {model} ...") as status:
+        result = run_demo(model, out_dir, iterations, min_seconds, progress=lambda msg: status.update(msg + " ..."))
+    err.print(f"exported {result.export.onnx_path} ({result.export.fused_attention_count} FusedAttention)")
+    out.print(check_table(result.check))
+    out.print(bench_table(result.bench))
+    out.print("[green]PASS[/green]: ONNX Runtime matches PyTorch" if result.passed else "[red]FAIL[/red]: ONNX Runtime does not match PyTorch")
     if not result.passed:
         raise typer.Exit(1)
+
+
+# --- check ---
+def _parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``["images:1x3x224x224", "1x3x8x8"]`` -> ``{"images": ..., "": ...}``."""
+    shapes = {}
+    for item in values or []:
+        name, _, shape = item.rpartition(":")
+        shapes[name] = _parse_shape(shape)
+    return shapes
+
+
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not LOW,HIGH (e.g. 0,1)") from None
+    return lo, hi
+
+
+@app.command()
+@_one_line_errors
+def check(
+    source: Annotated[str, typer.Argument(help="Reference: a PyTorch MODEL (as for export) or an .onnx file.")],
+    artifacts: Annotated[list[str] | None, typer.Argument(help="Candidates: .onnx files (ONNX Runtime) and .engine files (TensorRT). "
+                                                                 "None with a PyTorch SOURCE: it is exported and checked in ONNX Runtime.")] = None,
+    backends: Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")] = "torch,ort,trt",
+    seed: Annotated[int, typer.Option(help="Seed for random inputs.")] = 0,
+    val_range: Annotated[str | None, typer.Option(help="Random inputs uniform in LOW,HIGH (default: [0,1] for image models, else N(0,1)).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
+                                                   "(resized and normalised per the manifest).")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")] = None,
+    precision: Annotated[str, typer.Option(help="Tolerance preset: auto (from each artifact), fp32, fp16 or int8.")] = "auto",
+    atol: Annotated[list[str] | None, typer.Option(help="Absolute tolerance, VALUE or OUTPUT=VALUE; repeatable (e.g. --atol boxes=0.5).")] = None,
+    rtol: Annotated[list[str] | None, typer.Option(help="Relative tolerance, VALUE or OUTPUT=VALUE; repeatable.")] = None,
+    check_error_stat: Annotated[list[str] | None, typer.Option(help="elemwise, max, mean or median, or OUTPUT=STAT: which error must be within tolerance.")] = None,
+    min_cosine: Annotated[float | None, typer.Option(help="Minimum cosine similarity per output (default from the preset).")] = None,
+    iou: Annotated[float, typer.Option(help="Detections: IoU at which a candidate box matches a reference box.")] = 0.5,
+    min_matched: Annotated[float, typer.Option(help="Detections: minimum matched / max(reference, candidate) count.")] = 0.99,
+    max_score_error: Annotated[float, typer.Option(help="Detections: maximum score difference of matched boxes.")] = 0.05,
+    report: Annotated[Path | None, typer.Option(help="Write the full report as JSON.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary (fits a CI step summary).")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per output).")] = None,
+    arch: Annotated[str | None, typer.Option(help="zoo:NAME for a state-dict SOURCE.")] = None,
+    unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout instead of the table.")] = False,
+) -> None:
+    """Parity gate: exit 0 if every candidate matches SOURCE, 1 if one does not, 2 for usage or input errors.
+
+    Presets (atol / rtol / error stat / min cosine), chosen per artifact by --precision auto:
+    fp32 1e-4 / 1e-4 / elemwise / 0.99999; fp16 1e-2 / 1e-2 / elemwise / 0.999;
+    int8 5e-2 / 5e-2 / median / 0.99. Detector outputs (boxes, scores, labels) are matched by class
+    and IoU instead.
+    """
+    from attn_deploy.check.detection import DetectionThresholds
+    from attn_deploy.check.gate import CheckOptions, run_check
+    from attn_deploy.check.report import render_table, to_dict, write_reports
+    from attn_deploy.check.tolerances import PRESETS, ToleranceOverrides, parse_per_output
+    from attn_deploy.errors import InputError
+    from attn_deploy.runtime.backends import parse_backends
+    from attn_deploy.runtime.workload import WorkloadOptions
+
+    if precision != "auto" and precision not in PRESETS:
+        raise InputError(f"--precision must be auto, {', '.join(PRESETS)}; not {precision!r}")
+    options = CheckOptions(
+        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load),
+        seed=seed,
+        val_range=_parse_range(val_range),
+        data=data,
+        overrides=ToleranceOverrides(
+            atol=parse_per_output(atol or [], "--atol"),  # type: ignore[arg-type]
+            rtol=parse_per_output(rtol or [], "--rtol"),  # type: ignore[arg-type]
+            check_error_stat=parse_per_output(check_error_stat or [], "--check-error-stat", str),  # type: ignore[arg-type]
+            min_cosine=min_cosine,
+        ),
+        precision=precision,
+        detection=DetectionThresholds(iou, min_matched, max_score_error),
+    )
+    with err.status("checking ...") as status:
+        result = run_check(source, artifacts or [], options, progress=lambda msg: status.update(msg + " ..."))
+    write_reports(result, report, markdown, junit)
+    if as_json:
+        print(json.dumps(to_dict(result), indent=2))
+    else:
+        out.print(render_table(result))
+        out.print("[green]PASS[/green]" if result.passed else "[red]FAIL[/red]: a candidate does not match the reference")
+    if not result.passed:
+        raise typer.Exit(1)
+# --- end check ---
+
+
+# --- bench ---
+def _parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of batch sizes like 1,4") from None
+    if not batches or any(b <= 0 for b in batches):
+        raise typer.BadParameter(f"{text!r}: batch sizes must be positive")
+    return batches
+
+
+@app.command()
+@_one_line_errors
+def bench(
+    source: Annotated[str, typer.Argument(help="A PyTorch MODEL (as for export) or an .onnx file.")],
+    artifacts: Annotated[list[str] | None, typer.Argument(help=".onnx files and .engine files to time beside SOURCE.")] = None,
+    backends: Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")] = "torch,ort,trt",
+    iterations: Annotated[int, typer.Option(min=1, help="At least this many timed runs per backend...")] = 20,
+    min_seconds: Annotated[float, typer.Option(min=0.0, help="...and at least this many seconds of them.")] = 2.0,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    batch: Annotated[str, typer.Option(help="Batch sizes to sweep, e.g. 1,4 (ONNX models need a dynamic batch axis).")] = "1",
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the random inputs.")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Write JSON: machine, versions, settings, stats and all samples.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown table.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the latency distribution per backend.")] = None,
+    arch: Annotated[str | None, typer.Option(help="zoo:NAME for a state-dict SOURCE.")] = None,
+    unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout instead of the table.")] = False,
+) -> None:
+    """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from attn_deploy.bench.report import render_table, to_dict, write_reports
+    from attn_deploy.bench.run import BenchOptions, run_bench
+    from attn_deploy.runtime.backends import parse_backends
+    from attn_deploy.runtime.workload import WorkloadOptions
+
+    options = BenchOptions(
+        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load),
+        warmup=warmup,
+        iterations=iterations,
+        min_seconds=min_seconds,
+        batches=_parse_batches(batch),
+        seed=seed,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def tick(label: str, done: int, total: int) -> None:
+            bar.update(task, description=label, completed=min(done, total), total=total)
+
+        result = run_bench(source, artifacts or [], options, progress=lambda msg: bar.update(task, description=msg, total=None), tick=tick)
+    write_reports(result, report, markdown, plot)
+    if as_json:
+        print(json.dumps(to_dict(result), indent=2))
+    else:
+        out.print(render_table(result))
+# --- end bench ---
 
 
 @zoo_app.command("list")

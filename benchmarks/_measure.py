@@ -1,27 +1,5 @@
-"""Process memory helpers for benchmarks (Linux /proc). One process per case keeps peaks honest."""
+"""Memory helpers for the benchmark scripts (the package's; importing them does not load torch)."""
 
-from __future__ import annotations
+from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 
-from pathlib import Path
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def rss_mb() -> float:
-    """Resident set size now."""
-    return _status_kb("VmRSS") / 1024
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size since the process started or since ``reset_peak_rss``."""
-    return _status_kb("VmHWM") / 1024
-
-
-def reset_peak_rss() -> None:
-    """Make VmHWM start again from the current RSS (Linux >= 4.0)."""
-    Path("/proc/self/clear_refs").write_text("5")
+__all__ = ["peak_rss_mb", "reset_peak_rss", "rss_mb"]

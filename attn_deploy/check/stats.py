@@ -9,7 +9,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ErrorStats:
-    """Per-output comparison. ``rel_to_max`` is max abs error over max |reference|."""
+    """Per-output comparison. Relative errors divide by ``max(|ref|, 1e-12)``;
+    ``rel_to_max`` is the max abs error over max |reference|."""
 
     name: str
     shape_ref: tuple[int, ...]
@@ -19,9 +20,13 @@ class ErrorStats:
     median_abs: float
     p99_abs: float
     max_rel: float
+    mean_rel: float
+    median_rel: float
+    p99_rel: float
     rel_to_max: float
     cosine: float
     nonfinite: int
+    nonfinite_ref: int = 0
 
     @property
     def shapes_match(self) -> bool:
@@ -40,22 +45,26 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def _nonfinite(a: np.ndarray) -> int:
+    return int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind in "fc" else 0
+
+
 def error_stats(name: str, reference: np.ndarray, candidate: np.ndarray) -> ErrorStats:
     """Compare two arrays; mismatched shapes give infinite errors rather than an exception."""
     ref = np.asarray(reference)
     out = np.asarray(candidate)
-    nonfinite = int(np.size(out) - np.count_nonzero(np.isfinite(out))) if out.dtype.kind in "fc" else 0
+    counts = {"nonfinite": _nonfinite(out), "nonfinite_ref": _nonfinite(ref)}
     if ref.shape != out.shape:
         inf = float("inf")
-        return ErrorStats(name, ref.shape, out.shape, inf, inf, inf, inf, inf, inf, 0.0, nonfinite)
+        return ErrorStats(name, ref.shape, out.shape, *([inf] * 9), 0.0, **counts)
     r = ref.astype(np.float64).ravel()
     o = out.astype(np.float64).ravel()
     if r.size == 0:
-        return ErrorStats(name, ref.shape, out.shape, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, nonfinite)
+        return ErrorStats(name, ref.shape, out.shape, *([0.0] * 9), 1.0, **counts)
     diff = np.abs(r - o)
     diff[~np.isfinite(diff)] = np.inf
     rel = diff / np.maximum(np.abs(r), 1e-12)
-    max_ref = float(np.max(np.abs(r)))
+    max_ref = float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0))
     return ErrorStats(
         name=name,
         shape_ref=ref.shape,
@@ -65,9 +74,12 @@ def error_stats(name: str, reference: np.ndarray, candidate: np.ndarray) -> Erro
         median_abs=float(np.median(diff)),
         p99_abs=float(np.percentile(diff, 99)),
         max_rel=float(rel.max()),
+        mean_rel=float(rel.mean()),
+        median_rel=float(np.median(rel)),
+        p99_rel=float(np.percentile(rel, 99)),
         rel_to_max=float(diff.max() / max_ref) if max_ref > 0 else float(diff.max()),
         cosine=_cosine(np.nan_to_num(r), np.nan_to_num(o)),
-        nonfinite=nonfinite,
+        **counts,
     )
 
 

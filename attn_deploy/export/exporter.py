@@ -181,6 +181,7 @@ def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = 
             exporter=exporter,
             input_shapes=[list(s) for s in shapes],
             dynamic_axes=list(options.dynamic_axes),
+            preprocess=loaded.preprocess,
         )
         tmp_json.write_text(json.dumps(manifest, indent=2) + "\n")
     return ExportResult(out, manifest_path, exporter, manifest, notes)

@@ -36,6 +36,7 @@ class LoadedModel:
     expected_attention_blocks: int | None = None
     is_detector: bool = False
     source_sha256: str | None = None
+    preprocess: dict[str, object] | None = None
     entry: ZooEntry | None = field(default=None, repr=False)
 
     def example_inputs(self, shapes: tuple[Shape, ...], seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -56,6 +57,7 @@ def _from_entry(entry: ZooEntry, module: nn.Module, source: str, sha: str | None
         expected_attention_blocks=entry.attention_blocks,
         is_detector=entry.is_detector,
         source_sha256=sha,
+        preprocess=entry.preprocess,
         entry=entry,
     )
 

@@ -118,6 +118,7 @@ def build_manifest(
     exporter: str,
     input_shapes: list[list[int]],
     dynamic_axes: list[int],
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "format": "attn-deploy-manifest/1",
@@ -129,6 +130,7 @@ def build_manifest(
         "ir_version": model.ir_version,
         "export_input_shapes": input_shapes,
         "export_dynamic_axes": dynamic_axes,
+        "preprocess": preprocess,
         "inputs": _io(model.graph.input),
         "outputs": _io(model.graph.output),
         "fused_attention": attention_nodes_info(model),

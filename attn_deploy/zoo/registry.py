@@ -43,6 +43,8 @@ class ZooEntry:
     is_detector: bool = False
     #: Runs after seeding, to make random weights behave like trained ones (see ``_condition_detector``).
     condition: Callable[[nn.Module], None] | None = None
+    #: How a real image becomes this model's input (``check --data photo.jpg``); None: not an image model.
+    preprocess: dict[str, object] | None = None
 
     def build(self, seed: int = 0) -> nn.Module:
         """Build in eval mode, deterministically, with zero-initialised parameters seeded."""
@@ -116,6 +118,9 @@ def _fpn_levels() -> list[str]:
 
 
 _FPN_OUTPUTS = ("p2", "p3", "p4", "p5", "pool")
+#: torchvision detectors take RGB in [0, 1] and normalise inside; classifiers take ImageNet-normalised RGB.
+_DETECTOR_IMAGES = {"range": [0.0, 1.0], "mean": None, "std": None}
+_IMAGENET_IMAGES = {"range": [0.0, 1.0], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 _DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
 
 _ENTRIES: tuple[ZooEntry, ...] = (
@@ -130,6 +135,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         ((1, 3, 256, 256),),
         output_names=_FPN_OUTPUTS,
         attention_blocks=5,
+        preprocess=_IMAGENET_IMAGES,
     ),
     ZooEntry(
         "fpn-small-object",
@@ -137,6 +143,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         lambda: models.TinyFPN(_OnLevel("0", SmallObjectAttention(128))),
         ((1, 3, 256, 256),),
         output_names=_FPN_OUTPUTS,
+        preprocess=_IMAGENET_IMAGES,
     ),
     ZooEntry(
         "frcnn-r50-fpn-layer4",
@@ -148,6 +155,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         preferred_exporter="torchscript",
         is_detector=True,
         condition=_condition_detector,
+        preprocess=_DETECTOR_IMAGES,
     ),
     ZooEntry(
         "frcnn-r50-fpn-multiscale",
@@ -160,6 +168,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         preferred_exporter="torchscript",
         is_detector=True,
         condition=_condition_detector,
+        preprocess=_DETECTOR_IMAGES,
     ),
     ZooEntry(
         "mha-encoder",
@@ -177,6 +186,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         input_names=("images",),
         output_names=("logits",),
         attention_blocks=4,
+        preprocess=_IMAGENET_IMAGES,
     ),
 )
 

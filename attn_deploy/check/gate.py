@@ -1,0 +1,169 @@
+"""``check``: run SOURCE and every ARTIFACT on the same inputs and judge each against SOURCE.
+
+The first runnable backend is the reference (PyTorch for a PyTorch SOURCE, else ONNX Runtime on
+the SOURCE .onnx). Each other runner is judged output by output (tolerances.py) or, for detector
+outputs, by detection matching (detection.py). The report feeds the table, JSON, Markdown and
+JUnit writers in report.py; ``passed`` is the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionResult, DetectionThresholds, is_detection_output, match_detections
+from attn_deploy.check.stats import ErrorStats, error_stats
+from attn_deploy.check.tolerances import PRESETS, Tolerance, ToleranceOverrides, detect_precision
+from attn_deploy.errors import InputError
+from attn_deploy.export.manifest import library_versions
+from attn_deploy.runtime.backends import Planned, Skipped
+from attn_deploy.runtime.inputs import Feeds, load_samples
+from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
+    seed: int = 0
+    val_range: tuple[float, float] | None = None
+    data: Path | None = None
+    overrides: ToleranceOverrides = field(default_factory=lambda: ToleranceOverrides({}, {}, {}))
+    precision: str = "auto"
+    detection: DetectionThresholds = DetectionThresholds()
+
+
+@dataclass(frozen=True)
+class OutputVerdict:
+    stats: ErrorStats
+    tolerance: Tolerance
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    sample: int
+    precision: str
+    outputs: list[OutputVerdict]
+    detection: DetectionResult | None
+    passed: bool
+
+
+@dataclass
+class CheckReport:
+    source: str
+    reference: str
+    samples: int
+    inputs: list[dict[str, object]]
+    comparisons: list[Comparison]
+    skipped: list[Skipped]
+    settings: dict[str, object]
+    versions: dict[str, str] = field(default_factory=library_versions)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.comparisons) and all(c.passed for c in self.comparisons)
+
+
+def _judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tolerance], detection_mode: bool) -> list[OutputVerdict]:
+    from polygraphy.comparator.compare import SimpleCompareFunc
+    from polygraphy.comparator.struct import IterationResult
+
+    from attn_deploy.runtime.ort_runner import quiet_polygraphy
+
+    quiet_polygraphy()
+    judged = [n for n in reference if not (detection_mode and n in DETECTION_OUTPUTS)]
+    missing = [n for n in reference if n not in candidate]
+    if missing:
+        raise InputError(f"the candidate has no outputs named {missing} (it has {sorted(candidate)}); compare models with the same outputs")
+    compare = SimpleCompareFunc(
+        check_shapes=True,
+        atol={n: tolerances[n].atol for n in judged},
+        rtol={n: tolerances[n].rtol for n in judged},
+        check_error_stat={n: tolerances[n].check_error_stat for n in judged},
+        infinities_compare_equal=True,
+    )
+    poly = compare(
+        IterationResult({n: reference[n] for n in judged}, runner_name="reference"),
+        IterationResult({n: candidate[n] for n in judged}, runner_name="candidate"),
+    ) if judged else {}
+    verdicts = []
+    for name in reference:
+        stats = error_stats(name, reference[name], candidate[name])
+        tol = tolerances[name]
+        if name not in judged:
+            verdicts.append(OutputVerdict(stats, tol, True, "judged by detection matching"))
+            continue
+        reasons = []
+        if not stats.shapes_match:
+            reasons.append(f"shape {list(stats.shape_out)} != {list(stats.shape_ref)}")
+        elif stats.nonfinite > stats.nonfinite_ref:
+            reasons.append(f"{stats.nonfinite} NaN/Inf values (reference has {stats.nonfinite_ref})")
+        else:
+            if not bool(poly[name]):
+                reasons.append(f"{tol.check_error_stat} error above atol={tol.atol:g} and rtol={tol.rtol:g}")
+            if stats.cosine < tol.min_cosine:
+                reasons.append(f"cosine {stats.cosine:.6f} < {tol.min_cosine}")
+        verdicts.append(OutputVerdict(stats, tol, not reasons, "; ".join(reasons) or "ok"))
+    return verdicts
+
+
+def _precision_of(planned: Planned, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if planned.backend == "torch":
+        return "fp32"
+    return detect_precision(planned.artifact)
+
+
+def run_check(source: str, artifacts: list[str], options: CheckOptions = CheckOptions(), progress: Progress = lambda _: None) -> CheckReport:
+    """Run the gate. Raises ``InputError`` for usage problems (exit 2); ``report.passed`` is the verdict."""
+    work = prepare_workload(source, artifacts, options.workload, progress)
+    planned, skipped, specs, output_names = work.planned, work.skipped, work.specs, work.output_names
+    if len(planned) < 2:
+        why = "; ".join(f"{s.label}: {s.reason}" for s in skipped) or "give an ARTIFACT or more --backends"
+        raise InputError(f"check needs a reference and at least one candidate that can run here ({why})")
+    samples = load_samples(options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess)
+
+    results: dict[str, list[Feeds]] = {}
+    for p in planned:
+        progress(f"running {p.label} on {len(samples)} sample(s)")
+        runner = p.make()
+        try:
+            results[p.label] = [runner.infer(s) for s in samples]
+        finally:
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
+    reference = planned[0]
+    detection_mode = is_detection_output(output_names)
+    comparisons = []
+    for p in planned[1:]:
+        precision = _precision_of(p, options.precision)
+        preset = PRESETS[precision]
+        tolerances = {n: options.overrides.for_output(n, preset) for n in output_names}
+        for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
+            verdicts = _judge_outputs(ref, cand, tolerances, detection_mode)
+            detection = match_detections(ref, cand, options.detection) if detection_mode else None
+            passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
+            comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed))
+    return CheckReport(
+        source=source,
+        reference=reference.label,
+        samples=len(samples),
+        inputs=[{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in specs],
+        comparisons=comparisons,
+        skipped=skipped,
+        settings={
+            "backends": list(options.workload.backends),
+            "seed": options.seed,
+            "val_range": list(options.val_range) if options.val_range else None,
+            "data": str(options.data) if options.data else None,
+            "precision": options.precision,
+            "detection": vars(options.detection) if detection_mode else None,
+        },
+    )

@@ -1,0 +1,143 @@
+"""Writers for a CheckReport: a rich table for people, JSON, Markdown (CI step summary) and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from attn_deploy.check.gate import CheckReport, Comparison
+from attn_deploy.fileio import write_bytes_atomic
+
+
+def _num(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
+
+
+def to_dict(report: CheckReport) -> dict[str, Any]:
+    """The JSON report: settings, inputs, versions, skipped backends, and per comparison every statistic."""
+    comparisons = []
+    for c in report.comparisons:
+        comparisons.append(
+            {
+                "candidate": c.label,
+                "sample": c.sample,
+                "precision": c.precision,
+                "passed": c.passed,
+                "outputs": [
+                    {
+                        **{k: (_num(v) if isinstance(v, float) else v) for k, v in o.stats.to_dict().items()},
+                        "tolerance": vars(o.tolerance),
+                        "passed": o.passed,
+                        "reason": o.reason,
+                    }
+                    for o in c.outputs
+                ],
+                "detection": c.detection.to_dict() if c.detection else None,
+            }
+        )
+    return {
+        "format": "attn-deploy-check/1",
+        "passed": report.passed,
+        "source": report.source,
+        "reference": report.reference,
+        "samples": report.samples,
+        "inputs": report.inputs,
+        "settings": report.settings,
+        "skipped": [{"backend": s.label, "reason": s.reason} for s in report.skipped],
+        "comparisons": comparisons,
+        "versions": report.versions,
+    }
+
+
+def _label(c: Comparison, samples: int) -> str:
+    backend, _, artifact = c.label.partition(":")
+    return f"{backend}:{Path(artifact).name or artifact}" + (f" #{c.sample}" if samples > 1 else "")
+
+
+def render_table(report: CheckReport) -> Table:
+    table = Table(title=f"parity against {report.reference}", title_justify="left")
+    for col in ("candidate", "output", "max abs", "p99 abs", "max rel", "cosine", "NaN", "result"):
+        table.add_column(col, justify="left" if col in ("candidate", "output", "result") else "right")
+    for c in report.comparisons:
+        for o in c.outputs:
+            s = o.stats
+            verdict = "[green]pass[/green]" if o.passed else f"[red]FAIL[/red] {o.reason}"
+            if o.reason.startswith("judged by"):
+                verdict = "[dim]see detections[/dim]"
+            table.add_row(_label(c, report.samples), s.name, f"{s.max_abs:.2g}", f"{s.p99_abs:.2g}", f"{s.max_rel:.2g}",
+                          f"{s.cosine:.6f}", str(s.nonfinite), verdict)
+        if c.detection:
+            d = c.detection
+            verdict = "[green]pass[/green]" if d.passed else "[red]FAIL[/red]"
+            table.add_row(_label(c, report.samples), "detections", f"{d.matched}/{max(d.reference_count, d.candidate_count)}",
+                          f"IoU≥{d.thresholds.iou}", f"mIoU {d.mean_iou:.3f}", f"Δscore {d.max_score_error:.1g}", "", verdict)
+    if report.skipped:
+        table.caption = "\n".join(f"skipped {s.label}: {s.reason}" for s in report.skipped)
+        table.caption_justify = "left"
+    return table
+
+
+def to_markdown(report: CheckReport) -> str:
+    lines = [
+        f"### attn-deploy check: {'✅ passed' if report.passed else '❌ failed'}",
+        "",
+        f"Reference `{report.reference}`, {report.samples} sample(s), inputs "
+        + ", ".join(f"`{i['name']}` {'x'.join(map(str, i['shape']))}" for i in report.inputs),
+        "",
+        "| candidate | output | max abs | p99 abs | max rel | cosine | NaN/Inf | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in report.comparisons:
+        for o in c.outputs:
+            s = o.stats
+            result = "pass" if o.passed else f"**FAIL** {o.reason}"
+            lines.append(f"| `{_label(c, report.samples)}` | {s.name} | {s.max_abs:.3g} | {s.p99_abs:.3g} | {s.max_rel:.3g} | "
+                         f"{s.cosine:.6f} | {s.nonfinite} | {result} |")
+        if c.detection:
+            d = c.detection
+            lines.append(f"| `{_label(c, report.samples)}` | detections | {d.matched}/{max(d.reference_count, d.candidate_count)} matched "
+                         f"at IoU≥{d.thresholds.iou} | mean IoU {d.mean_iou:.4f} | score err {d.max_score_error:.2g} | | | "
+                         f"{'pass' if d.passed else '**FAIL**'} |")
+    for s in report.skipped:
+        lines.append(f"| `{s.label}` | | | | | | | skipped: {s.reason} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(report: CheckReport) -> str:
+    """One testcase per (candidate, sample, output), plus one per detection comparison and per skip."""
+    suite = ET.Element("testsuite", name="attn-deploy check")
+    tests = failures = skips = 0
+    for c in report.comparisons:
+        cases = [(o.stats.name, o.passed, o.reason) for o in c.outputs]
+        if c.detection:
+            d = c.detection
+            cases.append(("detections", d.passed, f"matched {d.matched_fraction:.4f} (min {d.thresholds.min_matched}), max score error {d.max_score_error:.3g}"))
+        for name, passed, reason in cases:
+            tests += 1
+            case = ET.SubElement(suite, "testcase", classname=_label(c, report.samples), name=name)
+            if not passed:
+                failures += 1
+                ET.SubElement(case, "failure", message=reason)
+    for s in report.skipped:
+        tests += 1
+        skips += 1
+        case = ET.SubElement(suite, "testcase", classname=s.label, name="run")
+        ET.SubElement(case, "skipped", message=s.reason)
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skips))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_reports(report: CheckReport, json_path: Path | None, markdown_path: Path | None, junit_path: Path | None) -> None:
+    if json_path:
+        write_bytes_atomic(json_path, (json.dumps(to_dict(report), indent=2) + "\n").encode())
+    if markdown_path:
+        write_bytes_atomic(markdown_path, to_markdown(report).encode())
+    if junit_path:
+        write_bytes_atomic(junit_path, to_junit(report).encode())

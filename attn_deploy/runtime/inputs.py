@@ -1,0 +1,151 @@
+"""Inputs for check and bench: random, an .npz, or real images resized and normalised per the manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from attn_deploy.errors import InputError
+
+Feeds = dict[str, np.ndarray]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def read_manifest(model_path: str | Path) -> dict[str, Any] | None:
+    """The export manifest beside ``model.onnx`` (``model.json``), if any."""
+    path = Path(model_path).with_suffix(".json")
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def input_specs(model_path: str | Path, overrides: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
+    """Concrete input shapes: ``--input-shape`` overrides, else the manifest's export shapes, else static dims."""
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise InputError(f"{model_path} is not a readable ONNX model ({type(e).__name__}); is it truncated?") from None
+    initializers = {i.name for i in model.graph.initializer}
+    manifest = read_manifest(model_path) or {}
+    export_shapes = manifest.get("export_input_shapes") or []
+    overrides = overrides or {}
+    specs = []
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    for idx, vi in enumerate(graph_inputs):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        if vi.name in overrides or (len(graph_inputs) == 1 and "" in overrides):
+            shape = overrides.get(vi.name) or overrides[""]
+            if len(shape) != len(dims):
+                raise InputError(f"--input-shape for {vi.name!r} has rank {len(shape)}, the model's input has rank {len(dims)}")
+        elif None not in dims:
+            shape = tuple(dims)
+        elif idx < len(export_shapes):
+            shape = tuple(export_shapes[idx])
+        else:
+            raise InputError(f"input {vi.name!r} has dynamic dims {dims}; pass --input-shape {vi.name}:1x3x224x224")
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        specs.append(InputSpec(vi.name, tuple(int(d) for d in shape), np.dtype(dtype)))
+    return specs
+
+
+def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, float] | None, preprocess: dict | None) -> Feeds:
+    """Uniform in ``val_range`` if given; images in [0, 1] for models that take raw images; else N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        if spec.dtype.kind in "iub":
+            feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+            continue
+        if val_range is None and preprocess and preprocess.get("mean") is None:
+            val_range = tuple(preprocess.get("range", (0.0, 1.0)))  # type: ignore[assignment]
+        if val_range is not None:
+            data = rng.uniform(val_range[0], val_range[1], spec.shape)
+        else:
+            data = rng.standard_normal(spec.shape)
+        feeds[spec.name] = data.astype(spec.dtype)
+    return feeds
+
+
+def npz_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path} is not a readable .npz file ({e})") from None
+    if len(arrays) == 1 and len(specs) == 1 and specs[0].name not in arrays:
+        arrays = {specs[0].name: next(iter(arrays.values()))}
+    feeds = {}
+    for spec in specs:
+        if spec.name not in arrays:
+            raise InputError(f"{path} has no array named {spec.name!r} (it has {sorted(arrays)})")
+        array = arrays[spec.name]
+        if tuple(array.shape) != spec.shape:
+            raise InputError(f"{path}: {spec.name!r} has shape {array.shape}, the model expects {spec.shape}")
+        feeds[spec.name] = array.astype(spec.dtype)
+    return feeds
+
+
+def _image_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    return [path]
+
+
+def image_feeds(path: Path, specs: list[InputSpec], preprocess: dict | None) -> list[Feeds]:
+    """One sample per image: RGB, resized to the input's H x W, scaled to [0, 1], normalised by mean/std."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(specs) != 1 or len(specs[0].shape) != 4 or specs[0].shape[1] != 3:
+        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
+        raise InputError(f"images need one NCHW input with 3 channels; this model takes {shapes}: use --data FILE.npz")
+    spec = specs[0]
+    batch, _, height, width = spec.shape
+    mean = np.asarray((preprocess or {}).get("mean") or [0.0, 0.0, 0.0], np.float32).reshape(3, 1, 1)
+    std = np.asarray((preprocess or {}).get("std") or [1.0, 1.0, 1.0], np.float32).reshape(3, 1, 1)
+    samples = []
+    for file in _image_files(path):
+        try:
+            with Image.open(file) as img:
+                rgb = img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{file} is not a readable image ({e})") from None
+        chw = np.asarray(rgb, np.float32).transpose(2, 0, 1) / 255.0
+        chw = (chw - mean) / std
+        samples.append({spec.name: np.repeat(chw[None], batch, axis=0).astype(spec.dtype)})
+    return samples
+
+
+def load_samples(
+    data: Path | None,
+    specs: list[InputSpec],
+    *,
+    seed: int = 0,
+    val_range: tuple[float, float] | None = None,
+    preprocess: dict | None = None,
+) -> list[Feeds]:
+    """The samples to run: random (one), an .npz (one), or an image file/folder (one per image)."""
+    if data is None:
+        return [random_feeds(specs, seed, val_range, preprocess)]
+    if not data.exists():
+        raise InputError(f"--data {data}: no such file or folder")
+    if data.suffix == ".npz":
+        return [npz_feeds(data, specs)]
+    return image_feeds(data, specs, preprocess)

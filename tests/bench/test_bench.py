@@ -1,0 +1,61 @@
+"""bench: statistics, batch sweeps, skips with reasons, and every output format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attn_deploy.bench.timing import latency_stats, measure
+from attn_deploy.cli import app
+
+runner = CliRunner()
+
+
+def test_latency_stats_order_and_cv() -> None:
+    samples = [0.010, 0.011, 0.012, 0.013, 0.050]
+    s = latency_stats(samples, batch=4)
+    assert s.p50 <= s.p90 <= s.p95 <= s.p99 <= max(samples)
+    assert s.p50 == pytest.approx(0.012) and s.throughput == pytest.approx(4 / 0.012)
+    assert s.noisy and s.cv == pytest.approx(s.std / s.mean)
+    assert not latency_stats([0.01] * 5, batch=1).noisy
+
+
+def test_measure_honours_iterations_and_seconds() -> None:
+    calls: list[int] = []
+    samples = measure(lambda: calls.append(1), warmup=2, iterations=5, min_seconds=0.0)
+    assert len(samples) == 5 and len(calls) == 7
+    assert len(measure(lambda: None, warmup=0, iterations=1, min_seconds=0.05)) > 1
+
+
+def test_bench_cli_outputs(tmp_path: Path) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    assert runner.invoke(app, ["export", "zoo:cross-region-256", "--input-shape", "1x256x16x16", "--dynamic", "0", "-o", str(onnx_path)]).exit_code == 0
+    files = {k: tmp_path / f"bench.{k}" for k in ("json", "md", "png")}
+    result = runner.invoke(app, [
+        "bench", "zoo:cross-region-256", str(onnx_path), "--batch", "1,2", "--iterations", "3", "--min-seconds", "0", "--warmup", "1",
+        "--input-shape", "1x256x16x16", "--report", str(files["json"]), "--markdown", str(files["md"]), "--plot", str(files["png"]),
+    ])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(files["json"].read_text())
+    runs = {(r["kind"], r["batch"]) for r in report["results"]}
+    assert runs == {("torch", 1), ("torch", 2), ("ort", 1), ("ort", 2)}
+    for r in report["results"]:
+        assert len(r["samples_s"]) == r["latency_s"]["iterations"] >= 3
+        assert {"p50", "p90", "p95", "p99", "mean", "std", "cv", "throughput"} <= set(r["latency_s"])
+        assert r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+    assert {"cpu", "cpu_count"} <= set(report["machine"]) and "onnxruntime" in report["versions"]
+    assert [s["backend"] for s in report["skipped"]] == ["trt"]
+    assert "| batch |" in files["md"].read_text()
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_static_batch_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", "zoo:sagan-256", "--backends", "ort", "--batch", "1,2", "--iterations", "2",
+                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [r["batch"] for r in report["results"]] == [1]
+    assert any("static batch of 1" in s["reason"] for s in report["skipped"])
