@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from attn_deploy.cli import app
 from attn_deploy.export.finalize import fused_attention_nodes
-from attn_deploy.zoo import SelfAttention, get_entry
+from attn_deploy.zoo import get_entry
 
 runner = CliRunner()
 

@@ -13,11 +13,7 @@ from attn_deploy.bench.run import BackendResult, BenchReport
 from attn_deploy.bench.timing import CV_WARN
 from attn_deploy.errors import InputError
 from attn_deploy.fileio import write_bytes_atomic
-
-
-def _short(label: str) -> str:
-    backend, _, artifact = label.partition(":")
-    return f"{backend}:{Path(artifact).name or artifact}"
+from attn_deploy.runtime.backends import short_label
 
 
 def to_dict(report: BenchReport) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def render_table(report: BenchReport) -> Table:
         table.add_column(col, justify="left" if col == "backend" else "right")
     for r in report.results:
         cv = f"{r.latency.cv:.1%}" + (" [yellow]noisy[/yellow]" if r.latency.noisy else "")
-        table.add_row(_short(r.label), str(r.batch), _ms(r.latency.p50), _ms(r.latency.p90), _ms(r.latency.p99),
+        table.add_row(short_label(r.label), str(r.batch), _ms(r.latency.p50), _ms(r.latency.p90), _ms(r.latency.p99),
                       _ms(r.latency.mean), cv, f"{r.latency.throughput:.1f}", f"{r.peak_rss_mb:.0f}")
     notes = [f"skipped {s.label}: {s.reason}" for s in report.skipped]
     if any(r.latency.noisy for r in report.results):
@@ -79,7 +75,7 @@ def to_markdown(report: BenchReport) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.results:
-        lines.append(f"| `{_short(r.label)}` | {r.batch} | {_ms(r.latency.p50)} | {_ms(r.latency.p90)} | {_ms(r.latency.p99)} | "
+        lines.append(f"| `{short_label(r.label)}` | {r.batch} | {_ms(r.latency.p50)} | {_ms(r.latency.p90)} | {_ms(r.latency.p99)} | "
                      f"{_ms(r.latency.mean)} | {r.latency.cv:.1%} | {r.latency.throughput:.1f} | {r.peak_rss_mb:.0f} |")
     for s in report.skipped:
         lines.append(f"| `{s.label}` | | | | | | | | skipped: {s.reason} |")
@@ -98,7 +94,7 @@ def plot_png(report: BenchReport) -> bytes:
     results: list[BackendResult] = report.results
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results)), 4))
     ax.boxplot([[s * 1e3 for s in r.samples_s] for r in results], showfliers=True)
-    ax.set_xticks(range(1, len(results) + 1), [f"{_short(r.label)}\nbatch {r.batch}" for r in results], fontsize=8)
+    ax.set_xticks(range(1, len(results) + 1), [f"{short_label(r.label)}\nbatch {r.batch}" for r in results], fontsize=8)
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"attn-deploy bench: {report.source}")
     ax.grid(axis="y", alpha=0.3)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from attn_deploy.check.gate import CheckReport, Comparison
 from attn_deploy.fileio import write_bytes_atomic
+from attn_deploy.runtime.backends import short_label
 
 
 def _num(x: float) -> float | str:
@@ -55,8 +56,7 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
 
 
 def _label(c: Comparison, samples: int) -> str:
-    backend, _, artifact = c.label.partition(":")
-    return f"{backend}:{Path(artifact).name or artifact}" + (f" #{c.sample}" if samples > 1 else "")
+    return short_label(c.label) + (f" #{c.sample}" if samples > 1 else "")
 
 
 def render_table(report: CheckReport) -> Table:

@@ -35,6 +35,12 @@ class Planned:
     make: Callable[[], Runner]
 
 
+def short_label(label: str) -> str:
+    """``ort:/long/path/model.onnx`` -> ``ort:model.onnx`` for tables (reports keep the full label)."""
+    backend, _, artifact = label.partition(":")
+    return f"{backend}:{Path(artifact).name or artifact}" if artifact else backend
+
+
 def parse_backends(text: str) -> tuple[str, ...]:
     names = tuple(b.strip() for b in text.split(",") if b.strip())
     unknown = [b for b in names if b not in BACKENDS]
