@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kThreads) fusedAttentionKernel(AttentionParams
     int const dk = p.dk;
     int const dv = p.dv;
     int const ldq = dk + 1;
-    int const ldkv = max(dk + 1, dv);
+    int const ldkv = max(dk, dv) + 1;  // odd strides (for even d): a row's 4 threads read K rows in distinct banks
     float* qs = smem;                  // [kBlockQ][ldq]: Q block, already multiplied by scale
     float* kvs = qs + kBlockQ * ldq;   // [kBlockK][ldkv]: the K tile, then the V tile
     float* ps = kvs + kBlockK * ldkv;  // [kBlockQ][kScoreLd]: probabilities of the current tile
@@ -290,7 +290,7 @@ char const* fusedAttentionUnsupportedReason(int32_t dk, int32_t dv) noexcept
 size_t fusedAttentionSharedBytes(int32_t dk, int32_t dv) noexcept
 {
     size_t const ldq = static_cast<size_t>(dk) + 1;
-    size_t const ldkv = ldq > static_cast<size_t>(dv) ? ldq : static_cast<size_t>(dv);
+    size_t const ldkv = static_cast<size_t>(dk > dv ? dk : dv) + 1;
     return sizeof(float) * (kBlockQ * ldq + kBlockK * ldkv + kBlockQ * kScoreLd);
 }
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from attn_deploy.plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
+from attn_deploy.plugin.tiling_model import broadcast_strides, read_tile_constants
 from attn_deploy.plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc
 
 NVCC = find_nvcc()
@@ -71,32 +72,90 @@ def test_cmake_builds_the_kernel_library(tmp_path: Path) -> None:
     assert (tmp_path / "libfused_attention_kernel.a").stat().st_size > 0
 
 
-TRT = find_tensorrt()
+def _cudart(cuda: Path) -> Path | None:
+    return next(iter(sorted((cuda / "lib").glob("libcudart.so*")) + sorted((cuda / "lib64").glob("libcudart.so*"))), None)
 
 
 @needs_nvcc
-@pytest.mark.skipif(TRT is None, reason="TensorRT headers not found (set TENSORRT_ROOT); CI has none, the Docker image does")
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
-def test_host_code_compiles_against_tensorrt_headers(kernel_object: tuple[Path, str], tmp_path: Path) -> None:
-    """Both library variants compile warning-free; the loadLibrary one links and exports getCreators."""
-    assert TRT is not None and NVCC is not None
+def test_kernel_host_functions(kernel_object: tuple[Path, str], tmp_path: Path) -> None:
+    """The kernel library's host side (bias strides, limits, launch guards) runs on a machine without a GPU."""
+    assert NVCC is not None
+    cuda = cuda_home(NVCC)
+    cudart = _cudart(cuda)
+    if cudart is None:
+        pytest.skip(f"no libcudart.so under {cuda}")
+    exe = tmp_path / "kernel_host_check"
+    _run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(DEFAULT_PLUGIN_DIR), "-isystem", str(cuda / "include"),
+          str(DEFAULT_PLUGIN_DIR / "checks" / "kernel_host_check.cpp"), str(kernel_object[0]), str(cudart),
+          f"-Wl,-rpath,{cudart.parent}", "-o", str(exe)])
+    full = (2, 3, 37, 45)
+    for shape in [(45,), (37, 45), (1, 3, 1, 45), (2, 1, 37, 45), (2, 3, 37, 45), (3, 1, 1), (2, 3, 37, 1), (1,), (44,), (2, 2, 37, 45)]:
+        got = _run([str(exe), "strides", *map(str, full), *map(str, shape)]).stdout.strip()
+        try:
+            want = " ".join(map(str, broadcast_strides(shape, full)))
+        except ValueError:
+            want = "reject"
+        assert got == want, f"bias {shape}: C++ {got!r}, NumPy model {want!r}"
+    limits = _run([str(exe), "limits"]).stdout
+    tiles = read_tile_constants()
+    sagan = re.search(r"dk=32 dv=256 shared=(\d+) reason=none", limits)
+    assert sagan and int(sagan.group(1)) == 4 * (tiles.block_q * 33 + tiles.block_k * 257 + tiles.block_q * (tiles.block_k + 1))
+    assert int(sagan.group(1)) <= 48 * 1024  # SAGAN heads fit the default shared memory (no opt-in needed)
+    assert re.search(r"dk=256 dv=256 shared=\d+ reason=none", limits)
+    for bad in ("dk=0 dv=8", "dk=257 dv=8", "dk=8 dv=257"):
+        assert re.search(bad + r" shared=\d+ reason=FusedAttention plugin: d[kv]", limits), limits
+    assert "launch dk=300: invalid" in limits and "launch null pointers: invalid" in limits
+
+
+TRT = find_tensorrt()
+needs_trt = pytest.mark.skipif(TRT is None, reason="TensorRT headers not found (set TENSORRT_ROOT); CI has none, the Docker image does")
+
+
+@pytest.fixture(scope="module")
+def plugin_library(kernel_object: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both library variants compiled warning-free against TensorRT's headers; the loadLibrary one linked."""
+    if TRT is None or NVCC is None or shutil.which("g++") is None:
+        pytest.skip("needs TensorRT headers, nvcc and g++")
+    tmp = tmp_path_factory.mktemp("plugin")
     cuda = cuda_home(NVCC)
     common = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fvisibility=hidden",
               "-isystem", str(TRT.include_dir), "-isystem", str(cuda / "include"), "-I", str(DEFAULT_PLUGIN_DIR)]
     objects = {}
     for static in (0, 1):
-        objects[static] = tmp_path / f"plugin_{static}.o"
+        objects[static] = tmp / f"plugin_{static}.o"
         _run([*common, f"-DATTN_DEPLOY_STATIC_REGISTRATION={static}", "-c", str(DEFAULT_PLUGIN_DIR / PLUGIN_SOURCE),
               "-o", str(objects[static])])
-    cudart = next(iter(sorted((cuda / "lib").glob("libcudart.so*")) + sorted((cuda / "lib64").glob("libcudart.so*"))), None)
+    cudart = _cudart(cuda)
     if cudart is None:
         pytest.skip(f"no libcudart.so under {cuda}: compiled, not linked")
-    library = tmp_path / "libattn_deploy_fused_attention.so"
+    library = tmp / "libattn_deploy_fused_attention.so"
     _run(["g++", "-shared", "-o", str(library), str(objects[0]), str(kernel_object[0]), str(cudart), "-Wl,--no-undefined",
           f"-Wl,-rpath,{cudart.parent}"])
-    exported = _run(["nm", "-D", "--defined-only", str(library)]).stdout if shutil.which("nm") else ""
-    assert not exported or {"getCreators", "setLoggerFinder"} <= set(re.findall(r" T (\w+)", exported))
-    lib = ctypes.CDLL(str(library))
+    return library
+
+
+@needs_nvcc
+@needs_trt
+def test_host_code_compiles_against_tensorrt_headers(plugin_library: Path) -> None:
+    if shutil.which("nm"):
+        exported = set(re.findall(r" T (\w+)", _run(["nm", "-D", "--defined-only", str(plugin_library)]).stdout))
+        assert {"getCreators", "setLoggerFinder"} <= exported
+    lib = ctypes.CDLL(str(plugin_library))
     count = ctypes.c_int32(-1)
     lib.getCreators.restype = ctypes.c_void_p
     assert lib.getCreators(ctypes.byref(count)) and count.value == 1
+
+
+@needs_nvcc
+@needs_trt
+def test_plugin_through_tensorrt_interfaces(plugin_library: Path, tmp_path: Path) -> None:
+    """Creator and plugin driven through IPluginCreatorV3One / IPluginV3One* (no libnvinfer, no GPU)."""
+    assert TRT is not None
+    exe = tmp_path / "plugin_host_check"
+    _run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-isystem", str(TRT.include_dir),
+          "-isystem", str(cuda_home(NVCC) / "include"),  # type: ignore[arg-type]
+          str(DEFAULT_PLUGIN_DIR / "checks" / "plugin_host_check.cpp"), "-ldl", "-o", str(exe)])
+    proc = subprocess.run([str(exe), str(plugin_library)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "0 failure(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok  ") >= 30
