@@ -43,8 +43,8 @@ def read_tile_constants(header: Path | None = None) -> TileConstants:
 def broadcast_strides(bias_shape: tuple[int, ...], full: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """Element strides (b, h, i, j) of a contiguous bias broadcast to ``full``: ``setBroadcastBiasStrides``."""
     rank = len(bias_shape)
-    if not 1 <= rank <= 4:
-        raise ValueError(f"bias rank must be 1..4, got {rank}")
+    if rank > 4:
+        raise ValueError(f"bias rank must be 0..4, got {rank}")
     strides = [0, 0, 0, 0]
     contiguous = 1
     for a in range(3, -1, -1):

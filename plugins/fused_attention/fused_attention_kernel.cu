@@ -243,7 +243,7 @@ cudaError_t launch(AttentionParams const& p, cudaStream_t stream)
 
 bool setBroadcastBiasStrides(AttentionParams& params, int32_t rank, int64_t const* dims) noexcept
 {
-    if (rank < 1 || rank > 4 || dims == nullptr)
+    if (rank < 0 || rank > 4 || (rank > 0 && dims == nullptr))
     {
         return false;
     }

@@ -48,7 +48,7 @@ struct AttentionParams
     AttentionDType dtype{AttentionDType::kFloat32};
 };
 
-//! Fill params.biasStride for a contiguous bias of rank `rank` (1..4) and dims `dims`,
+//! Fill params.biasStride for a contiguous bias of rank `rank` (0..4; 0 is a scalar) and dims `dims`,
 //! right-aligned against [B,H,Nq,Nk] as in NumPy broadcasting. Returns false if the shape does not
 //! broadcast to [B,H,Nq,Nk].
 bool setBroadcastBiasStrides(AttentionParams& params, int32_t rank, int64_t const* dims) noexcept;

@@ -95,9 +95,9 @@ std::string checkShapes(Dims const* dims, int32_t nbInputs)
     if (nbInputs == 4)
     {
         Dims const& bias = dims[3];
-        if (bias.nbDims < 1 || bias.nbDims > 4)
+        if (bias.nbDims < 0 || bias.nbDims > 4)
         {
-            return "bias must have rank 1 to 4 (broadcastable to [B, H, Nq, Nk])";
+            return "bias must have rank 0 to 4 (broadcastable to [B, H, Nq, Nk])";
         }
         int64_t const full[4] = {q.d[0], q.d[1], q.d[2], k.d[2]};
         for (int32_t i = 0; i < bias.nbDims; ++i)

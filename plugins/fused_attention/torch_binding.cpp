@@ -45,7 +45,7 @@ torch::Tensor fusedAttention(torch::Tensor q, torch::Tensor k, torch::Tensor v, 
     if (bias.has_value())
     {
         b = bias->to(q.device(), q.scalar_type()).contiguous();
-        TORCH_CHECK(b.dim() >= 1 && b.dim() <= 4, "bias must have rank 1 to 4");
+        TORCH_CHECK(b.dim() <= 4, "bias must have rank 0 to 4");
         std::vector<int64_t> dims(b.sizes().begin(), b.sizes().end());
         TORCH_CHECK(attn_deploy::setBroadcastBiasStrides(params, static_cast<int32_t>(b.dim()), dims.data()),
             "bias does not broadcast to [B, H, Nq, Nk]");

@@ -85,12 +85,12 @@ def test_fp16_inputs_accumulate_in_fp32(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize(
     "bias_shape",
-    [(45,), (37, 45), (1, 3, 1, 45), (2, 1, 37, 45), (2, 3, 37, 45), (3, 1, 1), (2, 3, 37, 1), (1,)],
+    [(45,), (37, 45), (1, 3, 1, 45), (2, 1, 37, 45), (2, 3, 37, 45), (3, 1, 1), (2, 3, 37, 1), (1,), ()],
     ids=lambda s: "x".join(map(str, s)),
 )
 def test_bias_broadcasts_through_strides(bias_shape: tuple[int, ...]) -> None:
     q, k, v = _inputs((2, 3, 37, 45, 16, 24), np.float32)
-    bias = np.random.default_rng(3).standard_normal(bias_shape).astype(np.float32) * 3
+    bias = np.asarray(np.random.default_rng(3).standard_normal(bias_shape) * 3, dtype=np.float32)
     got = tiled_attention(q, k, v, bias, scale=0.25)
     np.testing.assert_allclose(got, _reference(q, k, v, bias, 0.25), rtol=2e-5, atol=2e-5)
 
@@ -101,6 +101,7 @@ def test_broadcast_strides() -> None:
     assert broadcast_strides((45,), full) == (0, 0, 0, 1)
     assert broadcast_strides((1, 3, 1, 45), full) == (0, 45, 0, 1)
     assert broadcast_strides((2, 1, 37, 1), full) == (37, 0, 1, 0)
+    assert broadcast_strides((), full) == (0, 0, 0, 0)  # the scalar zero bias finalize() gives bias-less nodes
     with pytest.raises(ValueError, match="does not broadcast"):
         broadcast_strides((44,), full)
     with pytest.raises(ValueError, match="rank"):

@@ -1,6 +1,6 @@
 // Host-side check of the kernel library, runnable without a GPU (tests/plugin/test_host_checks.py).
 //
-//   kernel_host_check strides B H Nq Nk d0 [d1 [d2 [d3]]]   -> "sb sh si sj" or "reject"
+//   kernel_host_check strides B H Nq Nk [d0 [d1 [d2 [d3]]]]  -> "sb sh si sj" or "reject" (no dims: scalar bias)
 //   kernel_host_check limits                                 -> shared bytes and reasons, then launch guards
 #include "fused_attention_kernel.h"
 
@@ -13,7 +13,7 @@ namespace
 
 int strides(int argc, char** argv)
 {
-    if (argc < 7 || argc > 10)
+    if (argc < 6 || argc > 10)
     {
         std::fprintf(stderr, "usage: strides B H Nq Nk dims...\n");
         return 2;

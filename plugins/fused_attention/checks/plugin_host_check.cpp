@@ -146,6 +146,10 @@ int main(int argc, char** argv)
     DynamicPluginTensorDesc out = desc(dims4(1, 1, 300, 256));
     check(build->configurePlugin(ok, 3, &out, 1) == 0, "configure SAGAN dk=32 dv=256");
     check(build->configurePlugin(ok, 4, &out, 1) == 0, "configure with a [1,1,1,Nk] bias");
+    DynamicPluginTensorDesc scalarBias[4] = {ok[0], ok[1], ok[2], ok[3]};
+    scalarBias[3].desc.dims.nbDims = 0;
+    scalarBias[3].min = scalarBias[3].opt = scalarBias[3].max = scalarBias[3].desc.dims;
+    check(build->configurePlugin(scalarBias, 4, &out, 1) == 0, "configure with a scalar bias (finalize's zero bias)");
     DynamicPluginTensorDesc bad[4] = {ok[0], ok[1], ok[2], ok[3]};
     bad[2] = desc(dims4(1, 1, 300, 512));
     check(build->configurePlugin(bad, 3, &out, 1) != 0, "dv=512 refused at configure");
