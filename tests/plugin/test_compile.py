@@ -159,3 +159,26 @@ def test_plugin_through_tensorrt_interfaces(plugin_library: Path, tmp_path: Path
     proc = subprocess.run([str(exe), str(plugin_library)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "0 failure(s)" in proc.stdout, proc.stdout + proc.stderr
     assert proc.stdout.count("ok  ") >= 30
+
+
+@needs_nvcc
+@needs_trt
+def test_tensorrt_rtx_registry_loads_the_library(plugin_library: Path) -> None:
+    """A real TensorRT registry (TensorRT-RTX, CPU-only install) loads the library and creates the plugin.
+
+    TensorRT-RTX 1.7's ONNX parser aborts (std::terminate) right after creating any IPluginV3 from
+    the registry on a machine without a GPU, a minimal Python plugin included, so no engine is built here.
+    """
+    trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx not installed (the `trt` extra)")
+    import numpy as np
+
+    registry = trt.get_plugin_registry()
+    if registry.get_creator("FusedAttention", "1", "attn_deploy") is None:
+        assert registry.load_library(str(plugin_library))
+    creator = registry.get_creator("FusedAttention", "1", "attn_deploy")
+    assert isinstance(creator, trt.IPluginCreatorV3One)
+    assert (creator.name, creator.plugin_version, creator.plugin_namespace) == ("FusedAttention", "1", "attn_deploy")
+    assert [f.name for f in creator.field_names] == ["scale"]
+    fields = trt.PluginFieldCollection([trt.PluginField("scale", np.array([0.125], np.float32), trt.PluginFieldType.FLOAT32)])
+    assert creator.create_plugin("fa", fields, trt.TensorRTPhase.BUILD) is not None
+    assert creator.create_plugin("fa", trt.PluginFieldCollection([]), trt.TensorRTPhase.BUILD) is None
