@@ -21,14 +21,22 @@ EXTENSION_NAME = "attn_deploy_fused_attention_ext"
 def load_torch_extension(build_dir: Path | None = None, *, source: Path | None = None, verbose: bool = False) -> ModuleType:
     """Build (cached by torch) and import the extension; its ``fused_attention(q, k, v, bias, scale)`` runs the kernel."""
     import torch
-    from torch.utils import cpp_extension
 
     folder = plugin_dir(source)
     nvcc = find_nvcc()
     if nvcc is None:
         raise InputError("nvcc not found: install the CUDA toolkit or pip install nvidia-cuda-nvcc (the `cuda-build` extra)")
-    os.environ.setdefault("CUDA_HOME", str(cuda_home(nvcc)))
-    extra_ldflags = [f"-L{cuda_home(nvcc) / 'lib'}"] if is_pip_nvcc(nvcc) else []
+    home = cuda_home(nvcc)
+    os.environ.setdefault("CUDA_HOME", str(home))
+    from torch.utils import cpp_extension
+
+    if not (Path(cpp_extension.CUDA_HOME or "") / "include" / "cuda_runtime_api.h").is_file():
+        # torch guessed CUDA_HOME from a wrapper script on PATH (e.g. /usr/local/bin/nvcc): use the real toolkit.
+        cpp_extension.CUDA_HOME = str(home)
+    if not torch.cuda.is_available():
+        # No device to read the architecture from: compile-only (e.g. to check the binding builds).
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0")
+    extra_ldflags = [f"-L{home / 'lib'}"] if is_pip_nvcc(nvcc) else []
     if build_dir is not None:
         Path(build_dir).mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(

@@ -3,14 +3,14 @@
 // (attn_deploy/plugin/torch_ext.py builds it with torch.utils.cpp_extension.load).
 #include "fused_attention_kernel.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
 namespace
 {
 
-torch::Tensor fusedAttention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> bias, double scale)
+torch::Tensor fusedAttention(torch::Tensor q, torch::Tensor k, torch::Tensor v, std::optional<torch::Tensor> bias, double scale)
 {
     TORCH_CHECK(q.is_cuda() && k.is_cuda() && v.is_cuda(), "q, k and v must be CUDA tensors");
     TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k and v must be 4-D [B, H, N, d]");
@@ -51,7 +51,7 @@ torch::Tensor fusedAttention(torch::Tensor q, torch::Tensor k, torch::Tensor v, 
             "bias does not broadcast to [B, H, Nq, Nk]");
         params.bias = b.data_ptr();
     }
-    cudaError_t const status = attn_deploy::fusedAttentionForward(params, at::cuda::getCurrentCUDAStream());
+    cudaError_t const status = attn_deploy::fusedAttentionForward(params, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(status == cudaSuccess, "FusedAttention kernel launch failed: ", cudaGetErrorString(status));
     return out;
 }
