@@ -34,6 +34,11 @@ def _pip_nvcc_candidates() -> list[Path]:
     return found
 
 
+def pip_nvcc() -> Path | None:
+    """The ``nvidia-cuda-nvcc`` wheel's nvcc if installed (what ``make install`` brings, via the cuda-build extra)."""
+    return next(iter(_pip_nvcc_candidates()), None)
+
+
 def find_nvcc() -> Path | None:
     """nvcc from ``$CUDACXX``, ``$PATH``, ``$CUDA_HOME``, /usr/local/cuda, or the pip wheel; None if none found.
 

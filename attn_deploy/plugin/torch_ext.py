@@ -8,6 +8,7 @@ at it when unset).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -36,9 +37,9 @@ def load_torch_extension(build_dir: Path | None = None, *, source: Path | None =
     if not torch.cuda.is_available():
         # No device to read the architecture from: compile-only (e.g. to check the binding builds).
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0")
-    extra_ldflags = [f"-L{home / 'lib'}"] if is_pip_nvcc(nvcc) else []
     if build_dir is not None:
         Path(build_dir).mkdir(parents=True, exist_ok=True)
+    extra_ldflags = _pip_cudart_flags(home, Path(build_dir or tempfile.gettempdir())) if is_pip_nvcc(nvcc) else []
     return cpp_extension.load(
         name=EXTENSION_NAME,
         sources=[str(folder / TORCH_BINDING), str(folder / KERNEL_SOURCE)],
@@ -50,3 +51,16 @@ def load_torch_extension(build_dir: Path | None = None, *, source: Path | None =
         verbose=verbose,
         with_cuda=bool(torch.version.cuda),
     )
+
+
+def _pip_cudart_flags(home: Path, scratch: Path) -> list[str]:
+    """Linker flags for the pip CUDA runtime, which ships libcudart.so.13 but no libcudart.so for ``-lcudart``."""
+    versioned = sorted((home / "lib").glob("libcudart.so.*"))
+    if not versioned:
+        return [f"-L{home / 'lib'}"]
+    link_dir = scratch / "cudart-link"
+    link_dir.mkdir(parents=True, exist_ok=True)
+    link = link_dir / "libcudart.so"
+    if not link.exists():
+        link.symlink_to(versioned[0])
+    return [f"-L{link_dir}", f"-Wl,-rpath,{home / 'lib'}"]

@@ -13,7 +13,7 @@ import pytest
 
 from attn_deploy.plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
 from attn_deploy.plugin.tiling_model import broadcast_strides, read_tile_constants
-from attn_deploy.plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc
+from attn_deploy.plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc, pip_nvcc
 
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (make install adds it: the cuda-build extra, nvidia-cuda-nvcc)")
@@ -52,6 +52,21 @@ def test_kernel_compiles_for_fp32_and_fp16_without_spills(kernel_object: tuple[P
         for name in ("attn_deploy::fusedAttentionForward", "attn_deploy::setBroadcastBiasStrides",
                      "attn_deploy::fusedAttentionSharedBytes", "attn_deploy::fusedAttentionUnsupportedReason"):
             assert name in symbols
+
+
+PIP_NVCC = pip_nvcc()
+
+
+@pytest.mark.skipif(PIP_NVCC is None, reason="nvidia-cuda-nvcc not installed (make install adds it: the cuda-build extra)")
+@pytest.mark.skipif(PIP_NVCC is not None and NVCC is not None and PIP_NVCC.resolve() == NVCC.resolve(),
+                    reason="the pip nvcc is the one the other compile tests use")
+def test_pip_nvcc_compiles_the_kernel(tmp_path: Path) -> None:
+    """The wheel alone (no CUDA toolkit on the machine) is enough to compile the kernel."""
+    assert PIP_NVCC is not None
+    obj = tmp_path / "k.o"
+    _run([str(PIP_NVCC), "-std=c++17", "-gencode", "arch=compute_80,code=sm_80", "-c",
+          str(DEFAULT_PLUGIN_DIR / KERNEL_SOURCE), "-o", str(obj)])
+    assert obj.stat().st_size > 0
 
 
 def test_kernel_source_includes_no_tensorrt() -> None:

@@ -8,10 +8,10 @@ import torch
 from attn_deploy.ops import reference_attention
 from attn_deploy.plugin.toolchain import find_nvcc
 
-pytestmark = [
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (kernel numerics are covered on CPU by test_tiling_model.py)"),
-    pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found (the cuda-build extra installs it)"),
-]
+pytestmark = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found (the cuda-build extra installs it)")
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs an NVIDIA GPU (kernel numerics are covered on CPU by test_tiling_model.py)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,14 @@ def ext(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a compiled 
     from attn_deploy.plugin.torch_ext import load_torch_extension
 
     return load_torch_extension(tmp_path_factory.mktemp("torch_ext"))
+
+
+@pytest.mark.slow
+def test_extension_builds_and_checks_its_arguments(ext) -> None:  # noqa: ANN001
+    """Builds and imports without a GPU (about a minute: torch's headers), so a broken binding fails in CI."""
+    cpu = torch.zeros(1, 1, 2, 4)
+    with pytest.raises(RuntimeError, match="must be CUDA tensors"):
+        ext.fused_attention(cpu, cpu, cpu, None, 1.0)
 
 
 CASES = [
@@ -31,6 +39,7 @@ CASES = [
 ]
 
 
+@needs_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + ("-bias" if c[6] else ""))
 def test_kernel_matches_the_op(ext, case: tuple, dtype: torch.dtype) -> None:  # noqa: ANN001
@@ -50,6 +59,7 @@ def test_kernel_matches_the_op(ext, case: tuple, dtype: torch.dtype) -> None:  #
     assert (got.float() - op.float()).abs().max().item() <= 2 * tol * max(1.0, ref.abs().max().item())
 
 
+@needs_gpu
 def test_masked_rows(ext) -> None:  # noqa: ANN001
     q, k, v = (torch.randn(1, 1, 40, 8, device="cuda") for _ in range(3))
     mask = torch.zeros(40, 40, device="cuda")
@@ -58,6 +68,7 @@ def test_masked_rows(ext) -> None:  # noqa: ANN001
     torch.testing.assert_close(got, reference_attention(q, k, v, mask, scale=0.5), rtol=1e-5, atol=1e-5)
 
 
+@needs_gpu
 def test_rejects_heads_over_256(ext) -> None:  # noqa: ANN001
     q = torch.randn(1, 1, 4, 300, device="cuda")
     with pytest.raises(RuntimeError, match="between 1 and 256"):
