@@ -277,6 +277,35 @@ def bench(
 # --- end bench ---
 
 
+# --- build-plugin ---
+@app.command("build-plugin")
+@_one_line_errors
+def build_plugin(
+    build_dir: Annotated[Path, typer.Option("--build-dir", help="CMake build folder; the libraries land here.")] = Path("build/plugin"),
+    tensorrt_root: Annotated[Path | None, typer.Option("--tensorrt-root", help="TensorRT install with include/ and lib/ (default: $TENSORRT_ROOT, then /usr/local/tensorrt, /opt/tensorrt, /usr).")] = None,
+    cuda_arch: Annotated[str, typer.Option("--cuda-arch", help="CMAKE_CUDA_ARCHITECTURES, e.g. 80;86;89;90 or native.")] = "80;86;89;90",
+    source: Annotated[Path | None, typer.Option("--source", help="plugins/fused_attention of a checkout (default: the one beside this package).")] = None,
+    build_type: Annotated[str, typer.Option("--build-type", help="CMAKE_BUILD_TYPE.")] = "Release",
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Parallel compile jobs.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the library paths as JSON on stdout.")] = False,
+) -> None:
+    """Build the FusedAttention TensorRT plugin (C++/CUDA) with CMake and print the library path."""
+    from attn_deploy.plugin.build import PluginBuildOptions, build_plugin as run_build
+
+    options = PluginBuildOptions(build_dir, source, tensorrt_root, cuda_arch, build_type, jobs)
+    with err.status("building the FusedAttention plugin ..."):
+        result = run_build(options)
+    if as_json:
+        print(json.dumps({
+            "library": str(result.library), "static_library": str(result.static_library),
+            "tensorrt_root": str(result.tensorrt_root), "nvcc": str(result.nvcc),
+        }, indent=2))
+        return
+    err.print(f"built with TensorRT at {result.tensorrt_root} and {result.nvcc}; for dlopen/Polygraphy: {result.static_library}")
+    print(result.library)
+# --- end build-plugin ---
+
+
 @zoo_app.command("list")
 def zoo_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the built-in models with their default input shapes."""
