@@ -72,6 +72,7 @@ def export(
     arch: Annotated[str | None, typer.Option(help="zoo:NAME whose architecture a state-dict file fits.")] = None,
     unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (runs arbitrary code: trusted files only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+    no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Export attention as plain MatMul/Softmax/MatMul, without the FusedAttention op (what `fuse` reads).")] = False,
 ) -> None:
     """Export MODEL to ONNX with one attn_deploy::FusedAttention node per attention block."""
     from attn_deploy.errors import InputError
@@ -86,7 +87,7 @@ def export(
         raise InputError(f"output {target} must end in .onnx")
     with err.status(f"exporting {model} ..."):
         loaded = load_model(model, arch=arch, unsafe_load=unsafe_load)
-        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter))  # type: ignore[arg-type]
+        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter, no_fuse))  # type: ignore[arg-type]
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if as_json:
@@ -126,6 +127,48 @@ def demo(
     out.print(f"{verdict}: max abs error <= {FP32_REL_TO_MAX:g} x max |output|; model at {result.export.onnx_path}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+# --- fuse ---
+@app.command()
+@_one_line_errors
+def fuse(
+    model: Annotated[Path, typer.Argument(help="An ONNX model exported without attn-deploy (plain MatMul/Softmax/MatMul, Attention or MultiHeadAttention).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .onnx; OUT.json gets the manifest.")],
+    always_write: Annotated[bool, typer.Option("--always-write", help="Write OUT even when no attention was found.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list every Softmax/attention op left alone, and why.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print fused nodes and near misses as JSON on stdout.")] = False,
+) -> None:
+    """Find attention subgraphs in an ONNX model and replace each with one FusedAttention node."""
+    from attn_deploy.fuse import fuse_file
+
+    with err.status(f"fusing {model} ..."):
+        result = fuse_file(model, output, always_write=always_write)
+    outcome = result.outcome
+    if as_json:
+        print(json.dumps({
+            "output": str(result.output_path) if result.written else None,
+            "manifest": str(result.manifest_path) if result.written else None,
+            "fused": outcome.fused, "near_misses": outcome.near_misses, "existing": outcome.existing,
+        }, indent=2))
+    elif outcome.fused:
+        table = Table(title=f"{model}: attention fused")
+        for col in ("node", "pattern", "B", "H", "Nq", "Nk", "dk", "dv", "scale", "bias", "score MiB"):
+            table.add_column(col, justify="left" if col in ("node", "pattern") else "right")
+        for r in outcome.fused:
+            mib = "?" if r["score_matrix_bytes"] is None else f"{r['score_matrix_bytes'] / 2**20:.1f}"
+            table.add_row(r["name"], r["pattern"], *(str(r[d]) for d in ("B", "H", "Nq", "Nk", "dk", "dv")),
+                          f"{r['scale']:.4g}", "yes" if r["has_bias"] else "no", mib)
+        out.print(table)
+    if verbose and not as_json:
+        for miss in outcome.near_misses:
+            err.print(f"[yellow]left alone:[/yellow] {miss['op_type']} {miss['node']!r}: {miss['reason']}", highlight=False, soft_wrap=True)
+    if not outcome.fused:
+        err.print(f"no attention found in {model}" + ("" if result.written else f"; {output} not written (pass --always-write to write it anyway)")
+                  + ("" if verbose or not outcome.near_misses else f"; {len(outcome.near_misses)} near miss(es), see --verbose"), highlight=False)
+    if result.written:
+        err.print(f"wrote {result.output_path} ({len(outcome.fused)} FusedAttention fused) and {result.manifest_path}", highlight=False)
+# --- fuse ---
 
 
 @zoo_app.command("list")
