@@ -130,6 +130,16 @@ def demo(
 
 
 # --- fuse ---
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "dynamic"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
 @app.command()
 @_one_line_errors
 def fuse(
@@ -153,18 +163,20 @@ def fuse(
         }, indent=2))
     elif outcome.fused:
         table = Table(title=f"{model}: attention fused")
-        for col in ("node", "pattern", "B", "H", "Nq", "Nk", "dk", "dv", "scale", "bias", "score MiB"):
-            table.add_column(col, justify="left" if col in ("node", "pattern") else "right")
+        table.add_column("node", no_wrap=True)
+        table.add_column("pattern", ratio=1)
+        for col in ("B×H×Nq×Nk", "dk/dv", "scale", "scores"):
+            table.add_column(col, justify="right", no_wrap=True)
         for r in outcome.fused:
-            mib = "?" if r["score_matrix_bytes"] is None else f"{r['score_matrix_bytes'] / 2**20:.1f}"
-            table.add_row(r["name"], r["pattern"], *(str(r[d]) for d in ("B", "H", "Nq", "Nk", "dk", "dv")),
-                          f"{r['scale']:.4g}", "yes" if r["has_bias"] else "no", mib)
+            shape = "×".join(str(r[d]) for d in ("B", "H", "Nq", "Nk"))
+            table.add_row(r["name"], r["pattern"], shape, f"{r['dk']}/{r['dv']}", f"{r['scale']:.4g}", _bytes(r["score_matrix_bytes"]))
         out.print(table)
     if verbose and not as_json:
         for miss in outcome.near_misses:
             err.print(f"[yellow]left alone:[/yellow] {miss['op_type']} {miss['node']!r}: {miss['reason']}", highlight=False, soft_wrap=True)
     if not outcome.fused:
-        err.print(f"no attention found in {model}" + ("" if result.written else f"; {output} not written (pass --always-write to write it anyway)")
+        already = f" (it already has {outcome.existing} FusedAttention)" if outcome.existing else ""
+        err.print(f"no attention found in {model}{already}" + ("" if result.written else f"; {output} not written (pass --always-write to write it anyway)")
                   + ("" if verbose or not outcome.near_misses else f"; {len(outcome.near_misses)} near miss(es), see --verbose"), highlight=False)
     if result.written:
         err.print(f"wrote {result.output_path} ({len(outcome.fused)} FusedAttention fused) and {result.manifest_path}", highlight=False)

@@ -73,4 +73,5 @@ def fuse_attention(graph: ir.Graph, match: Attention, name: str) -> ir.Node:
         old_name = old.name
         old.name = f"{old_name}_unfused"
         result.name = old_name
+        result.type, result.shape = old.type, old.shape  # a graph output must keep its declared type
     return fused
