@@ -17,7 +17,7 @@ from attn_deploy.export.finalize import default_opset, finalize, fused_attention
 from attn_deploy.export.manifest import attention_nodes_info, build_manifest
 from attn_deploy.fileio import atomic_path, sha256_file
 from attn_deploy.fuse import ms_mha, onnx_attention, sagan, sdpa
-from attn_deploy.fuse.graph import is_op
+from attn_deploy.fuse.graph import is_op, refine_reshape_shapes
 from attn_deploy.fuse.match import Attention, NearMiss
 from attn_deploy.fuse.rewrite import fuse_attention
 
@@ -116,14 +116,19 @@ def load_checked(path: Path) -> onnx.ModelProto:
     return model
 
 
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - the rules only need ranks; without them they report near misses
+        return model
+
+
 def fuse_model(model: onnx.ModelProto) -> FuseOutcome:
     """Fuse a validated model: a new, finalised ModelProto plus what was done and left alone."""
     existing = len(fused_attention_nodes(model))
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:  # noqa: BLE001 - the rules only need ranks; without them they report near misses
-        inferred = model
-    ir_model = ir.from_proto(inferred)
+    ir_model = ir.from_proto(_infer_shapes(model))
+    if refine_reshape_shapes(ir_model.graph):
+        ir_model = ir.from_proto(_infer_shapes(ir.to_proto(ir_model)))
     fused, misses = fuse_graph(ir_model)
     result = ir.to_proto(ir_model)
     if fused and default_opset(result) < MIN_OPSET:

@@ -115,7 +115,9 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C9
         return first
     if op == "Gather":
         indices = _known(_input_array(node, 1, depth))
-        return None if indices is None else np.take(first, indices, axis=node.attributes.get_int("axis", 0))
+        if indices is None:
+            return None
+        return np.asarray(np.take(first, indices, axis=node.attributes.get_int("axis", 0)), dtype=first.dtype)
     if op == "Slice":
         return _slice(node, first, depth)
     if op in ("Squeeze", "Unsqueeze", "Reshape"):
@@ -147,12 +149,19 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C9
     return None
 
 
+def _safe_evaluate(value: ir.Value) -> np.ndarray | None:
+    try:
+        return _evaluate(value)
+    except (ValueError, TypeError, IndexError, ZeroDivisionError, FloatingPointError):
+        return None  # shapes that do not fit (the model would fail at run time too): not a constant
+
+
 def constant_array(value: ir.Value | None) -> np.ndarray | None:
     """The value as an array if constants and static shapes determine it (TorchScript computes
     ``1/sqrt(dk)`` from ``Shape``), else None."""
     if value is None:
         return None
-    result = _known(_evaluate(value))
+    result = _known(_safe_evaluate(value))
     return None if result is None else np.asarray(result)
 
 
@@ -213,3 +222,34 @@ class Builder:
 
     def squeeze(self, value: ir.Value, axes: Sequence[int]) -> ir.Value:
         return self.op("Squeeze", [value, self.ints(axes)]) if axes else value
+
+
+def refine_reshape_shapes(graph: ir.Graph) -> int:
+    """Fill in Reshape output dims that ONNX shape inference left unknown but the target shape
+    fixes (TorchScript builds ``[b, n, H, C // H]`` from ``Shape`` at run time, hiding the head
+    size); returns how many outputs improved. Re-run shape inference afterwards to propagate."""
+    improved = 0
+    for node in graph:
+        if not is_op(node, "Reshape") or node.inputs[1] is None:
+            continue
+        target = _safe_evaluate(node.inputs[1])
+        out = node.outputs[0]
+        if target is None or target.ndim != 1 or out.shape is None or len(out.shape) != len(target):
+            continue
+        allow_zero = node.attributes.get_int("allowzero", 0)
+        dims = list(out.shape)
+        changed = False
+        for i, t in enumerate(target):
+            if isinstance(dims[i], int) or t is None:
+                continue
+            t = int(t)
+            if t > 0:
+                dims[i], changed = t, True
+            elif t == 0 and not allow_zero:
+                known = static_dim(node.inputs[0], i)
+                if known is not None:
+                    dims[i], changed = known, True
+        if changed:
+            out.shape = ir.Shape(dims)
+            improved += 1
+    return improved

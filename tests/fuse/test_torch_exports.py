@@ -73,3 +73,33 @@ def test_summary_records_shapes_and_scale() -> None:
     (sagan,) = _check("sagan-vat", "dynamo", 18)
     assert (sagan["Nq"], sagan["dk"], sagan["dv"]) == (12, 2, 16)
     assert sagan["scale"] == pytest.approx(1 / 1.7, rel=1e-6)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_dynamic_batch_and_tokens(exporter: str) -> None:
+    """Dynamic B and N: the fused model matches at sizes other than the exported one."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnx
+    import torch
+
+    from tests.conftest import run_ort
+
+    model = M.HandWritten().eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dims = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
+            original = torch.onnx.export(model, (torch.randn(2, 8, 16),), dynamo=True, opset_version=18, input_names=["x"], dynamic_shapes=(dims,), verbose=False).model_proto
+        else:
+            buffer = io.BytesIO()
+            torch.onnx.export(model, (torch.randn(2, 8, 16),), buffer, dynamo=False, opset_version=18, input_names=["x"], dynamic_axes={"x": {0: "b", 1: "n"}})
+            original = onnx.load_from_string(buffer.getvalue())
+    outcome = fuse_model(original)
+    assert len(outcome.fused) == 1
+    for b, n in ((1, 5), (3, 11)):
+        feeds = {"x": np.random.default_rng(n).standard_normal((b, n, 16)).astype(np.float32)}
+        (want,), (got,) = run_ort(original, feeds), run_ort(outcome.model, feeds)
+        assert np.max(np.abs(want - got)) <= REL_TOL * np.max(np.abs(want))
