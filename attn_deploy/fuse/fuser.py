@@ -22,7 +22,8 @@ from attn_deploy.fuse.match import Attention, NearMiss
 from attn_deploy.fuse.rewrite import fuse_attention
 
 Rule = Callable[[ir.Node], Attention | None]
-#: Rules anchored on Softmax, tried in order; a rule returns None when the layout is not its own.
+#: Rules anchored on Softmax, tried in order; a rule returns None when the layout is not its own
+#: (sagan first: sdpa reports a transposed weights matrix that sagan did not take as a near miss).
 SOFTMAX_RULES: tuple[Rule, ...] = (sagan.match, sdpa.match)
 #: Rules anchored on a whole attention op.
 OP_RULES: tuple[Rule, ...] = (onnx_attention.match, ms_mha.match)

@@ -23,7 +23,7 @@ def match(softmax: ir.Node) -> Attention | None:
     user, p, nan_to_zero = weights_consumer(scores)
     if not is_op(user, "MatMul") or user.inputs[0] is not p:
         if is_op(user, "Transpose"):
-            return None  # maybe SAGAN's bmm(V, A^T): sagan.match decides
+            raise NearMiss(f"the attention weights go to Transpose {user.name!r}, which is not SAGAN's V @ Aᵀ")
         raise NearMiss(f"the attention weights go to {user.op_type} {user.name!r}, not to a MatMul with V (a multiplicative mask?)")
     v = user.inputs[1]
     if rank(v) != scores.rank:
