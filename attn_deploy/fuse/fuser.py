@@ -99,6 +99,20 @@ def fuse_graph(model: ir.Model) -> tuple[list[tuple[str, str]], list[dict[str, s
     return fused, misses
 
 
+class FuseAttentionPass(ir.passes.InPlacePass):
+    """``fuse_graph`` as an onnx-ir pass, to compose with other passes; ``fused``/``near_misses``
+    hold what the last call did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fused: list[tuple[str, str]] = []
+        self.near_misses: list[dict[str, str]] = []
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self.fused, self.near_misses = fuse_graph(model)
+        return ir.passes.PassResult(model, modified=bool(self.fused))
+
+
 def load_checked(path: Path) -> onnx.ModelProto:
     """Load and validate ``path``; every failure is an ``InputError`` (exit 2)."""
     if not path.is_file():
@@ -130,7 +144,9 @@ def fuse_model(model: onnx.ModelProto) -> FuseOutcome:
     ir_model = ir.from_proto(_infer_shapes(model))
     if refine_reshape_shapes(ir_model.graph):
         ir_model = ir.from_proto(_infer_shapes(ir.to_proto(ir_model)))
-    fused, misses = fuse_graph(ir_model)
+    rewrite = FuseAttentionPass()
+    rewrite(ir_model)
+    fused, misses = rewrite.fused, rewrite.near_misses
     result = ir.to_proto(ir_model)
     if fused and default_opset(result) < MIN_OPSET:
         raise InputError(f"the model's opset {default_opset(result)} is older than {MIN_OPSET}; convert it with onnx.version_converter first")
