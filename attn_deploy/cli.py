@@ -75,6 +75,7 @@ def export(
     arch: Annotated[str | None, typer.Option(help="zoo:NAME whose architecture a state-dict file fits.")] = None,
     unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (runs arbitrary code: trusted files only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+    no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Export attention as plain MatMul/Softmax/MatMul, without the FusedAttention op (what `fuse` reads).")] = False,
 ) -> None:
     """Export MODEL to ONNX with one attn_deploy::FusedAttention node per attention block."""
     from attn_deploy.errors import InputError
@@ -89,7 +90,7 @@ def export(
         raise InputError(f"output {target} must end in .onnx")
     with err.status(f"exporting {model} ..."):
         loaded = load_model(model, arch=arch, unsafe_load=unsafe_load)
-        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter))  # type: ignore[arg-type]
+        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter, no_fuse))  # type: ignore[arg-type]
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if as_json:
@@ -304,6 +305,60 @@ def build_plugin(
     err.print(f"built with TensorRT at {result.tensorrt_root} and {result.nvcc}; for dlopen/Polygraphy: {result.static_library}")
     print(result.library)
 # --- end build-plugin ---
+
+
+# --- fuse ---
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "dynamic"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command()
+@_one_line_errors
+def fuse(
+    model: Annotated[Path, typer.Argument(help="An ONNX model exported without attn-deploy (plain MatMul/Softmax/MatMul, Attention or MultiHeadAttention).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .onnx; OUT.json gets the manifest.")],
+    always_write: Annotated[bool, typer.Option("--always-write", help="Write OUT even when no attention was found.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list every Softmax/attention op left alone, and why.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print fused nodes and near misses as JSON on stdout.")] = False,
+) -> None:
+    """Find attention subgraphs in an ONNX model and replace each with one FusedAttention node."""
+    from attn_deploy.fuse import fuse_file
+
+    with err.status(f"fusing {model} ..."):
+        result = fuse_file(model, output, always_write=always_write)
+    outcome = result.outcome
+    if as_json:
+        print(json.dumps({
+            "output": str(result.output_path) if result.written else None,
+            "manifest": str(result.manifest_path) if result.written else None,
+            "fused": outcome.fused, "near_misses": outcome.near_misses, "existing": outcome.existing,
+        }, indent=2))
+    elif outcome.fused:
+        table = Table(title=f"{model}: attention fused")
+        table.add_column("node", no_wrap=True)
+        table.add_column("pattern", ratio=1)
+        for col in ("B×H×Nq×Nk", "dk/dv", "scale", "scores"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in outcome.fused:
+            shape = "×".join(str(r[d]) for d in ("B", "H", "Nq", "Nk"))
+            table.add_row(r["name"], r["pattern"], shape, f"{r['dk']}/{r['dv']}", f"{r['scale']:.4g}", _bytes(r["score_matrix_bytes"]))
+        out.print(table)
+    if verbose and not as_json:
+        for miss in outcome.near_misses:
+            err.print(f"[yellow]left alone:[/yellow] {miss['op_type']} {miss['node']!r}: {miss['reason']}", highlight=False, soft_wrap=True)
+    if not outcome.fused:
+        already = f" (it already has {outcome.existing} FusedAttention)" if outcome.existing else ""
+        err.print(f"no attention found in {model}{already}" + ("" if result.written else f"; {output} not written (pass --always-write to write it anyway)")
+                  + ("" if verbose or not outcome.near_misses else f"; {len(outcome.near_misses)} near miss(es), see --verbose"), highlight=False)
+    if result.written:
+        err.print(f"wrote {result.output_path} ({len(outcome.fused)} FusedAttention fused) and {result.manifest_path}", highlight=False)
+# --- end fuse ---
 
 
 @zoo_app.command("list")

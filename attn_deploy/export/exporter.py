@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ from attn_deploy.errors import AttnDeployError, InputError
 from attn_deploy.export.finalize import finalize, fused_attention_nodes
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.manifest import build_manifest
-from attn_deploy.export.routing import attention_routed_through_op
+from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
 from attn_deploy.fileio import atomic_path, sha256_file
 from attn_deploy.ops.symbolic import dynamo_translation_table, register_torchscript_symbolic
 from attn_deploy.zoo.registry import Shape
@@ -38,6 +39,8 @@ class ExportOptions:
     dynamic_axes: tuple[int, ...] = ()
     opset: int = DEFAULT_OPSET
     exporter: Exporter = "auto"
+    #: Export attention as plain MatMul/Softmax/MatMul (what ``fuse`` then finds), not through the op.
+    no_fuse: bool = False
 
 
 @dataclass
@@ -68,10 +71,14 @@ def _check_shapes(loaded: LoadedModel, shapes: tuple[Shape, ...]) -> None:
                 )
 
 
-def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> None:
+def _routing(loaded: LoadedModel, options: ExportOptions) -> contextlib.AbstractContextManager[Any]:
+    return attention_left_plain(loaded.module) if options.no_fuse else attention_routed_through_op(loaded.module)
+
+
+def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> None:
     """Run once in PyTorch so a shape the model rejects is a usage error, not an exporter traceback."""
     try:
-        with torch.no_grad(), attention_routed_through_op(loaded.module):
+        with torch.no_grad(), _routing(loaded, options):
             loaded.module(*inputs)
     except Exception as e:  # noqa: BLE001 - any failure here is about the input we made
         shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
@@ -138,7 +145,7 @@ def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
     notes: list[str] = []
     for name in order:
         try:
-            with torch.no_grad(), attention_routed_through_op(loaded.module), warnings.catch_warnings():
+            with torch.no_grad(), _routing(loaded, options), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return _EXPORTERS[name](loaded, inputs, options), name, notes
         except Exception as e:  # noqa: BLE001 - exporters raise anything; try the next one or report
@@ -161,12 +168,16 @@ def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = 
     _check_shapes(loaded, shapes)
     inputs = loaded.example_inputs(shapes)
     if loaded.entry is None:
-        _probe(loaded, inputs)
+        _probe(loaded, inputs, options)
     model, exporter, notes = _run_exporters(loaded, inputs, options)
     model = finalize(model)
     onnx.checker.check_model(model, full_check=True)
     expected = loaded.expected_attention_blocks
     found = len(fused_attention_nodes(model))
+    if options.no_fuse:
+        if found:
+            notes.append(f"--no-fuse kept {found} FusedAttention node(s): the model calls torch.ops.attn_deploy.fused_attention itself")
+        expected = None
     if expected is not None and found != expected:
         raise AttnDeployError(f"export produced {found} FusedAttention nodes for {expected} attention blocks; please report this model")
 

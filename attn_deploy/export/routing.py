@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attn_deploy.ops.torch_op import fused_attention
+from attn_deploy.ops.torch_op import fused_attention, plain_attention
 
 _original_sdpa = F.scaled_dot_product_attention
 
@@ -85,3 +85,18 @@ def attention_routed_through_op(model: nn.Module) -> Iterator[nn.Module]:
             del m.forward
         torch.backends.mha.set_fastpath_enabled(fastpath)
         F.scaled_dot_product_attention = _original_sdpa
+
+
+@contextlib.contextmanager
+def attention_left_plain(model: nn.Module) -> Iterator[nn.Module]:
+    """``export --no-fuse``: zoo blocks compute the plain formula, SDPA and MHA are left to torch.
+
+    Only MHA's native fast path is turned off: it is one fused aten op neither exporter can emit.
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with plain_attention():
+            yield model
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)

@@ -8,6 +8,10 @@ The eager kernel processes query blocks and never holds a score block larger tha
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -95,3 +99,22 @@ def _setup_context(ctx, inputs, keyword_only_inputs, output) -> None:  # noqa: A
 
 
 fused_attention.register_autograd(_backward, setup_context=_setup_context)
+
+
+_plain = threading.local()
+
+
+@contextlib.contextmanager
+def plain_attention() -> Iterator[None]:
+    """Inside, blocks that check ``plain_attention_enabled()`` compute the materialising formula
+    instead of calling the op: how ``export --no-fuse`` produces a plain MatMul/Softmax/MatMul graph."""
+    previous = getattr(_plain, "enabled", False)
+    _plain.enabled = True
+    try:
+        yield
+    finally:
+        _plain.enabled = previous
+
+
+def plain_attention_enabled() -> bool:
+    return bool(getattr(_plain, "enabled", False))

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from attn_deploy.ops.torch_op import fused_attention
+from attn_deploy.ops.torch_op import fused_attention, plain_attention_enabled
 
 
 def attention_entropy(attn: Tensor, eps: float = 1e-8) -> Tensor:
@@ -21,8 +21,11 @@ def attention_entropy(attn: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float, training: bool) -> tuple[Tensor, Tensor | None]:
-    """``q/k/v [B,H,N,d]`` -> (output ``[B,H,Nq,dv]``, attention map in training else None)."""
-    if training:
+    """``q/k/v [B,H,N,d]`` -> (output ``[B,H,Nq,dv]``, attention map in training else None).
+
+    Inside ``plain_attention()`` (``export --no-fuse``) eval mode computes the map too, without the op.
+    """
+    if training or plain_attention_enabled():
         attn = torch.softmax(torch.matmul(q * scale, k.transpose(-1, -2)), dim=-1)
         return torch.matmul(attn, v), attn
     return fused_attention(q, k, v, scale=scale), None

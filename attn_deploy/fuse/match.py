@@ -1,0 +1,53 @@
+"""What a rule hands the rewriter: one attention, described in the matched graph's own layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+
+
+class NearMiss(Exception):
+    """Looks like attention but is not exactly the contract; the message says why (``--verbose``)."""
+
+
+@dataclass
+class Operand:
+    """``value`` transposed by ``perm`` (None: as is) gives the operand as ``[..., N, d]``."""
+
+    value: ir.Value
+    perm: list[int] | None = None
+
+
+@dataclass
+class Bias:
+    """An additive term of the scores, to be multiplied by ``factor`` (a scale applied after the Add)."""
+
+    value: ir.Value
+    factor: float = 1.0
+
+
+@dataclass
+class Attention:
+    """One matched attention: ``output == softmax(scale * Q @ K^T + sum(bias)) @ V`` in its layout.
+
+    Layouts: ``rank`` 2, 3 or 4 tokens ``[..., N, d]`` (``heads`` None; rank < 4 gets unit axes
+    inserted before the token axis), or packed heads ``[B, N, H*d]`` (``heads`` = H).
+    ``transpose_output``: the graph computes ``O^T`` (SAGAN's ``bmm(V, A^T)``).
+    ``nan_to_zero``: the graph replaces NaN weights (fully masked rows) by 0, so rows of O that
+    come out NaN are zeroed too.
+    """
+
+    pattern: str
+    anchor: ir.Node
+    output: ir.Value
+    q: Operand
+    k: Operand
+    v: Operand
+    rank: int
+    scale: float
+    bias: list[Bias] = field(default_factory=list)
+    bool_mask: bool = False
+    heads: int | None = None
+    transpose_output: bool = False
+    nan_to_zero: bool = False

@@ -1,0 +1,77 @@
+"""Replace one matched attention by a FusedAttention node (plus the reshapes its layout needs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from attn_deploy.fuse.graph import Builder, rank, swap_last
+from attn_deploy.fuse.match import Attention, Operand
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE
+from attn_deploy.ops.symbolic import node_attributes
+
+#: Unit axes that turn a rank-r token layout into [B, H, N, d].
+_UNIT_AXES = {2: [0, 1], 3: [1], 4: []}
+
+
+def _to_4d(b: Builder, operand: Operand, match: Attention) -> ir.Value:
+    value = b.transpose(operand.value, operand.perm) if operand.perm else operand.value
+    if match.heads is not None:  # [B, N, H*d] -> [B, N, H, d] -> [B, H, N, d]
+        split = b.op("Reshape", [value, b.ints([0, 0, match.heads, -1])])
+        return b.transpose(split, [0, 2, 1, 3])
+    return b.unsqueeze(value, _UNIT_AXES[match.rank])
+
+
+def _from_4d(b: Builder, value: ir.Value, match: Attention) -> ir.Value:
+    if match.heads is not None:
+        return b.op("Reshape", [b.transpose(value, [0, 2, 1, 3]), b.ints([0, 0, -1])])
+    return b.squeeze(value, _UNIT_AXES[match.rank])
+
+
+def _float_dtype(value: ir.Value) -> np.dtype:
+    return value.dtype.numpy() if value.dtype is not None and value.dtype.is_floating_point() else np.dtype(np.float32)
+
+
+def _bias(b: Builder, match: Attention) -> ir.Value | None:
+    total: ir.Value | None = None
+    dtype = _float_dtype(match.q.value)
+    for term in match.bias:
+        value = term.value
+        if match.bool_mask:  # True = attend (ONNX Attention): additive 0 / -inf
+            value = b.op("Where", [value, b.const(np.zeros((), dtype)), b.const(np.array(-np.inf, dtype))])
+        if term.factor != 1.0:
+            value = b.op("Mul", [value, b.const(np.array(term.factor, _float_dtype(value)))])
+        if match.heads is None and match.rank == 3 and rank(term.value) == 3:
+            value = b.unsqueeze(value, [1])  # [B, Nq, Nk] -> [B, 1, Nq, Nk]
+        total = value if total is None else b.op("Add", [total, value])
+    return total
+
+
+def fuse_attention(graph: ir.Graph, match: Attention, name: str) -> ir.Node:
+    """Insert the FusedAttention node for ``match`` before its anchor and reroute its output.
+
+    The replaced nodes stay in the graph, unused, for dead-node removal to collect.
+    """
+    b = Builder(name)
+    q, k, v = (_to_4d(b, operand, match) for operand in (match.q, match.k, match.v))
+    bias = _bias(b, match)
+    inputs = [q, k, v] + ([bias] if bias is not None else [])
+    out4 = b.op(OP_TYPE, inputs, domain=DOMAIN, **node_attributes(match.scale))
+    fused = b.nodes[-1]
+    fused.name = name
+    result = _from_4d(b, out4, match)
+    if match.transpose_output:
+        result = b.transpose(result, swap_last(match.rank))
+    if match.nan_to_zero:
+        zero = b.const(np.zeros((), _float_dtype(match.v.value)))
+        result = b.op("Where", [b.op("IsNaN", [result]), zero, result])
+    graph.insert_before(match.anchor, b.nodes)
+    old = match.output
+    was_output = old.is_graph_output()
+    old.replace_all_uses_with(result, replace_graph_outputs=True)
+    if was_output:
+        old_name = old.name
+        old.name = f"{old_name}_unfused"
+        result.name = old_name
+        result.type, result.shape = old.type, old.shape  # a graph output must keep its declared type
+    return fused

@@ -1,0 +1,210 @@
+"""The score side every decomposed attention shares: ``MatMul -> [scale] -> [+ bias] -> Softmax(-1)``.
+
+Walking up from a Softmax, accepted steps are multiplication or division by a one-element constant
+(a scale; constants computed from static shapes count, as TorchScript computes ``1/sqrt(dk)``) and
+additions (the other operand is an additive bias). A scale met after an Add multiplies that bias
+too, since ``c * (S + b) = c*S + c*b``. Q and K^T may carry their own scalar factors (torch.onnx
+applies ``sqrt(scale)`` to each); ``(a*Q) @ (b*K^T) = a*b * Q @ K^T`` exactly, and scalar factors
+commute with the transposes peeled off K^T. Anything else (softmax on another axis, a scale that
+is not constant, a multiplicative mask) raises ``NearMiss`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+
+from attn_deploy.fuse.graph import compose, is_op, producer, rank, scalar_constant, swap_last
+from attn_deploy.fuse.match import Bias, NearMiss, Operand
+
+_MAX_STEPS = 16
+
+
+@dataclass
+class Scores:
+    """``softmax input == scale * Q @ K^T + sum(bias)``, all of rank ``rank``."""
+
+    softmax: ir.Node
+    matmul: ir.Node
+    q: Operand
+    k: Operand
+    rank: int
+    scale: float
+    bias: list[Bias] = field(default_factory=list)
+    scale_sites: list[str] = field(default_factory=list)
+
+
+def _scalar_factor(node: ir.Node) -> tuple[float, ir.Value] | None:
+    """``(factor, other input)`` if ``node`` multiplies or divides by a one-element constant."""
+    if not is_op(node, "Mul", "Div"):
+        return None
+    a, b = node.inputs[0], node.inputs[1]
+    c = scalar_constant(b)
+    if c is not None and c != 0.0:
+        return (c if node.op_type == "Mul" else 1.0 / c), a  # type: ignore[return-value]
+    if node.op_type == "Mul":
+        c = scalar_constant(a)
+        if c is not None:
+            return c, b  # type: ignore[return-value]
+    return None
+
+
+def _peel_scalars(value: ir.Value) -> tuple[ir.Value, float]:
+    factor = 1.0
+    for _ in range(_MAX_STEPS):
+        found = _scalar_factor(producer(value))  # type: ignore[arg-type]
+        if found is None:
+            break
+        f, value = found
+        factor *= f
+    return value, factor
+
+
+def peel_transposes(value: ir.Value, *, scalars: bool = False) -> tuple[ir.Value, list[int], float]:
+    """``value == factor * Transpose(source, perm)``, walking up through Transposes (and scalar
+    factors if ``scalars``)."""
+    r = rank(value) or 0
+    perm = list(range(r))
+    factor = 1.0
+    for _ in range(_MAX_STEPS):
+        node = producer(value)
+        if is_op(node, "Transpose"):
+            inner = list(node.attributes.get_ints("perm", list(range(r))[::-1]))  # type: ignore[union-attr]
+            perm = compose(perm, inner)
+            value = node.inputs[0]  # type: ignore[union-attr, assignment]
+            continue
+        found = _scalar_factor(node) if scalars and node is not None else None
+        if found is None:
+            break
+        f, value = found
+        factor *= f
+    return value, perm, factor
+
+
+def _reaches_matmul(value: ir.Value | None) -> bool:
+    for _ in range(_MAX_STEPS):
+        node = producer(value)
+        if node is None:
+            return False
+        if is_op(node, "MatMul"):
+            return True
+        if not is_op(node, "Mul", "Div", "Add"):
+            return False
+        value = node.inputs[0]
+    return False
+
+
+def _why_not_scale(node: ir.Node) -> str:
+    others = [v for v in node.inputs if v is not None and not _reaches_matmul(v)]
+    other = others[0] if others else node.inputs[1]
+    shape = other.shape if other is not None else None
+    scalar = shape is not None and all(isinstance(d, int) and d == 1 for d in shape)
+    where = f"{other.name!r}" if other is not None else "?"
+    if scalar or shape is None:
+        return f"the scores are scaled by {where}, which is not a constant (a graph input or computed at run time)"
+    return f"the scores are multiplied by {where} (a multiplicative mask, not an additive bias)"
+
+
+def parse_scores(softmax: ir.Node) -> Scores:
+    x = softmax.inputs[0]
+    r = rank(x)
+    if r is None:
+        raise NearMiss("the softmax input has unknown rank")
+    axis = softmax.attributes.get_int("axis", -1)
+    if axis % r != r - 1:
+        raise NearMiss(f"softmax over axis {axis} of a rank-{r} tensor, not the last axis")
+    scale, post_scale = 1.0, 1.0
+    biases: list[Bias] = []
+    sites: list[str] = []
+    value = x
+    for _ in range(_MAX_STEPS):
+        node = producer(value)
+        if is_op(node, "MatMul"):
+            break
+        if is_op(node, "Mul", "Div"):
+            found = _scalar_factor(node)  # type: ignore[arg-type]
+            if found is None:
+                raise NearMiss(_why_not_scale(node))  # type: ignore[arg-type]
+            f, value = found
+            scale *= f
+            post_scale *= f
+            sites.append("scores")
+            continue
+        if is_op(node, "Add"):
+            a, b = node.inputs  # type: ignore[union-attr]
+            if not _reaches_matmul(a) and _reaches_matmul(b):
+                a, b = b, a
+            if not _reaches_matmul(a):
+                raise NearMiss("the softmax input is a sum with no Q·Kᵀ MatMul above it")
+            biases.append(Bias(b, post_scale))  # type: ignore[arg-type]
+            value = a  # type: ignore[assignment]
+            continue
+        what = "a graph input" if node is None else f"{node.op_type} {node.name!r}"
+        if is_op(node, "Where"):
+            raise NearMiss(f"the scores are masked by Where {node.name!r} (not an additive mask)")  # type: ignore[union-attr]
+        raise NearMiss(f"the softmax input comes from {what}, not from a Q·Kᵀ MatMul")
+    else:
+        raise NearMiss("too many steps between the softmax and a MatMul")
+    matmul = node
+    if rank(matmul.inputs[0]) != r or rank(matmul.inputs[1]) != r:  # type: ignore[union-attr]
+        raise NearMiss("Q and Kᵀ have a different rank from the scores (broadcast MatMul)")
+    if r not in (2, 3, 4):
+        raise NearMiss(f"rank-{r} attention (the op takes [B, H, N, d])")
+    q, q_factor = _peel_scalars(matmul.inputs[0])  # type: ignore[union-attr, arg-type]
+    kt, kt_perm, k_factor = peel_transposes(matmul.inputs[1], scalars=True)  # type: ignore[union-attr, arg-type]
+    if q_factor != 1.0:
+        sites.insert(0, "q")
+    if k_factor != 1.0:
+        sites.insert(1 if q_factor != 1.0 else 0, "k")
+    k_perm = compose(swap_last(r), kt_perm)
+    for bias in biases:
+        if r < 4 and (rank(bias.value) is None or rank(bias.value) > r):  # type: ignore[operator]
+            raise NearMiss("an additive bias of unknown rank or higher rank than the scores")
+    return Scores(
+        softmax=softmax,
+        matmul=matmul,  # type: ignore[arg-type]
+        q=Operand(q),
+        k=Operand(kt, None if k_perm == list(range(r)) else k_perm),
+        rank=r,
+        scale=scale * q_factor * k_factor,
+        bias=biases,
+        scale_sites=sites,
+    )
+
+
+def describe(scores: Scores) -> str:
+    """``scale on q, k; bias`` style detail for the summary."""
+    parts = [f"scale on {', '.join(dict.fromkeys(scores.scale_sites))}" if scores.scale_sites else "no scale"]
+    if scores.bias:
+        parts.append("additive bias" if len(scores.bias) == 1 else f"{len(scores.bias)} additive biases")
+    return "; ".join(parts)
+
+
+def _is_nan_guard(p: ir.Value) -> ir.Value | None:
+    """``Where(IsNaN(P), 0, P)`` (torch.onnx's guard for fully masked rows): its output, else None."""
+    users = p.consumers()
+    isnan = [n for n in users if is_op(n, "IsNaN")]
+    where = [n for n in users if is_op(n, "Where")]
+    if len(users) != 2 or len(isnan) != 1 or len(where) != 1:
+        return None
+    w = where[0]
+    if w.inputs[0] is not isnan[0].outputs[0] or w.inputs[2] is not p or scalar_constant(w.inputs[1]) != 0.0:
+        return None
+    return w.outputs[0]
+
+
+def weights_consumer(scores: Scores) -> tuple[ir.Node, ir.Value, bool]:
+    """The one node that reads the attention weights P, the value it reads, and whether a NaN
+    guard sits between (see ``Attention.nan_to_zero``)."""
+    p = scores.softmax.outputs[0]
+    nan_to_zero = False
+    guarded = _is_nan_guard(p)
+    if guarded is not None:
+        p, nan_to_zero = guarded, True
+    if p.is_graph_output():
+        raise NearMiss("the attention weights are a graph output (e.g. need_weights=True), so the N×N map must exist")
+    users = p.consumers()
+    if len(users) != 1:
+        raise NearMiss(f"the attention weights have {len(users)} consumers (used beyond P·V, e.g. need_weights=True)")
+    return users[0], p, nan_to_zero

@@ -1,0 +1,78 @@
+"""Subgraphs that look like attention but are not exactly the contract are left alone, with a reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import onnx
+import torch
+from torch import Tensor
+
+from attn_deploy.fuse import fuse_model
+from tests.fuse.models import HandWritten, Mha, export, max_rel_error, random_feeds
+
+
+class SoftmaxOnAxis1(HandWritten):
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        return self.merge((q @ k.transpose(-2, -1) * 0.3).softmax(dim=1) @ v)
+
+
+class ScaleFromInput(HandWritten):
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:  # type: ignore[override]
+        q, k, v = self.split(x)
+        return self.merge((q @ k.transpose(-2, -1) * s).softmax(dim=-1) @ v)
+
+
+class MultiplicativeMask(HandWritten):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mask", (torch.rand(8, 8, generator=torch.Generator().manual_seed(2)) > 0.3).float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        return self.merge((q @ k.transpose(-2, -1) * self.mask).softmax(dim=-1) @ v)
+
+
+class MaskAfterSoftmax(MultiplicativeMask):
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        return self.merge(((q @ k.transpose(-2, -1) * 0.3).softmax(dim=-1) * self.mask) @ v)
+
+
+class WeightsReturned(Mha):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return self.attn(x, x, x, need_weights=True)
+
+
+def _left_alone(model: onnx.ModelProto, reason: str) -> None:
+    outcome = fuse_model(model)
+    assert outcome.fused == []
+    assert any(reason in m["reason"] for m in outcome.near_misses), outcome.near_misses
+    assert any(n.op_type == "Softmax" for n in outcome.model.graph.node)
+    assert max_rel_error(model, outcome.model, random_feeds(model)) == 0.0
+
+
+def test_softmax_on_axis_1() -> None:
+    _left_alone(export(SoftmaxOnAxis1(), (1, 8, 16), "dynamo", 18), "not the last axis")
+
+
+def test_scale_from_a_graph_input() -> None:
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ScaleFromInput().eval(), (torch.randn(1, 8, 16), torch.tensor(0.3)), buffer, dynamo=False, opset_version=18, input_names=["x", "s"])
+    _left_alone(onnx.load_from_string(buffer.getvalue()), "not a constant")
+
+
+def test_multiplicative_mask() -> None:
+    _left_alone(export(MultiplicativeMask(), (1, 8, 16), "torchscript", 18), "multiplicative mask")
+
+
+def test_mask_multiplying_the_weights() -> None:
+    _left_alone(export(MaskAfterSoftmax(), (1, 8, 16), "torchscript", 18), "not to a MatMul with V")
+
+
+def test_attention_weights_used_elsewhere() -> None:
+    _left_alone(export(WeightsReturned(), (1, 8, 16), "dynamo", 18), "consumers")
