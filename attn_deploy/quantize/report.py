@@ -1,0 +1,116 @@
+"""The quantize report: sizes, what was quantized or skipped and why, parity and latency from one run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from attn_deploy.check.stats import compare_outputs
+from attn_deploy.quantize.dynamic import Candidate
+from attn_deploy.runtime import OrtRunner
+from attn_deploy.runtime.base import Feeds
+
+#: Detector outputs are compared by matching boxes, not element by element.
+DETECTION_OUTPUTS = ("boxes", "scores", "labels")
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5) -> dict[str, Any]:
+    """Fraction of reference detections matched (same label, IoU >= ``iou``, greedy by score).
+
+    Private to the quantize report; ``attn_deploy.check`` has the general matcher.
+    """
+    rb, rs, rl = (np.asarray(reference[k]) for k in DETECTION_OUTPUTS)
+    cb, cl = np.asarray(candidate["boxes"]), np.asarray(candidate["labels"])
+    free = np.ones(len(cb), bool)
+    matched, score_diffs = 0, []
+    for i in np.argsort(-rs):
+        same = free & (cl == rl[i])
+        if not same.any():
+            continue
+        overlaps = np.where(same, _iou(rb[i], cb) if len(cb) else np.zeros(0), -1.0)
+        j = int(np.argmax(overlaps))
+        if overlaps[j] >= iou:
+            free[j] = False
+            matched += 1
+            score_diffs.append(abs(float(candidate["scores"][j]) - float(rs[i])))
+    return {
+        "iou_threshold": iou,
+        "reference_detections": int(len(rb)),
+        "candidate_detections": int(len(cb)),
+        "matched": matched,
+        "matched_fraction": matched / len(rb) if len(rb) else 1.0,
+        "max_score_diff_matched": max(score_diffs, default=0.0),
+    }
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+
+def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int, warmup: int = 1) -> list[list[float]]:
+    """Seconds per run for each runner, alternating runners so load changes hit all of them alike."""
+    for runner in runners:
+        for _ in range(warmup):
+            runner.infer(feeds)
+    samples: list[list[float]] = [[] for _ in runners]
+    for _ in range(iterations):
+        for runner, out in zip(runners, samples):
+            start = time.perf_counter()
+            runner.infer(feeds)
+            out.append(time.perf_counter() - start)
+    return samples
+
+
+def node_report(candidates: Sequence[Candidate], quantized: set[str]) -> dict[str, Any]:
+    asked = [c for c in candidates if c.reason is None]
+    return {
+        "quantized": sorted(c.name for c in asked if c.name in quantized),
+        "skipped": [
+            {"name": c.name, "op_type": c.op_type, "why": c.reason or "quantize_dynamic left it float"}
+            for c in candidates
+            if c.name not in quantized
+        ],
+    }
+
+
+def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, threads: int | None = None) -> dict[str, Any]:
+    """Parity (``check`` statistics) and latency of the int8 model against the float one."""
+    float_runner, int8_runner = OrtRunner(float_path, ["CPUExecutionProvider"], threads), OrtRunner(int8_path, ["CPUExecutionProvider"], threads)
+    reference, candidate = float_runner.infer(feeds), int8_runner.infer(feeds)
+    result: dict[str, Any] = {}
+    if all(k in reference for k in DETECTION_OUTPUTS):
+        result["detection"] = detection_parity(reference, candidate)
+        others = {k: v for k, v in reference.items() if k not in DETECTION_OUTPUTS}
+        result["parity"] = [s.to_dict() for s in compare_outputs(others, {k: candidate[k] for k in others})]
+    else:
+        result["parity"] = [s.to_dict() for s in compare_outputs(reference, candidate)]
+    float_s, int8_s = interleaved_latency([float_runner, int8_runner], feeds, iterations)
+    float_ms, int8_ms = statistics.median(float_s) * 1e3, statistics.median(int8_s) * 1e3
+    result["latency"] = {
+        "backend": "onnxruntime CPUExecutionProvider",
+        "iterations": iterations,
+        "float_ms": float_ms,
+        "int8_ms": int8_ms,
+        "speedup": float_ms / int8_ms,
+        "float_samples_ms": [s * 1e3 for s in float_s],
+        "int8_samples_ms": [s * 1e3 for s in int8_s],
+    }
+    return result
