@@ -8,6 +8,7 @@ quantized modules, which is why ``quantize`` quantizes the ONNX graph instead.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ def quantize_torch(module: nn.Module) -> tuple[nn.Module, int, int]:
     model = copy.deepcopy(module).eval()
     converted = convs_to_linear(model)
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
-    quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     return quantized, converted, linears
 
 
