@@ -55,18 +55,18 @@ def _reduce(b: _Builder, op_type: str, x: str, opset: int, name: str) -> str:
 def _int8_probs_times_v(b: _Builder, scores: str, opset: int) -> None:
     """``o_blk = softmax(scores) @ V`` with the product in int8: reads ``Vq``, ``v_scale`` (outer scope).
 
-    ``e = exp(s - rowmax)`` lies in (0, 1] with a 1 in every row, so ``QuantizeLinear(e, 1/255)``
-    is a uint8 code using the full range in every row. The row's ``1/sum(e)`` and V's scale are
-    applied to the int32 product afterwards: softmax's division moves onto one [rows, 1] factor.
+    ``e = exp(s - rowmax)`` lies in (0, 1] with a 1 in every row, so ``c = round(255·e)`` is a
+    uint8 code using the full range in every row. The output is ``(c @ Vq) · v_scale / sum(c)``:
+    dividing by the sum of the *codes* (not of ``e``) keeps every row a convex combination of V
+    even when many small probabilities round to 0 (long rows); softmax's division moves onto
+    one [rows, 1] factor.
     """
     e = b.op("Exp", b.op("Sub", scores, _reduce(b, "ReduceMax", scores, opset, "rowmax"), name="shifted"), name="e")
-    total = _reduce(b, "ReduceSum", e, opset, "rowsum")
-    step = b.op("Constant", name="step", value=helper.make_tensor("step", _FLOAT, [], [1.0 / 255.0]))
-    zero = b.op("Constant", name="zero_u8", value=helper.make_tensor("zero_u8", TensorProto.UINT8, [], [0]))
-    codes = b.op("QuantizeLinear", e, step, zero, name="codes")
+    levels = b.op("Round", b.op("Mul", e, b.op("Constant", name="c255", value_float=255.0), name="e255"), name="levels")
+    total = _reduce(b, "ReduceSum", levels, opset, "rowsum")
+    codes = b.op("Cast", levels, name="codes", to=TensorProto.UINT8)
     acc = b.op("Cast", b.op("MatMulInteger", codes, "Vq", name="acc"), name="accf", to=_FLOAT)
-    factor = b.op("Div", "v_scale", b.op("Mul", total, b.op("Constant", name="c255", value_float=255.0), name="denominator"), name="factor")
-    b.nodes.append(helper.make_node("Mul", [acc, factor], ["o_blk"]))
+    b.nodes.append(helper.make_node("Mul", [acc, b.op("Div", "v_scale", total, name="factor")], ["o_blk"]))
 
 
 def _int8_v(b: _Builder, opset: int) -> None:

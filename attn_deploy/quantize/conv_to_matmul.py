@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE
+
 
 @dataclass(frozen=True)
 class TokenProjection:
@@ -144,19 +146,25 @@ class RewriteSummary:
         return sum(len(convs) for _, convs in self.merged)
 
 
-def _rewrite_group(graph: ir.Graph, group: list[TokenProjection], index: int) -> tuple[str, list[str]]:
+def _rewrite_group(
+    graph: ir.Graph, group: list[TokenProjection], index: int, query_key: bool, tokens_cache: dict[tuple[int, tuple[int, ...], tuple[int, ...]], ir.Value]
+) -> tuple[str, list[str]]:
     first = group[0]
     x = first.conv.inputs[0]
     assert x is not None
-    base = f"attn_deploy_proj_{index}"
+    base = f"attn_deploy_proj_{index}" + ("_query_key" if query_key else "")
     tape = ir.tape.Tape(graph)
-    shape = tape.initializer(ir.tensor(np.array(first.input_shape, np.int64), name=f"{base}_shape"))
     weight = np.concatenate([p.weight.T for p in group], axis=1).astype(np.float32)
     bias = np.concatenate([p.bias for p in group]).astype(np.float32)
     w = tape.initializer(ir.tensor(np.ascontiguousarray(weight), name=f"{base}_weight"))
     b = tape.initializer(ir.tensor(bias, name=f"{base}_bias"))
-    reshaped = tape.op("Reshape", [x, shape], name=f"{base}_reshape", output=ir.Value(name=f"{base}_reshaped"))
-    tokens = tape.op("Transpose", [reshaped], {"perm": list(first.perm)}, name=f"{base}_transpose", output=ir.Value(name=f"{base}_tokens"))
+    layout = (id(x), first.input_shape, first.perm)
+    tokens = tokens_cache.get(layout)
+    if tokens is None:  # the first group reading X in this layout makes the tokens; later ones share them
+        shape = tape.initializer(ir.tensor(np.array(first.input_shape, np.int64), name=f"{base}_shape"))
+        reshaped = tape.op("Reshape", [x, shape], name=f"{base}_reshape", output=ir.Value(name=f"{base}_reshaped"))
+        tokens = tape.op("Transpose", [reshaped], {"perm": list(first.perm)}, name=f"{base}_transpose", output=ir.Value(name=f"{base}_tokens"))
+        tokens_cache[layout] = tokens
     product = tape.op("MatMul", [tokens, w], name=f"{base}_matmul", output=ir.Value(name=f"{base}_product"))
     projected = tape.op("Add", [product, b], name=f"{base}_add", output=ir.Value(name=f"{base}_projected"))
     if len(group) == 1:
@@ -180,13 +188,41 @@ def _rewrite_group(graph: ir.Graph, group: list[TokenProjection], index: int) ->
     return f"{base}_matmul", [p.conv.name or "?" for p in group]
 
 
-def convs_to_matmul(model: ir.Model) -> RewriteSummary:
-    """Rewrite every matching 1×1 Conv projection of the main graph into MatMul (in place)."""
-    groups: dict[tuple[int, tuple[int, ...], tuple[int, ...]], list[TokenProjection]] = {}
+#: Ops a projection's tokens may pass through on their way into FusedAttention.
+_PASS_THROUGH = frozenset({"Unsqueeze", "Squeeze", "Reshape", "Transpose", "Mul", "Div", "Cast", "Identity"})
+
+
+def attention_role(value: ir.Value, max_depth: int = 4) -> str | None:
+    """``"query_key"`` or ``"value"`` when ``value`` reaches FusedAttention's Q/K or V input
+    through shape/scale ops only; None otherwise."""
+    for _ in range(max_depth):
+        users = value.consumers()
+        if len(users) != 1:
+            return None
+        user = users[0]
+        if user.domain == DOMAIN and user.op_type == OP_TYPE:
+            index = next(i for i, v in enumerate(user.inputs) if v is value)
+            return "query_key" if index in (0, 1) else "value" if index == 2 else None
+        if user.domain != "" or user.op_type not in _PASS_THROUGH:
+            return None
+        value = user.outputs[0]
+    return None
+
+
+def convs_to_matmul(model: ir.Model, *, separate_query_key: bool = False) -> RewriteSummary:
+    """Rewrite every matching 1×1 Conv projection of the main graph into MatMul (in place).
+
+    Projections reading the same input with the same layout merge into one MatMul. With
+    ``separate_query_key`` those feeding FusedAttention's Q or K get a MatMul of their own, named
+    ``*_query_key_matmul``, so that quantization can leave it float (see ``dynamic.plan``).
+    """
+    groups: dict[tuple[int, tuple[int, ...], tuple[int, ...], bool], list[TokenProjection]] = {}
     for node in list(model.graph):
         match = match_token_projection(node)
         if match is not None:
-            key = (id(node.inputs[0]), match.input_shape, match.perm)
+            is_qk = separate_query_key and attention_role(match.transpose.outputs[0]) == "query_key"
+            key = (id(node.inputs[0]), match.input_shape, match.perm, is_qk)
             groups.setdefault(key, []).append(match)
-    merged = [_rewrite_group(model.graph, group, i) for i, group in enumerate(groups.values())]
+    tokens_cache: dict[tuple[int, tuple[int, ...], tuple[int, ...]], ir.Value] = {}
+    merged = [_rewrite_group(model.graph, group, i, key[3], tokens_cache) for i, (key, group) in enumerate(groups.items())]
     return RewriteSummary(merged)

@@ -33,6 +33,8 @@ class QuantizeOptions:
     include_convs: bool = False
     #: Also run FusedAttention's P·V product in int8 (a different function body).
     quantize_attention: bool = False
+    #: Also quantize the projections feeding FusedAttention's Q and K (kept float by default).
+    quantize_qk: bool = False
     #: Also write a PyTorch dynamic-quantized model here (MODEL inputs only).
     torch_output: Path | None = None
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
@@ -122,8 +124,8 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
         if options.torch_output is not None and source.module is None:
             raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
         source.model.ir_version = IR_VERSION
-        prepared, preparation = prepare(source.model)
-        candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs)
+        prepared, preparation = prepare(source.model, separate_query_key=not options.quantize_qk)
+        candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, quantize_qk=options.quantize_qk)
         wanted = [c for c in candidates if c.reason is None]
         has_attention = bool(fused_attention_nodes(prepared))
         if not wanted and not (options.quantize_attention and has_attention):
@@ -148,6 +150,7 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
                 "exclude": list(options.exclude),
                 "include_convs": options.include_convs,
                 "quantize_attention": options.quantize_attention,
+                "quantize_qk": options.quantize_qk,
             },
             "size_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size},
             "preparation": preparation.to_dict(),

@@ -37,10 +37,14 @@ def drop_unused_initializers(graph: ir.Graph) -> None:
             del graph.initializers[name]
 
 
-def prepare(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Preparation]:
-    """Return a float model computing the same outputs with 1×1 Conv projections and Gemms as MatMul."""
+def prepare(model: onnx.ModelProto, *, separate_query_key: bool = False) -> tuple[onnx.ModelProto, Preparation]:
+    """Return a float model computing the same outputs with 1×1 Conv projections and Gemms as MatMul.
+
+    ``separate_query_key``: give the Q/K projections their own MatMul (see ``convs_to_matmul``).
+    """
     ir_model = ir.from_proto(model)
-    summary = Preparation(convs_to_matmul(ir_model).merged, gemms_to_matmul(ir_model))
+    rewritten = convs_to_matmul(ir_model, separate_query_key=separate_query_key)
+    summary = Preparation(rewritten.merged, gemms_to_matmul(ir_model))
     drop_unused_initializers(ir_model.graph)
     prepared = ir.to_proto(ir_model)
     prepared.ir_version = IR_VERSION

@@ -37,6 +37,18 @@ def test_sagan_qkv_become_one_matmul_and_split(tiny_sagan: Path) -> None:
     np.testing.assert_allclose(run_ort(prepared, feeds)[0], run_ort(original, feeds)[0], atol=1e-5, rtol=0)
 
 
+def test_query_key_projections_can_get_their_own_matmul(tiny_sagan: Path) -> None:
+    original = onnx.load(tiny_sagan)
+    prepared, summary = prepare(original, separate_query_key=True)
+    names = [m for m, _ in summary.conv_matmuls]
+    assert names == ["attn_deploy_proj_0_query_key_matmul", "attn_deploy_proj_1_matmul"]
+    assert [len(convs) for _, convs in summary.conv_matmuls] == [2, 1]
+    ops = _ops(prepared)
+    assert ops["MatMul"] == 2 and ops["Transpose"] == 2  # the tokens' transpose is shared; one more after attention
+    feeds = _feeds((1, 32, 6, 8))
+    np.testing.assert_allclose(run_ort(prepared, feeds)[0], run_ort(original, feeds)[0], atol=1e-5, rtol=0)
+
+
 def test_strip_layout_with_4d_reshape_is_exact(tiny_cross_region: Path) -> None:
     original = onnx.load(tiny_cross_region)
     prepared, summary = prepare(original)
