@@ -38,6 +38,8 @@ class TokenProjection:
     bias: np.ndarray  # [Cout]
     input_shape: tuple[int, ...]  # Reshape target for X (channel dim = Cin)
     perm: tuple[int, ...]
+    #: Shape/Slice/Concat nodes computing a dynamic flatten(2) target, removed with the chain.
+    shape_nodes: tuple[ir.Node, ...] = ()
 
 
 def _ints(node: ir.Node, name: str, default: Sequence[int] | None = None) -> list[int] | None:
@@ -109,6 +111,40 @@ def _keeps_batch_and_channels(shape: np.ndarray, allowzero: int, x: ir.Value, co
     return int(shape[0]) == batch
 
 
+def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
+    node = value.producer() if value is not None else None
+    return node if node is not None and node.op_type == op_type and node.domain == "" else None
+
+
+def _dynamic_flatten2(reshape: ir.Node, y: ir.Value) -> tuple[ir.Node, ...] | None:
+    """The nodes of ``Concat(Slice(Shape(y), 0, 2), [-1])`` when that is the Reshape target.
+
+    It is ``flatten(2)`` as the TorchScript exporter writes it for dynamic shapes (detectors),
+    so the Reshape keeps B and C, and ``[0, 0, -1]`` does the same to the input.
+    """
+    concat = _producer(reshape.inputs[1], "Concat")
+    if concat is None or len(concat.inputs) != 2 or _int(concat, "axis", 0) != 0:
+        return None
+    tail = _const(concat.inputs[1])
+    sliced = _producer(concat.inputs[0], "Slice")
+    if tail is None or tail.tolist() != [-1] or sliced is None:
+        return None
+    shape = _producer(sliced.inputs[0], "Shape")
+    if shape is None or shape.inputs[0] is not y or "start" in shape.attributes or "end" in shape.attributes:
+        return None
+    bounds = [_const(v) for v in sliced.inputs[1:]]
+    if any(b is None for b in bounds) or len(bounds) < 2:
+        return None
+    starts, ends = bounds[0].tolist(), bounds[1].tolist()  # type: ignore[union-attr]
+    axes = bounds[2].tolist() if len(bounds) > 2 else [0]  # type: ignore[union-attr]
+    steps = bounds[3].tolist() if len(bounds) > 3 else [1]  # type: ignore[union-attr]
+    if (starts, ends, axes, steps) != ([0], [2], [0], [1]):
+        return None
+    if any(len(n.outputs[0].consumers()) != 1 for n in (shape, sliced, concat)):
+        return None
+    return (concat, sliced, shape)
+
+
 def match_token_projection(conv: ir.Node) -> TokenProjection | None:
     """The chain starting at ``conv`` if it has the form in the module docstring, else None."""
     if conv.op_type != "Conv" or conv.domain != "":
@@ -117,22 +153,30 @@ def match_token_projection(conv: ir.Node) -> TokenProjection | None:
     if params is None:
         return None
     weight, bias = params
-    reshape = _sole_consumer(conv.outputs[0], "Reshape")
-    if reshape is None:
+    y, x = conv.outputs[0], conv.inputs[0]
+    users = y.consumers()
+    reshapes = [u for u in users if u.op_type == "Reshape" and u.domain == "" and u.inputs[0] is y]
+    if x is None or y.is_graph_output() or len(reshapes) != 1:
         return None
+    reshape = reshapes[0]
+    shape_nodes: tuple[ir.Node, ...] = ()
     shape = _const(reshape.inputs[1])
-    x = conv.inputs[0]
-    if shape is None or x is None or not _keeps_batch_and_channels(shape, _int(reshape, "allowzero", 0), x, weight.shape[0]):
+    if shape is not None and len(users) == 1:
+        if not _keeps_batch_and_channels(shape, _int(reshape, "allowzero", 0), x, weight.shape[0]):
+            return None
+        input_shape = [int(s) for s in shape]
+        input_shape[1] = weight.shape[1]
+    elif shape is None and len(users) == 2 and (found := _dynamic_flatten2(reshape, y)) is not None and found[2] in users:
+        shape_nodes, input_shape = found, [0, 0, -1]
+    else:
         return None
     transpose = _sole_consumer(reshape.outputs[0], "Transpose")
     if transpose is None:
         return None
     perm = _ints(transpose, "perm")
-    if perm is None or len(perm) != len(shape) or perm[-1] != 1:
+    if perm is None or len(perm) != len(input_shape) or perm[-1] != 1:
         return None
-    input_shape = [int(s) for s in shape]
-    input_shape[1] = weight.shape[1]
-    return TokenProjection(conv, reshape, transpose, weight, bias, tuple(input_shape), tuple(perm))
+    return TokenProjection(conv, reshape, transpose, weight, bias, tuple(input_shape), tuple(perm), shape_nodes)
 
 
 @dataclass(frozen=True)
@@ -184,7 +228,7 @@ def _rewrite_group(
         if old.is_graph_output():
             new.name = old.name
         old.replace_all_uses_with(new, replace_graph_outputs=True)
-        graph.remove([p.transpose, p.reshape, p.conv], safe=True)
+        graph.remove([p.transpose, p.reshape, *p.shape_nodes, p.conv], safe=True)
     return f"{base}_matmul", [p.conv.name or "?" for p in group]
 
 

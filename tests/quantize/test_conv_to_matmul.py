@@ -49,6 +49,16 @@ def test_query_key_projections_can_get_their_own_matmul(tiny_sagan: Path) -> Non
     np.testing.assert_allclose(run_ort(prepared, feeds)[0], run_ort(original, feeds)[0], atol=1e-5, rtol=0)
 
 
+def test_dynamic_flatten_as_torchscript_writes_it(tiny_sagan_dynamic: Path) -> None:
+    original = onnx.load(tiny_sagan_dynamic)
+    assert _ops(original)["Shape"] >= 3  # the pattern under test is really there
+    prepared, summary = prepare(original)
+    assert summary.conv_matmuls and len(summary.conv_matmuls[0][1]) == 3 and _ops(prepared)["Conv"] == 0
+    for shape in ((1, 32, 6, 8), (1, 32, 5, 7)):  # another size than the export's: still exact
+        feeds = _feeds(shape)
+        np.testing.assert_allclose(run_ort(prepared, feeds)[0], run_ort(original, feeds)[0], atol=1e-5, rtol=0)
+
+
 def test_strip_layout_with_4d_reshape_is_exact(tiny_cross_region: Path) -> None:
     original = onnx.load(tiny_cross_region)
     prepared, summary = prepare(original)
