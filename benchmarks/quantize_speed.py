@@ -38,7 +38,7 @@ from attn_deploy.export.loading import load_model  # noqa: E402
 from attn_deploy.export.manifest import library_versions  # noqa: E402
 from attn_deploy.quantize import QuantizeOptions, quantize_model  # noqa: E402
 from attn_deploy.quantize.prepare import prepare  # noqa: E402
-from attn_deploy.quantize.report import detection_parity, interleaved_latency  # noqa: E402
+from attn_deploy.quantize.report import TimingRunner, detection_parity, interleaved_latency  # noqa: E402
 from attn_deploy.runtime import OrtRunner  # noqa: E402
 
 CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")
@@ -79,7 +79,7 @@ def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarr
 def run_case(name: str, iterations: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="quantize_speed_") as tmp_dir:
         paths, feeds, info = _variants(name, Path(tmp_dir))
-        runners = {k: OrtRunner(p, ["CPUExecutionProvider"]) for k, p in paths.items()}
+        runners = {k: TimingRunner(p) for k, p in paths.items()}
         outputs = {k: r.infer(feeds) for k, r in runners.items()}
         samples = interleaved_latency(list(runners.values()), feeds, iterations)
     reference = outputs["fp32"]

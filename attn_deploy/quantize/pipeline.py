@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from attn_deploy.errors import InputError
 from attn_deploy.export.finalize import IR_VERSION, fused_attention_nodes
 from attn_deploy.fileio import atomic_path
+from attn_deploy.ops.contract import OP_TYPE
 from attn_deploy.quantize.attention import use_int8_attention_body
 from attn_deploy.quantize.dynamic import WeightType, plan, quantize, quantized_node_names
 from attn_deploy.quantize.prepare import prepare
@@ -126,6 +127,11 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
         source.model.ir_version = IR_VERSION
         prepared, preparation = prepare(source.model, separate_query_key=not options.quantize_qk)
         candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, quantize_qk=options.quantize_qk)
+        if options.quantize_attention:
+            candidates = [
+                replace(c, reason="Q·Kᵀ and softmax kept float32; its P·V product runs in int8 (--quantize-attention)") if c.op_type == OP_TYPE else c
+                for c in candidates
+            ]
         wanted = [c for c in candidates if c.reason is None]
         has_attention = bool(fused_attention_nodes(prepared))
         if not wanted and not (options.quantize_attention and has_attention):

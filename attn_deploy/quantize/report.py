@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from attn_deploy.check.stats import compare_outputs
+from attn_deploy.errors import InputError
 from attn_deploy.quantize.dynamic import Candidate
 from attn_deploy.runtime import OrtRunner
 from attn_deploy.runtime.base import Feeds
@@ -65,6 +67,25 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
 
 
+class TimingRunner(OrtRunner):
+    """An ``OrtRunner`` whose thread pool does not spin after a run.
+
+    Timing two sessions in turn, the idle one's spinning threads would steal the cores the
+    other one needs (2 here), and whichever runs second would look slower.
+    """
+
+    def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise InputError(f"ONNX Runtime cannot load {model_path}: {str(e).strip().splitlines()[0]}") from None
+
+
 def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int, warmup: int = 1) -> list[list[float]]:
     """Seconds per run for each runner, alternating runners so load changes hit all of them alike."""
     for runner in runners:
@@ -93,7 +114,7 @@ def node_report(candidates: Sequence[Candidate], quantized: set[str]) -> dict[st
 
 def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, threads: int | None = None) -> dict[str, Any]:
     """Parity (``check`` statistics) and latency of the int8 model against the float one."""
-    float_runner, int8_runner = OrtRunner(float_path, ["CPUExecutionProvider"], threads), OrtRunner(int8_path, ["CPUExecutionProvider"], threads)
+    float_runner, int8_runner = TimingRunner(float_path, threads), TimingRunner(int8_path, threads)
     reference, candidate = float_runner.infer(feeds), int8_runner.infer(feeds)
     result: dict[str, Any] = {}
     if all(k in reference for k in DETECTION_OUTPUTS):
