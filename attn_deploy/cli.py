@@ -138,7 +138,7 @@ def quantize(
     weight_type: Annotated[str, typer.Option(help="Weight type: int8 or uint8 (activations are uint8, quantized at run time).")] = "int8",
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes float whose name or op type matches this glob; repeatable.")] = None,
     include_convs: Annotated[bool, typer.Option("--include-convs", help="Also quantize the remaining Conv nodes (ConvInteger: often slower than fp32 on CPU).")] = False,
-    quantize_qk: Annotated[bool, typer.Option("--quantize-qk", help="Also quantize the projections feeding attention's Q and K (faster; softmax amplifies their error).")] = False,
+    float_qk: Annotated[bool, typer.Option("--float-qk", help="Keep the projections feeding attention's Q and K float: more exact (softmax amplifies their error), slower.")] = False,
     quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
     iterations: Annotated[int, typer.Option(min=0, help="Timed runs per model for the latency comparison; 0 skips parity and latency.")] = 5,
@@ -157,7 +157,7 @@ def quantize(
         exclude=tuple(exclude or ()),
         include_convs=include_convs,
         quantize_attention=quantize_attention,
-        quantize_qk=quantize_qk,
+        float_qk=float_qk,
         torch_output=output.with_suffix(".torch.pt") if torch_out else None,
         iterations=iterations,
     )

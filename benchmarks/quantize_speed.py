@@ -58,11 +58,11 @@ def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarr
     variants = {
         "int8": QuantizeOptions(iterations=0),
         "int8-attention": QuantizeOptions(iterations=0, quantize_attention=True),
-        "int8-qk": QuantizeOptions(iterations=0, quantize_qk=True),
-        "int8-qk-attention": QuantizeOptions(iterations=0, quantize_qk=True, quantize_attention=True),
+        "int8-float-qk": QuantizeOptions(iterations=0, float_qk=True),
+        "int8-float-qk-attention": QuantizeOptions(iterations=0, float_qk=True, quantize_attention=True),
     }
     for variant, options in variants.items():
-        if variant.startswith("int8-qk") and name != "sagan-2048":
+        if variant.startswith("int8-float-qk") and name != "sagan-2048":
             continue  # only SAGAN has separate Q/K projections
         paths[variant] = tmp / f"{name}-{variant}.onnx"
         result = quantize_model(str(fp32), paths[variant], options)

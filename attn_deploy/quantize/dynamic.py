@@ -34,10 +34,7 @@ FLOAT_BY_DESIGN = {
     "GroupNormalization": "normalisation kept float",
 }
 QUERY_KEY_SUFFIX = "_query_key_matmul"
-QUERY_KEY_REASON = (
-    "query/key projection kept float: softmax's exponential amplifies its int8 error "
-    "(--quantize-qk to quantize it too, faster and less exact)"
-)
+QUERY_KEY_REASON = "query/key projection kept float (--float-qk): softmax's exponential amplifies its int8 error"
 CONV_REASON = "Conv left float: ONNX Runtime's ConvInteger is slower than fp32 Conv on CPU (--include-convs to quantize anyway)"
 
 
@@ -63,7 +60,7 @@ def matches(node: onnx.NodeProto, patterns: Sequence[str]) -> str | None:
 
 
 def plan(
-    model: onnx.ModelProto, *, exclude: Sequence[str] = (), include_convs: bool = False, quantize_qk: bool = False
+    model: onnx.ModelProto, *, exclude: Sequence[str] = (), include_convs: bool = False, float_qk: bool = False
 ) -> list[Candidate]:
     """Every main-graph node that matters to the report, with what will happen to it."""
     constants = _initializer_names(model)
@@ -75,7 +72,7 @@ def plan(
                 out.append(Candidate(name, node.op_type, CONV_REASON))
             elif len(node.input) < 2 or node.input[1] not in constants:
                 out.append(Candidate(name, node.op_type, "second input is an activation, not a weight"))
-            elif not quantize_qk and node.name.endswith(QUERY_KEY_SUFFIX):
+            elif float_qk and node.name.endswith(QUERY_KEY_SUFFIX):
                 out.append(Candidate(name, node.op_type, QUERY_KEY_REASON))
             elif (pattern := matches(node, exclude)) is not None:
                 out.append(Candidate(name, node.op_type, f"excluded by --exclude {pattern}"))

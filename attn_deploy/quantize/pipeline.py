@@ -34,8 +34,8 @@ class QuantizeOptions:
     include_convs: bool = False
     #: Also run FusedAttention's P·V product in int8 (a different function body).
     quantize_attention: bool = False
-    #: Also quantize the projections feeding FusedAttention's Q and K (kept float by default).
-    quantize_qk: bool = False
+    #: Keep the projections feeding FusedAttention's Q and K float (more exact, slower).
+    float_qk: bool = False
     #: Also write a PyTorch dynamic-quantized model here (MODEL inputs only).
     torch_output: Path | None = None
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
@@ -125,8 +125,8 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
         if options.torch_output is not None and source.module is None:
             raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
         source.model.ir_version = IR_VERSION
-        prepared, preparation = prepare(source.model, separate_query_key=not options.quantize_qk)
-        candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, quantize_qk=options.quantize_qk)
+        prepared, preparation = prepare(source.model, separate_query_key=options.float_qk)
+        candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, float_qk=options.float_qk)
         if options.quantize_attention:
             candidates = [
                 replace(c, reason="Q·Kᵀ and softmax kept float32; its P·V product runs in int8 (--quantize-attention)") if c.op_type == OP_TYPE else c
@@ -156,7 +156,7 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
                 "exclude": list(options.exclude),
                 "include_convs": options.include_convs,
                 "quantize_attention": options.quantize_attention,
-                "quantize_qk": options.quantize_qk,
+                "float_qk": options.float_qk,
             },
             "size_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size},
             "preparation": preparation.to_dict(),

@@ -25,35 +25,36 @@ def _branch_cosine(model_a: onnx.ModelProto, model_b: onnx.ModelProto, shape: tu
     return error_stats("branch", a - x, b - x).cosine
 
 
-def test_default_quantizes_value_projection_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
+def test_default_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
     result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=1))
     model = onnx.load(out)
     ops = Counter(n.op_type for n in model.graph.node)
-    assert ops["MatMulInteger"] == 1 and ops["MatMul"] == 1 and ops["Conv"] == 0 and ops["FusedAttention"] == 1
+    assert ops["MatMulInteger"] == 1 and ops["DynamicQuantizeLinear"] == 1 and ops["MatMul"] == 0
+    assert ops["Conv"] == 0 and ops["FusedAttention"] == 1
     assert model.ir_version == IR_VERSION
     assert [(f.domain, f.name) for f in model.functions] == [("attn_deploy", "FusedAttention")]
     assert {i.domain: i.version for i in model.opset_import}["attn_deploy"] == 1
     report = result.report
-    assert report["nodes"]["quantized"] == ["attn_deploy_proj_1_matmul"]
-    assert {s["name"]: s["op_type"] for s in report["nodes"]["skipped"]} == {
-        "attn_deploy_proj_0_query_key_matmul": "MatMul", "node_fused_attention": "FusedAttention",
-    }
+    assert report["nodes"]["quantized"] == ["attn_deploy_proj_0_matmul"]
+    assert [s["op_type"] for s in report["nodes"]["skipped"]] == ["FusedAttention"]
     assert report["size_bytes"]["int8"] < report["size_bytes"]["float"]
     assert report["latency"]["float_ms"] > 0 and report["latency"]["int8_ms"] > 0
-    assert report["parity"][0]["cosine"] > 0.999
-    assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.999
+    assert report["parity"][0]["cosine"] > 0.99
+    assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.99
 
 
-def test_quantize_qk_makes_qkv_one_matmul_integer(tiny_sagan: Path, tmp_path: Path) -> None:
+def test_float_qk_quantizes_only_the_value_projection(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
-    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=0, quantize_qk=True))
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=0, float_qk=True))
     model = onnx.load(out)
     ops = Counter(n.op_type for n in model.graph.node)
-    assert ops["MatMulInteger"] == 1 and ops["DynamicQuantizeLinear"] == 1 and ops["MatMul"] == 0
-    assert result.report["nodes"]["quantized"] == ["attn_deploy_proj_0_matmul"]
-    assert [s["op_type"] for s in result.report["nodes"]["skipped"]] == ["FusedAttention"]
-    assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.99
+    assert ops["MatMulInteger"] == 1 and ops["MatMul"] == 1
+    assert result.report["nodes"]["quantized"] == ["attn_deploy_proj_1_matmul"]
+    assert {s["name"]: s["op_type"] for s in result.report["nodes"]["skipped"]} == {
+        "attn_deploy_proj_0_query_key_matmul": "MatMul", "node_fused_attention": "FusedAttention",
+    }
+    assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.999
 
 
 def test_exclude_by_op_type_leaves_nothing_but_attention(tiny_sagan: Path, tmp_path: Path) -> None:
