@@ -10,7 +10,7 @@ Cases (issue #4's acceptance):
 Within a case every model runs in the same process, alternating models each iteration, so load
 changes hit all alike; compare ratios, and run on a quiet machine for absolute figures.
 
-    python benchmarks/quantize_speed.py [--cases sagan-2048,mha-encoder,frcnn-r50-fpn-layer4] [--iterations 7] [--out FILE]
+    python benchmarks/quantize_speed.py [--cases sagan-2048,mha-encoder,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from attn_deploy.quantize.report import TimingRunner, detection_parity, interlea
 from attn_deploy.runtime import OrtRunner  # noqa: E402
 
 CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")
+#: Timed runs per model: enough for a stable median at each case's run time (mha-encoder: ~3 ms).
+ITERATIONS = {"sagan-2048": 15, "mha-encoder": 100, "frcnn-r50-fpn-layer4": 5}
 
 
 def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarray], dict[str, Any]]:
@@ -84,7 +86,7 @@ def run_case(name: str, iterations: int) -> dict[str, Any]:
         samples = interleaved_latency(list(runners.values()), feeds, iterations)
     reference = outputs["fp32"]
     base_ms, base_min = statistics.median(samples[0]) * 1e3, min(samples[0]) * 1e3
-    result: dict[str, Any] = {"case": name, "input_shapes": {k: list(v.shape) for k, v in feeds.items()}, **info, "variants": {}}
+    result: dict[str, Any] = {"case": name, "iterations": iterations, "input_shapes": {k: list(v.shape) for k, v in feeds.items()}, **info, "variants": {}}
     for (variant, out), times in zip(outputs.items(), samples):
         ms = statistics.median(times) * 1e3
         entry: dict[str, Any] = {
@@ -108,14 +110,14 @@ def run_case(name: str, iterations: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--iterations", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=None, help=f"timed runs per model (default per case: {ITERATIONS})")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_speed.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     results = []
     for case in args.cases.split(","):
         print(f"{case} ...", file=sys.stderr, flush=True)
-        results.append(run_case(case, args.iterations))
+        results.append(run_case(case, args.iterations or ITERATIONS.get(case, 7)))
         for variant, v in results[-1]["variants"].items():
             extra = {k: v[k] for k in ("branch_cosine", "cosine") if k in v}
             if "detection" in v:
@@ -128,7 +130,6 @@ def main() -> None:
         "benchmark": "quantize_speed",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "versions": library_versions(),
-        "iterations": args.iterations,
         "cases": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,9 @@ that read the same X with the same layout share it: SAGAN's Q, K and V become on
 ``MatMulInteger``, which is fast on CPU, where ``ConvInteger`` is slower than fp32 Conv.
 
 The reshape keeps B and C (its first two output dims equal the input's), so it only regroups
-each channel's contiguous H·W block: exact in float32 up to summation order.
+each channel's contiguous H·W block: exact in float32 up to summation order. Its target is a
+constant (dynamo export) or ``Concat(Slice(Shape(y), 0, 2), [-1])``, flatten(2) with dynamic
+shapes as the TorchScript exporter writes it (detectors); the input then gets ``[0, 0, -1]``.
 """
 
 from __future__ import annotations

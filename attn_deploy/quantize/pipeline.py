@@ -142,6 +142,8 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
         if options.quantize_attention and has_attention:
             use_int8_attention_body(quantized)
         done = quantized_node_names(prepared, quantized, candidates)
+        if not done and not (options.quantize_attention and has_attention):
+            raise _nothing_to_quantize(spec, prepared, options)  # quantize_dynamic declined every candidate
 
         float_path = tmp / "float.onnx"
         onnx.save_model(source.model, float_path)

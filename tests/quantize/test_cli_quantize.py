@@ -67,3 +67,22 @@ def test_zoo_model_end_to_end_with_report_and_torch(tmp_path: Path) -> None:
     assert report["parity"][0]["cosine"] > 0.99
     assert "cannot be exported to ONNX" in stderr and out.with_suffix(".torch.pt").exists()
     assert "quantized 8 node(s)" in stdout
+
+
+def test_include_convs_quantizes_convs_with_a_warning(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv3x3", pads=[1, 1, 1, 1])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w],
+    )
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION), path)
+    out = tmp_path / "q.onnx"
+    code, stdout, stderr = _run("quantize", str(path), "-o", str(out), "--include-convs", "--iterations", "1", "--json")
+    assert code == 0, stderr
+    assert "ConvInteger is often slower" in stderr
+    report = json.loads(stdout)
+    assert report["nodes"]["quantized"] == ["conv3x3"] and report["parity"][0]["cosine"] > 0.99
+    assert "ConvInteger" in {n.op_type for n in onnx.load(out).graph.node}
