@@ -69,7 +69,7 @@ def _int8_probs_times_v(b: _Builder, scores: str, opset: int) -> None:
     b.nodes.append(helper.make_node("Mul", [acc, b.op("Div", "v_scale", total, name="factor")], ["o_blk"]))
 
 
-def _int8_v(b: _Builder, opset: int) -> None:
+def _int8_v(b: _Builder) -> None:
     """``Vq`` (int8, symmetric, one scale) and its scale ``v_scale`` from ``Vf``."""
     vabs = b.op("Abs", "Vf", name="vabs")
     vmax = b.op("ReduceMax", vabs, name="vmax", keepdims=0)  # all axes: same form in every opset
@@ -179,7 +179,7 @@ def make_function(
         b.nodes.append(helper.make_node("Pad", [b4, b_pads], ["Bp"]))
 
     if int8_pv:
-        _int8_v(b, opset)
+        _int8_v(b)
     blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, int8_pv, opset))
     # Scan output is [n_blocks, B, H, rows, dv] -> [B, H, n_blocks*rows, dv] -> drop the padding.
     moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 3, 4])
