@@ -141,6 +141,9 @@ def quantize(
     float_qk: Annotated[bool, typer.Option("--float-qk", help="Keep the projections feeding attention's Q and K float: more exact (softmax amplifies their error), slower.")] = False,
     quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
+    arch: Annotated[str | None, typer.Option(help="For a state-dict MODEL: the zoo:NAME it fits, as for export.")] = None,
+    unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only), as for export.")] = False,
     iterations: Annotated[int, typer.Option(min=0, help="Timed runs per model for the latency comparison; 0 skips parity and latency.")] = 5,
     report_file: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
@@ -160,6 +163,9 @@ def quantize(
         float_qk=float_qk,
         torch_output=output.with_suffix(".torch.pt") if torch_out else None,
         iterations=iterations,
+        arch=arch,
+        unsafe_load=unsafe_load,
+        input_shapes=tuple(_parse_shape(s) for s in input_shape or []),
     )
     with err.status(f"quantizing {model} ..."):
         result = quantize_model(model, output, options)

@@ -38,6 +38,10 @@ class QuantizeOptions:
     float_qk: bool = False
     #: Also write a PyTorch dynamic-quantized model here (MODEL inputs only).
     torch_output: Path | None = None
+    #: How to load a MODEL that is not an .onnx file (as for ``export``).
+    arch: str | None = None
+    unsafe_load: bool = False
+    input_shapes: tuple[tuple[int, ...], ...] = ()
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
     iterations: int = 5
     threads: int | None = None
@@ -83,23 +87,24 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-def _load_source(spec: str, tmp: Path) -> _Source:
+def _load_source(spec: str, tmp: Path, options: QuantizeOptions) -> _Source:
     path = Path(spec)
     if path.suffix == ".onnx" or (path.is_file() and path.read_bytes()[:1] == b"\x08"):  # ModelProto starts with ir_version
         if not path.is_file():
             raise InputError(f"{spec}: no such file")
         model = _load_onnx(path)
         return _Source(model, lambda: _random_feeds(model))
-    from attn_deploy.export import export_model
+    from attn_deploy.export import ExportOptions, export_model
     from attn_deploy.export.loading import load_model
 
-    loaded = load_model(spec)
-    result = export_model(loaded, tmp / "exported.onnx")
+    loaded = load_model(spec, arch=options.arch, unsafe_load=options.unsafe_load)
+    result = export_model(loaded, tmp / "exported.onnx", ExportOptions(input_shapes=options.input_shapes))
     model = onnx.load_model(result.onnx_path)
+    shapes = options.input_shapes or loaded.input_shapes
 
     def feeds() -> Feeds:
         names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-        return {n: t.numpy() for n, t in zip(names, loaded.example_inputs(loaded.input_shapes, seed=1))}
+        return {n: t.numpy() for n, t in zip(names, loaded.example_inputs(shapes, seed=1))}
 
     return _Source(model, feeds, loaded.module)
 
@@ -121,7 +126,7 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="attn_deploy_quantize_") as tmp_dir:
         tmp = Path(tmp_dir)
-        source = _load_source(spec, tmp)
+        source = _load_source(spec, tmp, options)
         if options.torch_output is not None and source.module is None:
             raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
         source.model.ir_version = IR_VERSION

@@ -67,6 +67,29 @@ def test_zoo_model_end_to_end_with_report_and_torch(tmp_path: Path) -> None:
     assert report["parity"][0]["cosine"] > 0.99
     assert "cannot be exported to ONNX" in stderr and out.with_suffix(".torch.pt").exists()
     assert "quantized 8 node(s)" in stdout
+    import torch
+
+    import attn_deploy.ops.torch_op  # noqa: F401 - registers the op the pickled module calls
+
+    module = torch.load(out.with_suffix(".torch.pt"), weights_only=False)
+    with torch.no_grad():
+        assert module(torch.randn(1, 196, 256)).shape == (1, 196, 256)
+
+
+def test_state_dict_model_with_arch_and_input_shape(tmp_path: Path) -> None:
+    import torch
+
+    from attn_deploy.zoo import get_entry
+
+    weights = tmp_path / "sagan.pt"
+    torch.save(get_entry("sagan-256").build().state_dict(), weights)
+    out = tmp_path / "s.onnx"
+    code, stdout, stderr = _run(
+        "quantize", str(weights), "--arch", "zoo:sagan-256", "--input-shape", "1x256x8x8", "-o", str(out), "--iterations", "1", "--json",
+    )
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["parity"][0]["shape_ref"] == [1, 256, 8, 8] and report["parity"][0]["cosine"] > 0.999
 
 
 def test_include_convs_quantizes_convs_with_a_warning(tmp_path: Path) -> None:
