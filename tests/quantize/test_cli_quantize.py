@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -56,6 +57,7 @@ def test_torch_needs_a_pytorch_model(tmp_path: Path, tiny_sagan: Path) -> None:
     _assert_input_error(tmp_path, [str(tiny_sagan), "--torch"], "--torch needs a PyTorch MODEL")
 
 
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torch.load of a quantized module
 def test_zoo_model_end_to_end_with_report_and_torch(tmp_path: Path) -> None:
     out = tmp_path / "mha.onnx"
     code, stdout, stderr = _run("quantize", "zoo:mha-encoder", "-o", str(out), "--iterations", "1", "--report", str(tmp_path / "r.json"), "--torch")
