@@ -87,9 +87,14 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
+def _first_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(1)
+
+
 def _load_source(spec: str, tmp: Path, options: QuantizeOptions) -> _Source:
     path = Path(spec)
-    if path.suffix == ".onnx" or (path.is_file() and path.read_bytes()[:1] == b"\x08"):  # ModelProto starts with ir_version
+    if path.suffix == ".onnx" or (path.is_file() and _first_byte(path) == b"\x08"):  # a ModelProto starts with ir_version
         if not path.is_file():
             raise InputError(f"{spec}: no such file")
         model = _load_onnx(path)
