@@ -361,6 +361,81 @@ def fuse(
 # --- end fuse ---
 
 
+# --- quantize ---
+@app.command()
+@_one_line_errors
+def quantize(
+    model: Annotated[str, typer.Argument(help="An .onnx file, or any MODEL that `export` accepts (exported first).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output int8 .onnx file.")],
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="One weight scale per output channel (default) or one per tensor.")] = True,
+    weight_type: Annotated[str, typer.Option(help="Weight type: int8 or uint8 (activations are uint8, quantized at run time).")] = "int8",
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes float whose name or op type matches this glob; repeatable.")] = None,
+    include_convs: Annotated[bool, typer.Option("--include-convs", help="Also quantize the remaining Conv nodes (ConvInteger: often slower than fp32 on CPU).")] = False,
+    float_qk: Annotated[bool, typer.Option("--float-qk", help="Keep the projections feeding attention's Q and K float: more exact (softmax amplifies their error), slower.")] = False,
+    quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
+    torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
+    arch: Annotated[str | None, typer.Option(help="For a state-dict MODEL: the zoo:NAME it fits, as for export.")] = None,
+    unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only), as for export.")] = False,
+    iterations: Annotated[int, typer.Option(min=0, help="Timed runs per model for the latency comparison; 0 skips parity and latency.")] = 5,
+    report_file: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Dynamic int8: 1x1 Conv projections into one MatMul, then quantize_dynamic; parity and latency report."""
+    from attn_deploy.errors import InputError
+    from attn_deploy.quantize import QuantizeOptions, quantize_model, write_report
+
+    if weight_type not in ("int8", "uint8"):
+        raise InputError(f"--weight-type must be int8 or uint8, not {weight_type!r}")
+    options = QuantizeOptions(
+        per_channel=per_channel,
+        weight_type=weight_type,  # type: ignore[arg-type]
+        exclude=tuple(exclude or ()),
+        include_convs=include_convs,
+        quantize_attention=quantize_attention,
+        float_qk=float_qk,
+        torch_output=output.with_suffix(".torch.pt") if torch_out else None,
+        iterations=iterations,
+        arch=arch,
+        unsafe_load=unsafe_load,
+        input_shapes=tuple(_parse_shape(s) for s in input_shape or []),
+    )
+    with err.status(f"quantizing {model} ..."):
+        result = quantize_model(model, output, options)
+    report = result.report
+    if report_file is not None:
+        write_report(report, report_file)
+    for note in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    sizes = report["size_bytes"]
+    table = Table(title=f"{model} -> {output}")
+    table.add_column("")
+    table.add_column("float", justify="right")
+    table.add_column("int8", justify="right")
+    table.add_row("size (MB)", f"{sizes['float'] / 1e6:.2f}", f"{sizes['int8'] / 1e6:.2f}")
+    if report.get("latency"):
+        lat = report["latency"]
+        table.add_row("latency (ms, median)", f"{lat['float_ms']:.1f}", f"{lat['int8_ms']:.1f} ({lat['speedup']:.2f}x)")
+    out.print(table)
+    nodes = report["nodes"]
+    out.print(f"quantized {len(nodes['quantized'])} node(s): {', '.join(nodes['quantized']) or '-'}", highlight=False)
+    reasons: dict[str, int] = {}
+    for s in nodes["skipped"]:
+        reasons[s["why"]] = reasons.get(s["why"], 0) + 1
+    for why, count in reasons.items():
+        out.print(f"kept float: {count} x {why}", highlight=False)
+    if report.get("parity"):
+        for s in report["parity"]:
+            out.print(f"parity {s['name']}: cosine {s['cosine']:.6f}, max abs {s['max_abs']:.3g} (max |ref| ratio {s['rel_to_max']:.3g})", highlight=False)
+    if report.get("detection"):
+        d = report["detection"]
+        out.print(f"detections matched at IoU >= {d['iou_threshold']}: {d['matched']}/{d['reference_detections']} ({d['matched_fraction']:.3f})", highlight=False)
+# --- end quantize ---
+
+
 @zoo_app.command("list")
 def zoo_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the built-in models with their default input shapes."""

@@ -45,7 +45,42 @@ class _Builder:
         return self.op("Constant", name=name, value=tensor)
 
 
-def _loop_body(with_bias: bool) -> onnx.GraphProto:
+def _reduce(b: _Builder, op_type: str, x: str, opset: int, name: str) -> str:
+    """``op_type`` over the last axis, keepdims; axes became an input of ReduceMax in opset 18."""
+    if op_type == "ReduceSum" or opset >= 18:
+        return b.op(op_type, x, b.const([-1]), name=name, keepdims=1)
+    return b.op(op_type, x, name=name, axes=[-1], keepdims=1)
+
+
+def _int8_probs_times_v(b: _Builder, scores: str, opset: int) -> None:
+    """``o_blk = softmax(scores) @ V`` with the product in int8: reads ``Vq``, ``v_scale`` (outer scope).
+
+    ``e = exp(s - rowmax)`` lies in (0, 1] with a 1 in every row, so ``c = round(255·e)`` is a
+    uint8 code using the full range in every row. The output is ``(c @ Vq) · v_scale / sum(c)``:
+    dividing by the sum of the *codes* (not of ``e``) keeps every row a convex combination of V
+    even when many small probabilities round to 0 (long rows); softmax's division moves onto
+    one [rows, 1] factor.
+    """
+    e = b.op("Exp", b.op("Sub", scores, _reduce(b, "ReduceMax", scores, opset, "rowmax"), name="shifted"), name="e")
+    levels = b.op("Round", b.op("Mul", e, b.op("Constant", name="c255", value_float=255.0), name="e255"), name="levels")
+    total = _reduce(b, "ReduceSum", levels, opset, "rowsum")
+    codes = b.op("Cast", levels, name="codes", to=TensorProto.UINT8)
+    acc = b.op("Cast", b.op("MatMulInteger", codes, "Vq", name="acc"), name="accf", to=_FLOAT)
+    b.nodes.append(helper.make_node("Mul", [acc, b.op("Div", "v_scale", total, name="factor")], ["o_blk"]))
+
+
+def _int8_v(b: _Builder) -> None:
+    """``Vq`` (int8, symmetric, one scale) and its scale ``v_scale`` from ``Vf``."""
+    vabs = b.op("Abs", "Vf", name="vabs")
+    vmax = b.op("ReduceMax", vabs, name="vmax", keepdims=0)  # all axes: same form in every opset
+    tiny = b.op("Constant", name="tiny", value_float=1e-30)
+    c127 = b.op("Constant", name="c127", value_float=127.0)
+    b.nodes.append(helper.make_node("Div", [b.op("Max", vmax, tiny, name="vmax_safe"), c127], ["v_scale"]))
+    zero = b.op("Constant", name="zero_i8", value=helper.make_tensor("zero_i8", TensorProto.INT8, [], [0]))
+    b.nodes.append(helper.make_node("QuantizeLinear", ["Vf", "v_scale", zero], ["Vq"]))
+
+
+def _loop_body(with_bias: bool, int8_pv: bool = False, opset: int = 18) -> onnx.GraphProto:
     """One query block: scores, softmax (float32), times V. Reads outer-scope names ``Qp``, ``Kt``, ``Vf``, ``rows``."""
     b = _Builder("lb_")
     start = b.op("Mul", "iter", "rows", name="start")
@@ -58,8 +93,11 @@ def _loop_body(with_bias: bool) -> onnx.GraphProto:
         bstart = b.op("Where", "bias_bcast", b.const([0]), start1, name="bstart")
         bend = b.op("Where", "bias_bcast", b.const([1]), end1, name="bend")
         scores = b.op("Add", scores, b.op("Slice", "Bp", bstart, bend, axis2, name="b_blk"), name="biased")
-    probs = b.op("Softmax", scores, name="probs", axis=-1)
-    b.nodes.append(helper.make_node("MatMul", [probs, "Vf"], ["o_blk"]))
+    if int8_pv:
+        _int8_probs_times_v(b, scores, opset)
+    else:
+        probs = b.op("Softmax", scores, name="probs", axis=-1)
+        b.nodes.append(helper.make_node("MatMul", [probs, "Vf"], ["o_blk"]))
     b.nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
     return helper.make_graph(
         b.nodes,
@@ -80,8 +118,15 @@ def make_function(
     *,
     with_bias: bool = False,
     budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
+    int8_pv: bool = False,
 ) -> onnx.FunctionProto:
-    """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike)."""
+    """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike).
+
+    ``int8_pv`` builds the quantized variant (``attn-deploy quantize --quantize-attention``): the
+    softmax-times-V product runs as ``MatMulInteger`` on uint8 probability codes and int8 V.
+    Q·Kᵀ stays float32: it is about a tenth of the FLOPs (dk = C/8 in SAGAN), and its error
+    would be amplified by the softmax's exponential.
+    """
     if opset < 15:
         raise ValueError(f"FusedAttention's body needs opset >= 15 (got {opset}); export with --opset 17 or newer")
     b = _Builder("fa_")
@@ -133,7 +178,9 @@ def make_function(
         b_pads = b.op("Concat", zeros6, b_pad, b.const([0]), name="b_pads", axis=0)
         b.nodes.append(helper.make_node("Pad", [b4, b_pads], ["Bp"]))
 
-    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias))
+    if int8_pv:
+        _int8_v(b)
+    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, int8_pv, opset))
     # Scan output is [n_blocks, B, H, rows, dv] -> [B, H, n_blocks*rows, dv] -> drop the padding.
     moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 3, 4])
     flat_shape = b.op(
@@ -157,5 +204,6 @@ def make_function(
         b.nodes,
         [helper.make_opsetid("", opset)],
         attributes=["scale", "plugin_namespace", "plugin_version"],
-        doc_string="softmax(scale * Q @ K^T [+ bias]) @ V, float32 inside, one query block at a time.",
+        doc_string="softmax(scale * Q @ K^T [+ bias]) @ V, float32 inside, one query block at a time."
+        + (" The P @ V product in int8 (MatMulInteger)." if int8_pv else ""),
     )

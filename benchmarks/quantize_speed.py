@@ -1,0 +1,141 @@
+"""Speed and parity of ``attn-deploy quantize`` in ONNX Runtime (CPU), ratios from one run.
+
+Cases (issue #4's acceptance):
+- sagan-2048 (input 1x2048x25x42): fp32 as exported (three 1x1 Conv) vs int8 (Q/K/V as one
+  MatMulInteger) vs int8 with ``--quantize-attention``; cosine of the attention branch
+  (output minus input) against fp32. Also fp32 with Q/K/V as one MatMul, for reference.
+- mha-encoder: fp32 vs int8, cosine of the outputs.
+- frcnn-r50-fpn-layer4 (slow: exports a detector): fp32 vs int8, detections matched at IoU >= 0.5.
+
+Within a case every model runs in the same process, alternating models each iteration, so load
+changes hit all alike; compare ratios, and run on a quiet machine for absolute figures.
+
+    python benchmarks/quantize_speed.py [--cases sagan-2048,mha-encoder,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from attn_deploy.check.stats import error_stats  # noqa: E402
+from attn_deploy.export import ExportOptions, export_model  # noqa: E402
+from attn_deploy.export.loading import load_model  # noqa: E402
+from attn_deploy.export.manifest import library_versions  # noqa: E402
+from attn_deploy.quantize import QuantizeOptions, quantize_model  # noqa: E402
+from attn_deploy.quantize.prepare import prepare  # noqa: E402
+from attn_deploy.quantize.report import TimingRunner, detection_parity, interleaved_latency  # noqa: E402
+from attn_deploy.runtime import OrtRunner  # noqa: E402
+
+CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")
+#: Timed runs per model: enough for a stable median at each case's run time (mha-encoder: ~3 ms).
+ITERATIONS = {"sagan-2048": 15, "mha-encoder": 100, "frcnn-r50-fpn-layer4": 5}
+
+
+def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarray], dict[str, Any]]:
+    loaded = load_model(f"zoo:{name}")
+    start = time.perf_counter()
+    fp32 = export_model(loaded, tmp / f"{name}.onnx", ExportOptions()).onnx_path
+    export_s = time.perf_counter() - start
+    paths = {"fp32": fp32}
+    if name == "sagan-2048":
+        prepared, _ = prepare(onnx.load(fp32))
+        paths["fp32-qkv-matmul"] = tmp / f"{name}-matmul.onnx"
+        onnx.save(prepared, paths["fp32-qkv-matmul"])
+    info: dict[str, Any] = {"export_s": export_s}
+    variants = {
+        "int8": QuantizeOptions(iterations=0),
+        "int8-attention": QuantizeOptions(iterations=0, quantize_attention=True),
+        "int8-float-qk": QuantizeOptions(iterations=0, float_qk=True),
+        "int8-float-qk-attention": QuantizeOptions(iterations=0, float_qk=True, quantize_attention=True),
+    }
+    for variant, options in variants.items():
+        if variant.startswith("int8-float-qk") and name != "sagan-2048":
+            continue  # only SAGAN has separate Q/K projections
+        paths[variant] = tmp / f"{name}-{variant}.onnx"
+        result = quantize_model(str(fp32), paths[variant], options)
+        info[variant] = {
+            "quantized_nodes": result.report["nodes"]["quantized"],
+            "size_bytes": result.report["size_bytes"],
+        }
+    runner = OrtRunner(fp32, ["CPUExecutionProvider"])
+    inputs = loaded.example_inputs(loaded.input_shapes, seed=1)
+    feeds = {n: t.numpy() for n, t in zip(runner.input_names, inputs)}
+    return paths, feeds, info
+
+
+def run_case(name: str, iterations: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="quantize_speed_") as tmp_dir:
+        paths, feeds, info = _variants(name, Path(tmp_dir))
+        runners = {k: TimingRunner(p) for k, p in paths.items()}
+        outputs = {k: r.infer(feeds) for k, r in runners.items()}
+        samples = interleaved_latency(list(runners.values()), feeds, iterations)
+    reference = outputs["fp32"]
+    base_ms, base_min = statistics.median(samples[0]) * 1e3, min(samples[0]) * 1e3
+    result: dict[str, Any] = {"case": name, "iterations": iterations, "input_shapes": {k: list(v.shape) for k, v in feeds.items()}, **info, "variants": {}}
+    for (variant, out), times in zip(outputs.items(), samples):
+        ms = statistics.median(times) * 1e3
+        entry: dict[str, Any] = {
+            "median_ms": ms,
+            "speedup_vs_fp32": base_ms / ms,
+            "min_ms": min(times) * 1e3,
+            "speedup_vs_fp32_of_min": base_min / (min(times) * 1e3),
+            "samples_ms": [t * 1e3 for t in times],
+        }
+        if name == "sagan-2048":
+            x = feeds["input"]
+            entry["branch_cosine"] = error_stats("branch", reference["output"] - x, out["output"] - x).cosine
+        elif name == "frcnn-r50-fpn-layer4":
+            entry["detection"] = detection_parity(reference, out)
+        else:
+            entry["cosine"] = {k: error_stats(k, reference[k], out[k]).cosine for k in reference}
+        result["variants"][variant] = entry
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--iterations", type=int, default=None, help=f"timed runs per model (default per case: {ITERATIONS})")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_speed.json")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    results = []
+    for case in args.cases.split(","):
+        print(f"{case} ...", file=sys.stderr, flush=True)
+        results.append(run_case(case, args.iterations or ITERATIONS.get(case, 7)))
+        for variant, v in results[-1]["variants"].items():
+            extra = {k: v[k] for k in ("branch_cosine", "cosine") if k in v}
+            if "detection" in v:
+                extra = {"matched_fraction": v["detection"]["matched_fraction"]}
+            print(
+                f"  {variant:18s} median {v['median_ms']:8.1f} ms x{v['speedup_vs_fp32']:.2f}   min {v['min_ms']:8.1f} ms x{v['speedup_vs_fp32_of_min']:.2f}  {extra}",
+                file=sys.stderr,
+            )
+    report = {
+        "benchmark": "quantize_speed",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "versions": library_versions(),
+        "cases": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
