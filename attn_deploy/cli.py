@@ -25,7 +25,7 @@ zoo_app = typer.Typer(help="Built-in models (use as zoo:NAME wherever MODEL is a
 app.add_typer(zoo_app, name="zoo")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line, whatever the width
 for _console in (out, err):  # CI logs are not terminals: do not squeeze tables into 80 columns
     if not _console.is_terminal:
         _console.width = max(_console.width, 120)

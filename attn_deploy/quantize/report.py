@@ -9,13 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 
 from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionThresholds, match_detections
 from attn_deploy.check.stats import compare_outputs
-from attn_deploy.errors import InputError
 from attn_deploy.quantize.dynamic import Candidate
 from attn_deploy.runtime import OrtRunner
 from attn_deploy.runtime.base import Feeds
@@ -38,23 +35,9 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
 
 
-class TimingRunner(OrtRunner):
-    """An ``OrtRunner`` whose thread pool does not spin after a run.
-
-    Timing two sessions in turn, the idle one's spinning threads would steal the cores the
-    other one needs (2 here), and whichever runs second would look slower.
-    """
-
-    def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-            raise InputError(f"ONNX Runtime cannot load {model_path}: {str(e).strip().splitlines()[0]}") from None
+def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunner:  # noqa: N802 - reads as a runner type
+    """An ONNX Runtime runner whose idle threads do not spin, for timing two sessions in turn."""
+    return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads, spinning=False)
 
 
 def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int, warmup: int = 1) -> list[list[float]]:

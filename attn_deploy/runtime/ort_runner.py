@@ -29,14 +29,25 @@ class OrtRunner:
 
     name = "ort"
 
-    def __init__(self, model_path: str | Path, providers: list[str] | None = None) -> None:
+    def __init__(self, model_path: str | Path, providers: list[str] | None = None, threads: int | None = None, spinning: bool = True) -> None:
+        """``spinning=False`` stops idle worker threads from spinning: needed when two sessions are
+        timed in turn on few cores, where the idle one's spinning threads would slow the other."""
         quiet_polygraphy()
-        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+        import onnxruntime as ort
+        from polygraphy.backend.onnxrt import OnnxrtRunner
 
         self.model_path = Path(model_path)
         self.providers = providers or default_providers()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._runner = OnnxrtRunner(SessionFromOnnx(str(model_path), providers=self.providers))
+            # Polygraphy's SessionFromOnnx takes no SessionOptions, so the session is built here.
+            session = ort.InferenceSession(str(model_path), options, providers=self.providers)
+            self._runner = OnnxrtRunner(session)
             self._runner.activate()
         except Exception as e:  # noqa: BLE001 - ORT and Polygraphy raise their own types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -58,5 +69,10 @@ class OrtRunner:
         return {name: np.asarray(outputs[name]) for name in self._outputs}
 
     def close(self) -> None:
-        if self._runner.is_active:
-            self._runner.deactivate()
+        runner = getattr(self, "_runner", None)
+        if runner is not None and runner.is_active:
+            runner.deactivate()
+
+    def __del__(self) -> None:
+        # Polygraphy warns on stdout when an active runner is collected; a script reading --json would choke.
+        self.close()
