@@ -143,7 +143,7 @@ def build_trt(
     opt_shapes: Annotated[list[str] | None, typer.Option("--opt-shapes", help="Profile optimum NAME:SHAPE (repeatable).")] = None,
     max_shapes: Annotated[list[str] | None, typer.Option("--max-shapes", help="Profile maximum NAME:SHAPE (repeatable).")] = None,
     runtime: Annotated[str, typer.Option("--runtime", help="auto (TensorRT if importable, else TensorRT-RTX), tensorrt or tensorrt-rtx.")] = "auto",
-    timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="Timing cache file to read and update.")] = None,
+    timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="Timing cache file to read and update (TensorRT; a no-op in TensorRT-RTX).")] = None,
     workspace: Annotated[int | None, typer.Option("--workspace", min=1, help="Workspace memory limit in MiB.")] = None,
     plugin: Annotated[list[Path] | None, typer.Option("--plugin", help="Plugin library .so to load (repeatable); FusedAttention then uses its plugin.")] = None,
     compute_capability: Annotated[list[str] | None, typer.Option("--compute-capability", help="TensorRT-RTX ahead-of-time target like 8.6 (repeatable).")] = None,
@@ -185,8 +185,9 @@ def build_trt(
         f"wrote {result.engine_path} ({report['engine_bytes'] / 2**20:.1f} MiB, built in {report['build_seconds']:.2f} s) and {result.report_path}",
         highlight=False,
     )
-    if report["engine_layers_note"]:
-        err.print(f"[yellow]note:[/yellow] {report['engine_layers_note']}", highlight=False)
+    for note in [*report["notes"], report["engine_layers_note"]]:
+        if note:
+            err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
 # --- build-trt ---
