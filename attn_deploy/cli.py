@@ -176,10 +176,10 @@ def build_trt(
         print(json.dumps({k: v for k, v in report.items() if k != "network_layers"} | {"network_layers": report["network_layers"]["summary"]}, indent=2))
         return
     table = Table(title=f"FusedAttention lowering ({report['runtime']} {report['versions'][report['runtime']]}, {report['precision']})")
-    for col in ("node", "choice", "dk", "dv", "dtype", "why"):
+    for col in ("node", "choice", "blocks", "dk", "dv", "dtype", "why"):
         table.add_column(col)
     for p in result.lowering:
-        table.add_row(p["node"], p["choice"], str(p["dk"]), str(p["dv"]), p["dtype"], p["reason"])
+        table.add_row(p["node"], p["choice"], str(p["query_blocks"]), str(p["dk"]), str(p["dv"]), p["dtype"], p["reason"])
     out.print(table)
     err.print(
         f"wrote {result.engine_path} ({report['engine_bytes'] / 2**20:.1f} MiB, built in {report['build_seconds']:.2f} s) and {result.report_path}",

@@ -42,6 +42,7 @@ def _build(onnx_path: Path, fp16: bool) -> dict:
         "total_seconds": round(time.perf_counter() - started, 2),
         "engine_mib": round(r["engine_bytes"] / 2**20, 2),
         "lowering": [p["choice"] for p in r["fused_attention"]],
+        "query_blocks": [p["query_blocks"] for p in r["fused_attention"]],
         "network_layers": r["network_layers"]["summary"]["count"],
     }
 
@@ -113,8 +114,8 @@ def main() -> None:
             rows.append({"entry": name, "submodule": None, "export": {"ok": False, "error": proc.stderr.strip().splitlines()[-1:]}})
         else:
             rows.extend(json.loads(lines[-1]))
-        last = rows[-1]
-        print(f"{name:28s} {str(last.get('submodule') or ''):9s} fp32: {_cell(last.get('fp32'))} | fp16: {_cell(last.get('fp16'))}", flush=True)
+        for row in rows[-(len(lines[-1:]) and len(json.loads(lines[-1]))) or -1:]:
+            print(f"{name:28s} {str(row.get('submodule') or ''):9s} fp32: {_cell(row.get('fp32'))} | fp16: {_cell(row.get('fp16'))}", flush=True)
 
     import importlib.metadata
 

@@ -9,8 +9,11 @@
 * ``body``: the node stays and expands into its function at parse time. The exported body is the
   memory-bounded query-block ``Loop``, which TensorRT-RTX 1.7 cannot build (its parser rejects a
   Loop without a condition input, and with one the builder fails an internal assertion), so the
-  function is replaced by :func:`tensorrt_body`: one float32 MatMul-Softmax-MatMul, the pattern
-  TensorRT's own attention fusion recognises and runs without materialising the score matrix.
+  function is replaced by :func:`tensorrt_body`: one float32 MatMul-Softmax-MatMul. Where the
+  shapes are static and the score matrix exceeds :data:`TRT_SCORE_BLOCK_ELEMENTS`, the node is
+  instead inlined as that pattern over static query blocks (Slice, ..., Concat), so no layer needs
+  more than one block's scores whether or not TensorRT fuses the pattern; TensorRT reuses
+  activation memory between the blocks, which run one after another.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import onnx
 from onnx import TensorProto, helper, version_converter
 
 from attn_deploy.export.finalize import default_opset, fused_attention_nodes
-from attn_deploy.export.manifest import attention_nodes_info
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION
+from attn_deploy.export.manifest import attention_nodes_info, value_shapes
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
 
 Choice = Literal["plugin", "native-attention", "body"]
 #: ONNX opset that introduced ``Attention``.
 ATTENTION_OPSET = 23
 _F32 = TensorProto.FLOAT
 _F16 = TensorProto.FLOAT16
+#: Largest float32 score block (elements) a TensorRT body materialises: 64 Mi = 256 MiB. Larger
+#: than ONNX Runtime's 32 MiB because every block is a separate set of layers in the engine.
+TRT_SCORE_BLOCK_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class NodeLowering:
     dv: int | str | None
     dtype: str
     has_bias: bool
+    #: Static query blocks the body is inlined as (1: the whole score matrix at once).
+    query_blocks: int = 1
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -87,7 +95,18 @@ def _input_dtypes(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def plan_lowering(model: onnx.ModelProto, *, plugin: bool) -> list[NodeLowering]:
+def _query_blocks(info: dict, budget: int) -> int:
+    dims = [info[k] for k in ("B", "H", "Nq", "Nk")]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        return 1
+    b, h, nq, nk = dims
+    if b * h * nq * nk <= budget:
+        return 1
+    rows = min(nq, block_rows(b * h, nk, budget))
+    return -(-nq // rows)
+
+
+def plan_lowering(model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
     """Choose, for every FusedAttention node in graph order, how TensorRT builds it."""
     dtypes = _input_dtypes(model)
     plans = []
@@ -102,8 +121,75 @@ def plan_lowering(model: onnx.ModelProto, *, plugin: bool) -> list[NodeLowering]
             choice, reason = "body", f"dk={dk} != dv={dv}: TensorRT's native attention needs K and V of one shape"
         else:
             choice, reason = "native-attention", f"float16 and dk == dv == {dk}"
-        plans.append(NodeLowering(info["name"], choice, reason, dk, dv, dtype, info["has_bias"]))  # type: ignore[arg-type]
+        blocks = _query_blocks(info, budget) if choice == "body" else 1
+        if blocks > 1:
+            reason += f"; {blocks} query blocks (score matrix {info['B'] * info['H'] * info['Nq'] * info['Nk'] * 4 / 2**30:.1f} GiB in float32)"
+        plans.append(NodeLowering(info["name"], choice, reason, dk, dv, dtype, info["has_bias"], blocks))  # type: ignore[arg-type]
     return plans
+
+
+def _blocked_nodes(node: onnx.NodeProto, blocks: int, nq: int, bias_rows: int | None) -> list[onnx.NodeProto]:
+    """``node`` as float32 MatMul-Softmax-MatMul over ``blocks`` static query blocks, concatenated."""
+    p = f"{node.name or node.output[0]}/"
+    scale = float(next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale"))
+    q, k, v = node.input[:3]
+    bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
+
+    def const(name: str, values: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name, TensorProto.INT64, [len(values)], values))
+
+    nodes = [
+        helper.make_node("Cast", [q], [p + "qf"], to=_F32),
+        helper.make_node("Constant", [], [p + "scale"], value=helper.make_tensor(p + "scale", _F32, [], [scale])),
+        helper.make_node("Mul", [p + "qf", p + "scale"], [p + "qs"]),
+        helper.make_node("Cast", [k], [p + "kf"], to=_F32),
+        helper.make_node("Transpose", [p + "kf"], [p + "kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("Cast", [v], [p + "vf"], to=_F32),
+        const("axis2", [2]),
+    ]
+    if bias:
+        nodes.append(helper.make_node("Cast", [bias], [p + "bf"], to=_F32))
+    rows = -(-nq // blocks)
+    outs = []
+    for i in range(blocks):
+        start, end = i * rows, min(nq, (i + 1) * rows)
+        b = f"{p}b{i}/"
+        nodes += [const(f"b{i}/start", [start]), const(f"b{i}/end", [end])]
+        nodes.append(helper.make_node("Slice", [p + "qs", b + "start", b + "end", p + "axis2"], [b + "q"]))
+        nodes.append(helper.make_node("MatMul", [b + "q", p + "kt"], [b + "s"]))
+        scores = b + "s"
+        if bias:
+            if bias_rows == nq:
+                nodes.append(helper.make_node("Slice", [p + "bf", b + "start", b + "end", p + "axis2"], [b + "bias"]))
+                nodes.append(helper.make_node("Add", [scores, b + "bias"], [b + "sb"]))
+            else:
+                nodes.append(helper.make_node("Add", [scores, p + "bf"], [b + "sb"]))
+            scores = b + "sb"
+        nodes.append(helper.make_node("Softmax", [scores], [b + "p"], axis=-1))
+        nodes.append(helper.make_node("MatMul", [b + "p", p + "vf"], [b + "o"]))
+        outs.append(b + "o")
+    nodes.append(helper.make_node("Concat", outs, [p + "of"], axis=2))
+    nodes.append(helper.make_node("CastLike", [p + "of", q], [node.output[0]]))
+    return nodes
+
+
+def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering]) -> None:
+    blocked = {p.node: p for p in plans if p.choice == "body" and p.query_blocks > 1}
+    if not blocked:
+        return
+    shapes = value_shapes(model)
+    infos = {i["name"]: i for i in attention_nodes_info(model)}
+    new_nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        plan = blocked.get(node.name) if node.domain == DOMAIN and node.op_type == OP_TYPE else None
+        if plan is None:
+            new_nodes.append(node)
+            continue
+        bias_shape = shapes.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        bias_rows = bias_shape[-2] if bias_shape and len(bias_shape) >= 2 and isinstance(bias_shape[-2], int) else None
+        new_nodes.extend(_blocked_nodes(node, plan.query_blocks, infos[node.name]["Nq"], bias_rows))
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
 
 
 def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -118,10 +204,13 @@ def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def lower_for_tensorrt(model: onnx.ModelProto, *, plugin: bool) -> tuple[onnx.ModelProto, list[NodeLowering]]:
+def lower_for_tensorrt(
+    model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
+) -> tuple[onnx.ModelProto, list[NodeLowering]]:
     """Return a copy of ``model`` ready for TensorRT's ONNX parser, and the per-node plan."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    plans = plan_lowering(model, plugin=plugin)
+    plans = plan_lowering(model, plugin=plugin, budget=budget)
+    _inline_blocked(model, plans)
     if any(p.choice == "native-attention" for p in plans):
         model = _to_attention_opset(model)
     by_name = {p.node: p for p in plans}

@@ -78,3 +78,23 @@ def test_lowering_does_not_modify_its_input() -> None:
     lower_for_tensorrt(model, plugin=False)
     assert model.SerializeToString() == before
     assert np.isfinite(run_ort(model, example_feeds(model))[0]).all()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_large_score_matrix_is_inlined_as_static_query_blocks(bias: bool) -> None:
+    model = encoder_block(8, 16)
+    if bias:  # a per-row additive bias [1, 1, Nq, Nk]: each block must get its own rows
+        (node,) = fused_attention_nodes(model)
+        values = np.random.default_rng(1).standard_normal((1, 1, 16, 16)).astype(np.float32)
+        model.graph.initializer.append(onnx.numpy_helper.from_array(values, "rel_bias"))
+        node.input.append("rel_bias")
+        from attn_deploy.export.finalize import attach_fused_attention_function
+
+        attach_fused_attention_function(model)
+    # 2 heads x 16 x 16 scores = 512 elements; a 200-element budget gives 16 / (200 // 32 = 6 rows) = 3 blocks
+    lowered, (plan,) = lower_for_tensorrt(model, plugin=False, budget=200)
+    assert plan.choice == "body" and plan.query_blocks == 3 and "3 query blocks" in plan.reason
+    onnx.checker.check_model(lowered, full_check=True)
+    assert not fused_attention_nodes(lowered)
+    assert sum(n.op_type == "Softmax" for n in lowered.graph.node) == 3 + 1  # the blocks + the model's own
+    _close(model, lowered, 1e-5)
