@@ -165,7 +165,7 @@ def _parse(backend: TrtBackend, model: onnx.ModelProto) -> tuple[Any, Any, Any]:
             problems.append(f"{where}: {_clean(e.desc())}")
         unsupported = "UNSUPPORTED_NODE" in " ".join(str(parser.get_error(i).code()) for i in range(parser.num_errors))
         hint = (
-            "; export the part without it (attn-deploy export --submodule NAME) or provide a plugin"
+            "; export the part of the model without it (attn-deploy export MODEL --submodule NAME, e.g. backbone)"
             if unsupported
             else ""
         )
