@@ -172,3 +172,13 @@ def test_engine_runs_and_matches_onnxruntime(tmp_path: Path) -> None:
     for name, ref in zip(["out", "probs"], run_ort(model, feeds)):
         s = error_stats(name, ref, got[name])
         assert s.rel_to_max <= 1e-3 and s.cosine >= 0.9999, s
+
+
+def test_json_report_on_stdout(tmp_path: Path) -> None:
+    src = _save(encoder_block(8, 8), tmp_path / "m.onnx")
+    code, stdout, stderr = _run("build-trt", str(src), "--fp16", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["fused_attention"][0]["choice"] == "native-attention"
+    assert report["network_layers"]["count"] > 0  # the summary; the full list is in m.engine.json
+    assert (tmp_path / "m.engine").is_file() and (tmp_path / "m.engine.json").is_file()
