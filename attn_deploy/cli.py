@@ -74,6 +74,7 @@ def export(
     exporter: Annotated[str, typer.Option(help="auto (dynamo, TorchScript if that fails), dynamo or torchscript.")] = "auto",
     arch: Annotated[str | None, typer.Option(help="zoo:NAME whose architecture a state-dict file fits.")] = None,
     unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (runs arbitrary code: trusted files only).")] = False,
+    submodule: Annotated[str | None, typer.Option("--submodule", help="Export only this named part, e.g. backbone of a zoo detector (dotted path).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
     no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Export attention as plain MatMul/Softmax/MatMul, without the FusedAttention op (what `fuse` reads).")] = False,
 ) -> None:
@@ -85,12 +86,13 @@ def export(
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise InputError(f"--exporter must be auto, dynamo or torchscript, not {exporter!r}")
     shapes = tuple(_parse_shape(s) for s in input_shape or [])
-    target = output or Path(Path(model.split(":", 1)[-1]).stem + ".onnx")
+    stem = Path(model.split(":", 1)[-1]).stem + (f"-{submodule.replace('.', '-')}" if submodule else "")
+    target = output or Path(stem + ".onnx")
     if target.suffix != ".onnx":
         raise InputError(f"output {target} must end in .onnx")
     with err.status(f"exporting {model} ..."):
         loaded = load_model(model, arch=arch, unsafe_load=unsafe_load)
-        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter, no_fuse))  # type: ignore[arg-type]
+        result = export_model(loaded, target, ExportOptions(shapes, _parse_axes(dynamic), opset, exporter, no_fuse=no_fuse, submodule=submodule))  # type: ignore[arg-type]
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if as_json:
@@ -434,6 +436,69 @@ def quantize(
         d = report["detection"]
         out.print(f"detections matched at IoU >= {d['iou_threshold']}: {d['matched']}/{d['reference_detections']} ({d['matched_fraction']:.3f})", highlight=False)
 # --- end quantize ---
+
+
+# --- build-trt ---
+@app.command("build-trt")
+@_one_line_errors
+def build_trt(
+    model: Annotated[Path, typer.Argument(help="Exported .onnx (its OUT.json manifest, if beside it, gives default profiles).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Engine file (default: MODEL.engine). MODEL.engine.json gets the report.")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Convert to float16 first (softmax, reductions, normalisation stay float32).")] = False,
+    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With --fp16, make model inputs and outputs float16 too (default: float32).")] = False,
+    shapes: Annotated[list[str] | None, typer.Option("--shapes", help="Fixed input shape NAME:1x3x224x224 (repeatable).")] = None,
+    min_shapes: Annotated[list[str] | None, typer.Option("--min-shapes", help="Profile minimum NAME:SHAPE (repeatable).")] = None,
+    opt_shapes: Annotated[list[str] | None, typer.Option("--opt-shapes", help="Profile optimum NAME:SHAPE (repeatable).")] = None,
+    max_shapes: Annotated[list[str] | None, typer.Option("--max-shapes", help="Profile maximum NAME:SHAPE (repeatable).")] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="auto (TensorRT if importable, else TensorRT-RTX), tensorrt or tensorrt-rtx.")] = "auto",
+    timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="Timing cache file to read and update (TensorRT; a no-op in TensorRT-RTX).")] = None,
+    workspace: Annotated[int | None, typer.Option("--workspace", min=1, help="Workspace memory limit in MiB.")] = None,
+    plugin: Annotated[list[Path] | None, typer.Option("--plugin", help="Plugin library .so to load (repeatable); FusedAttention then uses its plugin.")] = None,
+    compute_capability: Annotated[list[str] | None, typer.Option("--compute-capability", help="TensorRT-RTX ahead-of-time target like 8.6 (repeatable).")] = None,
+    save_onnx: Annotated[Path | None, typer.Option("--save-onnx", help="Also write the lowered ONNX model that was parsed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON on stdout.")] = False,
+) -> None:
+    """Build a TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and MODEL.engine.json."""
+    from attn_deploy.build import BuildOptions, build_engine
+    from attn_deploy.build.profiles import parse_named_shapes
+
+    options = BuildOptions(
+        runtime=runtime,
+        fp16=fp16,
+        keep_io_fp32=not fp16_io,
+        shapes=parse_named_shapes(shapes or [], "--shapes"),
+        min_shapes=parse_named_shapes(min_shapes or [], "--min-shapes"),
+        opt_shapes=parse_named_shapes(opt_shapes or [], "--opt-shapes"),
+        max_shapes=parse_named_shapes(max_shapes or [], "--max-shapes"),
+        timing_cache=timing_cache,
+        workspace_mib=workspace,
+        plugins=tuple(plugin or []),
+        compute_capabilities=tuple(compute_capability or []),
+        save_onnx=save_onnx,
+    )
+    target = output or model.with_suffix(".engine")
+    with err.status(f"building {target} from {model} ..."):
+        result = build_engine(model, target, options)
+    report = result.report
+    if as_json:
+        print(json.dumps({k: v for k, v in report.items() if k != "network_layers"} | {"network_layers": report["network_layers"]["summary"]}, indent=2))
+        return
+    table = Table(title=f"FusedAttention lowering ({report['runtime']} {report['versions'][report['runtime']]}, {report['precision']})")
+    for col in ("node", "choice", "blocks", "dk", "dv", "dtype", "why"):
+        table.add_column(col)
+    for p in result.lowering:
+        table.add_row(p["node"], p["choice"], str(p["query_blocks"]), str(p["dk"]), str(p["dv"]), p["dtype"], p["reason"])
+    out.print(table)
+    err.print(
+        f"wrote {result.engine_path} ({report['engine_bytes'] / 2**20:.1f} MiB, built in {report['build_seconds']:.2f} s) and {result.report_path}",
+        highlight=False,
+    )
+    for note in [*report["notes"], report["engine_layers_note"]]:
+        if note:
+            err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+# --- end build-trt ---
 
 
 @zoo_app.command("list")

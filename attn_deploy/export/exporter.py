@@ -41,6 +41,8 @@ class ExportOptions:
     exporter: Exporter = "auto"
     #: Export attention as plain MatMul/Softmax/MatMul (what ``fuse`` then finds), not through the op.
     no_fuse: bool = False
+    #: Export only this named part (``backbone`` of a zoo detector; see export/submodule.py).
+    submodule: str | None = None
 
 
 @dataclass
@@ -164,6 +166,10 @@ def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = 
     out = Path(out)
     if options.opset < MIN_OPSET:
         raise InputError(f"--opset {options.opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    if options.submodule:
+        from attn_deploy.export.submodule import select_submodule
+
+        loaded = select_submodule(loaded, options.submodule, options.input_shapes)
     shapes = options.input_shapes or loaded.input_shapes
     _check_shapes(loaded, shapes)
     inputs = loaded.example_inputs(shapes)

@@ -69,15 +69,14 @@ def validate_artifacts(source: str, artifacts: list[str]) -> None:
 
 def gpu_reason() -> str | None:
     """None if an NVIDIA GPU is usable, else why not."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cannot tell whether a GPU is present (torch missing)"
-    return None if torch.cuda.is_available() else "no NVIDIA GPU on this machine (engines build on the CPU with TensorRT-RTX but run only on a GPU)"
+    from attn_deploy.runtime.gpu import gpu_available
+
+    ok, why = gpu_available()
+    return None if ok else f"{why}: engines build on the CPU with TensorRT-RTX but run only on a GPU"
 
 
 def _trt_runner(path: str) -> Runner:
-    from attn_deploy.runtime.trt_runner import TrtRunner  # type: ignore[import-not-found]
+    from attn_deploy.runtime.trt_runner import TrtRunner
 
     return TrtRunner(path)
 
@@ -113,8 +112,6 @@ def plan_runners(
         for engine in engines:
             if reason is not None:
                 skipped.append(Skipped(f"trt:{engine}", reason))
-            elif importlib.util.find_spec("attn_deploy.runtime.trt_runner") is None:
-                skipped.append(Skipped(f"trt:{engine}", "this attn-deploy has no TensorRT runner"))
             else:
                 planned.append(Planned(f"trt:{engine}", "trt", engine, (lambda e=engine: _trt_runner(e))))
     return planned, skipped

@@ -1,0 +1,274 @@
+"""``build_engine``: ONNX model -> serialized TensorRT / TensorRT-RTX engine + ``ENGINE.json`` report.
+
+Steps: pick the runtime, resolve the optimisation profile, convert to float16 (``--fp16``), load
+plugins, lower FusedAttention per node, parse, build through Polygraphy's config and engine
+loaders, and write the engine and its report atomically. Building needs no GPU with TensorRT-RTX
+(ahead-of-time for the requested compute capabilities); running the engine does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from attn_deploy.build.backend import TrtBackend, select_backend
+from attn_deploy.build.plugins import PluginState, load_plugins
+from attn_deploy.build.profiles import InputProfile, Shape, resolve_profile
+from attn_deploy.build.report import engine_layers, layer_summary, network_layers
+from attn_deploy.convert.fp16 import convert_to_fp16
+from attn_deploy.errors import AttnDeployError, InputError
+from attn_deploy.export.manifest import library_versions
+from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.lower.trt import lower_for_tensorrt
+
+REPORT_FORMAT = "attn-deploy-engine-report/1"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    runtime: str = "auto"
+    fp16: bool = False
+    #: Keep float32 model inputs and outputs when converting to float16.
+    keep_io_fp32: bool = True
+    shapes: Mapping[str, Shape] = field(default_factory=dict)
+    min_shapes: Mapping[str, Shape] = field(default_factory=dict)
+    opt_shapes: Mapping[str, Shape] = field(default_factory=dict)
+    max_shapes: Mapping[str, Shape] = field(default_factory=dict)
+    timing_cache: Path | None = None
+    workspace_mib: int | None = None
+    plugins: tuple[Path, ...] = ()
+    #: TensorRT-RTX ahead-of-time targets like ``8.6`` or ``SM86``; empty: the builder's default.
+    compute_capabilities: tuple[str, ...] = ()
+    #: Also write the lowered ONNX model that was parsed (for inspection or an ORT check).
+    save_onnx: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    engine_path: Path
+    report_path: Path
+    report: dict[str, Any]
+
+    @property
+    def lowering(self) -> list[dict[str, Any]]:
+        return self.report["fused_attention"]
+
+
+def report_path_for(engine_path: Path) -> Path:
+    """``MODEL.engine`` -> ``MODEL.engine.json``."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file; export one with `attn-deploy export`")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise InputError(f"{path} is not a readable ONNX model ({type(e).__name__}); is it truncated?") from None
+
+
+def _load_manifest(onnx_path: Path) -> dict[str, Any] | None:
+    path = onnx_path.with_suffix(".json")
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and str(data.get("format", "")).startswith("attn-deploy-manifest/") else None
+
+
+def _parse_capabilities(backend: TrtBackend, items: tuple[str, ...]) -> list[tuple[int, int]]:
+    if not items:
+        return []
+    if not backend.is_rtx:
+        raise InputError("--compute-capability applies to TensorRT-RTX ahead-of-time builds; use --runtime tensorrt-rtx")
+    known = sorted((c[2:] for c in dir(backend.trt.ComputeCapability) if c.startswith("SM")), key=int)
+    caps = []
+    for item in items:
+        m = re.fullmatch(r"(?:sm_?)?(\d+)\.?(\d)", item.strip().lower())
+        if not m or f"{m.group(1)}{m.group(2)}" not in known:
+            raise InputError(f"--compute-capability {item!r} is not one {backend.name} {backend.version} targets: {', '.join(f'{k[:-1]}.{k[-1]}' for k in known)}")
+        caps.append((int(m.group(1)), int(m.group(2))))
+    return caps
+
+
+@contextlib.contextmanager
+def _polygraphy_messages() -> Iterator[list[str]]:
+    """Route Polygraphy's (and TensorRT's) log to Python logging; collect errors for our messages.
+
+    Polygraphy prints to stdout by default, which is where the CLI's results go.
+    """
+    from polygraphy.logger import G_LOGGER
+
+    errors: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= G_LOGGER.ERROR:
+                errors.append(record.getMessage())
+
+    logger = logging.getLogger("Polygraphy")
+    handler = _Collect()
+    previous = (G_LOGGER.use_python_logging_system, logger.propagate, G_LOGGER.colors)
+    G_LOGGER.use_python_logging_system = True
+    G_LOGGER.colors = False
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
+        G_LOGGER.use_python_logging_system, logger.propagate, G_LOGGER.colors = previous
+
+
+def _clean(message: str) -> str:
+    return re.sub(r"^\[[A-Z!]\]\s*", "", message.strip()).replace("\n", " ")
+
+
+def _parse(backend: TrtBackend, model: onnx.ModelProto) -> tuple[Any, Any, Any]:
+    """Parse into a strongly typed network.
+
+    Goes around ``NetworkFromOnnxBytes`` because that loader turns parser errors into log lines
+    and a generic exception; the parser's error objects name the failing node and op type.
+    """
+    from polygraphy.backend.trt import create_network
+    from polygraphy.backend.trt import util as trt_util
+
+    trt = backend.trt
+    builder, network = create_network(strongly_typed=True)
+    trt.init_libnvinfer_plugins(trt_util.get_trt_logger(), "")
+    parser = trt.OnnxParser(network, trt_util.get_trt_logger())
+    ok = parser.parse(model.SerializeToString())
+    if parser.num_errors or not ok:
+        nodes = list(model.graph.node)
+        problems = []
+        for i in range(parser.num_errors):
+            e = parser.get_error(i)
+            index = e.node()
+            node = nodes[index] if 0 <= index < len(nodes) else None
+            where = f"node {node.name or index!r} ({(node.domain + '::') if node.domain else ''}{node.op_type})" if node else "the model"
+            inner = e.node_operator()
+            if node is not None and inner and inner != node.op_type:
+                where += f", in its expansion at a {inner} node"
+            problems.append(f"{where}: {_clean(e.desc())}")
+        unsupported = "UNSUPPORTED_NODE" in " ".join(str(parser.get_error(i).code()) for i in range(parser.num_errors))
+        hint = (
+            "; export the part of the model without it (attn-deploy export MODEL --submodule NAME, e.g. backbone)"
+            if unsupported
+            else ""
+        )
+        raise AttnDeployError(f"{backend.name} {backend.version} cannot parse {'; '.join(problems[:3]) or 'the model'}{hint}")
+    return builder, network, parser
+
+
+def _config(backend: TrtBackend, profile: list[InputProfile], options: BuildOptions, caps: list[tuple[int, int]]) -> Any:
+    from polygraphy.backend.trt import CreateConfig, Profile
+
+    trt = backend.trt
+    prof = Profile()
+    for p in profile:
+        prof.add(p.name, min=p.min, opt=p.opt, max=p.max)
+    kwargs: dict[str, Any] = {"profiles": [prof]}
+    if options.timing_cache is not None and not backend.is_rtx:
+        kwargs["load_timing_cache"] = str(options.timing_cache)
+    if options.workspace_mib is not None:
+        kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: options.workspace_mib << 20}
+    if backend.is_rtx:
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        return CreateConfigRTX(compute_capabilities=caps or None, **kwargs)
+    return CreateConfig(**kwargs)
+
+
+def _serialize(backend: TrtBackend, network: tuple[Any, Any, Any], config: Any, options: BuildOptions) -> bytes:
+    from polygraphy.backend.trt import EngineBytesFromNetwork
+    from polygraphy.exception import PolygraphyException
+
+    with _polygraphy_messages() as errors:
+        try:
+            cache = str(options.timing_cache) if options.timing_cache and not backend.is_rtx else None
+            engine = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
+        except PolygraphyException as e:
+            details = "; ".join(_clean(m) for m in errors[-3:]) or str(e)
+            raise AttnDeployError(f"{backend.name} {backend.version} failed to build the engine: {details}") from None
+    return bytes(memoryview(engine))
+
+
+def _fp16_stage(model: onnx.ModelProto, options: BuildOptions) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
+    if not options.fp16:
+        return model, None
+    converted, summary = convert_to_fp16(model, keep_io_types=options.keep_io_fp32)
+    return converted, summary.to_dict()
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions()) -> BuildResult:
+    """Build ``engine_path`` and ``engine_path.json`` from ``onnx_path``; both or neither appear."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    report_path = report_path_for(engine_path)
+    if engine_path.suffix == ".onnx":
+        raise InputError(f"output {engine_path} ends in .onnx; name the engine MODEL.engine")
+    model = _load_onnx(onnx_path)
+    backend = select_backend(options.runtime)
+    caps = _parse_capabilities(backend, options.compute_capabilities)
+    manifest = _load_manifest(onnx_path)
+    profile = resolve_profile(
+        model, manifest, shapes=options.shapes, min_shapes=options.min_shapes, opt_shapes=options.opt_shapes, max_shapes=options.max_shapes
+    )
+    started = time.perf_counter()
+    model, fp16_summary = _fp16_stage(model, options)
+    with _polygraphy_messages():
+        plugins: PluginState = load_plugins(backend, options.plugins)
+    lowered, plans = lower_for_tensorrt(model, plugin=plugins.fused_attention)
+    with _polygraphy_messages():
+        network = _parse(backend, lowered)
+    layers = network_layers(network[1])
+    engine = _serialize(backend, network, _config(backend, profile, options, caps), options)
+    build_seconds = time.perf_counter() - started
+    inspected, inspect_note = engine_layers(backend, engine)
+    notes = []
+    if options.timing_cache is not None and backend.is_rtx:
+        notes.append(f"--timing-cache ignored: timing caches are no-ops in TensorRT-RTX (since 1.2; this is {backend.version})")
+
+    report = {
+        "format": REPORT_FORMAT,
+        "source": str(onnx_path),
+        "source_sha256": sha256_file(onnx_path),
+        "engine_sha256": hashlib.sha256(engine).hexdigest(),
+        "engine_bytes": len(engine),
+        "build_seconds": round(build_seconds, 3),
+        "runtime": backend.name,
+        "versions": {**library_versions(), **backend.versions()},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v)
+            for k, v in asdict(options).items()
+        },
+        "compute_capabilities": [f"{a}.{b}" for a, b in caps] or "builder default",
+        "profiles": [[p.to_dict() for p in profile]],
+        "precision": "float16" if options.fp16 else "float32",
+        "fp16_conversion": fp16_summary,
+        "plugins": plugins.to_dict(),
+        "fused_attention": [p.to_dict() for p in plans],
+        "network_layers": {"summary": layer_summary(layers), "layers": layers},
+        "engine_layers": inspected,
+        "engine_layers_note": inspect_note,
+        "notes": notes,
+    }
+    with atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
+        tmp_engine.write_bytes(engine)
+        tmp_report.write_text(json.dumps(report, indent=2) + "\n")
+        if options.save_onnx is not None:
+            with atomic_path(options.save_onnx) as tmp_onnx:
+                onnx.save_model(lowered, tmp_onnx)
+    return BuildResult(engine_path, report_path, report)

@@ -1,0 +1,1 @@
+"""Per-target lowering of FusedAttention nodes (ONNX Runtime, TensorRT)."""

@@ -1,0 +1,239 @@
+"""Lower FusedAttention nodes for TensorRT / TensorRT-RTX, one choice per node (DESIGN §3).
+
+* ``plugin``: a FusedAttention plugin creator is registered, so the node stays; the ONNX parser
+  prefers a registered creator (name, ``plugin_namespace``, ``plugin_version``) over the body.
+* ``native-attention``: dk == dv and float16 inputs: ONNX ``Attention`` (opset 23), which
+  TensorRT builds as its fused attention layer. TensorRT refuses it for float32 inputs and for
+  dk != dv, and rejects the ``softmax_precision`` attribute ("not supported in TensorRT
+  Attention"), so the softmax precision inside is TensorRT's choice, not the contract's.
+* ``body``: the node stays and expands into its function at parse time. The exported body is the
+  memory-bounded query-block ``Loop``, which TensorRT-RTX 1.7 cannot build (its parser rejects a
+  Loop without a condition input, and with one the builder fails an internal assertion), so the
+  function is replaced by :func:`tensorrt_body`: one float32 MatMul-Softmax-MatMul. Where the
+  shapes are static and the score matrix exceeds :data:`TRT_SCORE_BLOCK_ELEMENTS`, the node is
+  instead inlined as that pattern over static query blocks (Slice, ..., Concat), so no layer needs
+  more than one block's scores whether or not TensorRT fuses the pattern; TensorRT reuses
+  activation memory between the blocks, which run one after another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import onnx
+from onnx import TensorProto, helper, version_converter
+
+from attn_deploy.export.finalize import default_opset, fused_attention_nodes
+from attn_deploy.export.manifest import attention_nodes_info, value_shapes
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
+
+Choice = Literal["plugin", "native-attention", "body"]
+#: ONNX opset that introduced ``Attention``.
+ATTENTION_OPSET = 23
+_F32 = TensorProto.FLOAT
+_F16 = TensorProto.FLOAT16
+#: Largest float32 score block (elements) a TensorRT body materialises: 64 Mi = 256 MiB. Larger
+#: than ONNX Runtime's 32 MiB because every block is a separate set of layers in the engine.
+TRT_SCORE_BLOCK_ELEMENTS = 1 << 26
+
+
+@dataclass(frozen=True)
+class NodeLowering:
+    """How one FusedAttention node is built, and why."""
+
+    node: str
+    choice: Choice
+    reason: str
+    dk: int | str | None
+    dv: int | str | None
+    dtype: str
+    has_bias: bool
+    #: Static query blocks the body is inlined as (1: the whole score matrix at once).
+    query_blocks: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def tensorrt_body(opset: int, *, with_bias: bool) -> onnx.FunctionProto:
+    """FusedAttention as one float32 MatMul-Softmax-MatMul (no Loop), output cast back to Q's type."""
+    nodes = [
+        helper.make_node("Cast", ["Q"], ["qf"], to=_F32),
+        helper.make_node("Cast", ["K"], ["kf"], to=_F32),
+        helper.make_node("Cast", ["V"], ["vf"], to=_F32),
+        helper.make_node("Transpose", ["kf"], ["kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["qf", "kt"], ["qk"]),
+    ]
+    scale = helper.make_node("Constant", [], ["scale_value"])
+    scale.attribute.append(onnx.AttributeProto(name="value_float", ref_attr_name="scale", type=onnx.AttributeProto.FLOAT))
+    nodes += [scale, helper.make_node("Mul", ["qk", "scale_value"], ["scores"])]
+    inputs = ["Q", "K", "V"]
+    if with_bias:
+        inputs.append("bias")
+        nodes += [helper.make_node("Cast", ["bias"], ["bf"], to=_F32), helper.make_node("Add", ["scores", "bf"], ["biased"])]
+    nodes += [
+        helper.make_node("Softmax", ["biased" if with_bias else "scores"], ["probs"], axis=-1),
+        helper.make_node("MatMul", ["probs", "vf"], ["of"]),
+        helper.make_node("CastLike", ["of", "Q"], ["O"]),
+    ]
+    return helper.make_function(
+        DOMAIN, OP_TYPE, inputs, ["O"], nodes, [helper.make_opsetid("", opset)],
+        attributes=["scale", "plugin_namespace", "plugin_version"],
+        doc_string="softmax(scale * Q @ K^T [+ bias]) @ V in float32, unblocked (TensorRT fuses it).",
+    )
+
+
+def _input_dtypes(model: onnx.ModelProto) -> dict[str, int]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - best effort; unknown dtype means "not float16"
+        inferred = model
+    g = inferred.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.value_info, *g.output)}
+    types.update({i.name: i.data_type for i in g.initializer})
+    return types
+
+
+def _query_blocks(info: dict, budget: int) -> int:
+    dims = [info[k] for k in ("B", "H", "Nq", "Nk")]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        return 1
+    b, h, nq, nk = dims
+    if b * h * nq * nk <= budget:
+        return 1
+    rows = min(nq, block_rows(b * h, nk, budget))
+    return -(-nq // rows)
+
+
+def plan_lowering(model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
+    """Choose, for every FusedAttention node in graph order, how TensorRT builds it."""
+    dtypes = _input_dtypes(model)
+    plans = []
+    for info in attention_nodes_info(model):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(dtypes[info["inputs"][0]]).name if dtypes.get(info["inputs"][0]) else "unknown"
+        dk, dv = info["dk"], info["dv"]
+        if plugin:
+            choice, reason = "plugin", "a FusedAttention plugin creator is registered"
+        elif dtype != "float16":
+            choice, reason = "body", f"{dtype} inputs: TensorRT's native attention needs float16 (build with --fp16)"
+        elif not (isinstance(dk, int) and dk == dv):
+            choice, reason = "body", f"dk={dk} != dv={dv}: TensorRT's native attention needs K and V of one shape"
+        else:
+            choice, reason = "native-attention", f"float16 and dk == dv == {dk}"
+        blocks = _query_blocks(info, budget) if choice == "body" else 1
+        if blocks > 1:
+            reason += f"; {blocks} query blocks (score matrix {info['B'] * info['H'] * info['Nq'] * info['Nk'] * 4 / 2**30:.1f} GiB in float32)"
+        plans.append(NodeLowering(info["name"], choice, reason, dk, dv, dtype, info["has_bias"], blocks))  # type: ignore[arg-type]
+    return plans
+
+
+def _blocked_nodes(node: onnx.NodeProto, blocks: int, nq: int, bias_rows: int | None) -> list[onnx.NodeProto]:
+    """``node`` as float32 MatMul-Softmax-MatMul over ``blocks`` static query blocks, concatenated."""
+    p = f"{node.name or node.output[0]}/"
+    scale = float(next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale"))
+    q, k, v = node.input[:3]
+    bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
+
+    def const(name: str, values: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name, TensorProto.INT64, [len(values)], values))
+
+    nodes = [
+        helper.make_node("Cast", [q], [p + "qf"], to=_F32),
+        helper.make_node("Constant", [], [p + "scale"], value=helper.make_tensor(p + "scale", _F32, [], [scale])),
+        helper.make_node("Mul", [p + "qf", p + "scale"], [p + "qs"]),
+        helper.make_node("Cast", [k], [p + "kf"], to=_F32),
+        helper.make_node("Transpose", [p + "kf"], [p + "kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("Cast", [v], [p + "vf"], to=_F32),
+        const("axis2", [2]),
+    ]
+    if bias:
+        nodes.append(helper.make_node("Cast", [bias], [p + "bf"], to=_F32))
+    rows = -(-nq // blocks)
+    outs = []
+    for i in range(blocks):
+        start, end = i * rows, min(nq, (i + 1) * rows)
+        b = f"{p}b{i}/"
+        nodes += [const(f"b{i}/start", [start]), const(f"b{i}/end", [end])]
+        nodes.append(helper.make_node("Slice", [p + "qs", b + "start", b + "end", p + "axis2"], [b + "q"]))
+        nodes.append(helper.make_node("MatMul", [b + "q", p + "kt"], [b + "s"]))
+        scores = b + "s"
+        if bias:
+            if bias_rows == nq:
+                nodes.append(helper.make_node("Slice", [p + "bf", b + "start", b + "end", p + "axis2"], [b + "bias"]))
+                nodes.append(helper.make_node("Add", [scores, b + "bias"], [b + "sb"]))
+            else:
+                nodes.append(helper.make_node("Add", [scores, p + "bf"], [b + "sb"]))
+            scores = b + "sb"
+        nodes.append(helper.make_node("Softmax", [scores], [b + "p"], axis=-1))
+        nodes.append(helper.make_node("MatMul", [b + "p", p + "vf"], [b + "o"]))
+        outs.append(b + "o")
+    nodes.append(helper.make_node("Concat", outs, [p + "of"], axis=2))
+    nodes.append(helper.make_node("CastLike", [p + "of", q], [node.output[0]]))
+    return nodes
+
+
+def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering]) -> None:
+    blocked = {p.node: p for p in plans if p.choice == "body" and p.query_blocks > 1}
+    if not blocked:
+        return
+    shapes = value_shapes(model)
+    infos = {i["name"]: i for i in attention_nodes_info(model)}
+    new_nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        plan = blocked.get(node.name) if node.domain == DOMAIN and node.op_type == OP_TYPE else None
+        if plan is None:
+            new_nodes.append(node)
+            continue
+        bias_shape = shapes.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        bias_rows = bias_shape[-2] if bias_shape and len(bias_shape) >= 2 and isinstance(bias_shape[-2], int) else None
+        new_nodes.extend(_blocked_nodes(node, plan.query_blocks, infos[node.name]["Nq"], bias_rows))
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+
+
+def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Raise the default opset to 23 (the version converter cannot see through local functions)."""
+    if default_opset(model) >= ATTENTION_OPSET:
+        return model
+    functions = list(model.functions)
+    del model.functions[:]
+    converted = version_converter.convert_version(model, ATTENTION_OPSET)
+    converted.functions.extend(functions)
+    converted.ir_version = model.ir_version
+    return converted
+
+
+def lower_for_tensorrt(
+    model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
+) -> tuple[onnx.ModelProto, list[NodeLowering]]:
+    """Return a copy of ``model`` ready for TensorRT's ONNX parser, and the per-node plan."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    plans = plan_lowering(model, plugin=plugin, budget=budget)
+    _inline_blocked(model, plans)
+    if any(p.choice == "native-attention" for p in plans):
+        model = _to_attention_opset(model)
+    by_name = {p.node: p for p in plans}
+    for node in fused_attention_nodes(model):
+        if by_name[node.name].choice != "native-attention":
+            continue
+        scale = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale")
+        inputs = list(node.input[:4]) if len(node.input) > 3 and node.input[3] else list(node.input[:3])
+        replacement = helper.make_node(
+            "Attention", inputs, [node.output[0]], name=node.name, scale=float(scale)
+        )
+        node.CopyFrom(replacement)
+    kept = [n for n in fused_attention_nodes(model)]
+    others = [f for f in model.functions if not (f.domain == DOMAIN and f.name == OP_TYPE)]
+    del model.functions[:]
+    model.functions.extend(others)
+    if kept:
+        with_bias = any(len(n.input) > 3 and n.input[3] for n in kept)
+        model.functions.append(tensorrt_body(default_opset(model), with_bias=with_bias))
+    else:
+        kept_imports = [i for i in model.opset_import if i.domain != DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(kept_imports)
+    if kept and not any(i.domain == DOMAIN for i in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+    return model, plans
