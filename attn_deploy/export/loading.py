@@ -8,6 +8,7 @@ MODEL forms: ``zoo:NAME``; ``package.module:factory``; a TorchScript archive; a 
 from __future__ import annotations
 
 import importlib
+import re
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from attn_deploy.fileio import sha256_file
 from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
 
 ZOO_PREFIX = "zoo:"
+_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # package.module:factory
 
 
 @dataclass
@@ -141,7 +143,7 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
         return _from_entry(entry, entry.build(), spec)
     path = Path(spec)
     if not path.exists():
-        if ":" in spec and not path.suffix:
+        if _FACTORY.fullmatch(spec):
             return _from_factory(spec)
         raise InputError(f"{spec}: no such file (MODEL is a file, zoo:NAME or package.module:factory)")
     if path.is_dir():

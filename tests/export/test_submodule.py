@@ -56,12 +56,9 @@ def toy() -> nn.Module:
 
 
 @pytest.fixture
-def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A ``module:factory`` spec for :func:`toy` (a dotted module path reads as a file name)."""
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "toy_detector.py").write_text("from tests.export.test_submodule import toy\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
-    return "toy_detector:toy"
+def factory() -> str:
+    """A dotted ``package.module:factory`` spec for :func:`toy`."""
+    return "tests.export.test_submodule:toy"
 
 
 def test_backbone_exports_with_one_output_per_level(tmp_path: Path, factory: str) -> None:
@@ -72,7 +69,7 @@ def test_backbone_exports_with_one_output_per_level(tmp_path: Path, factory: str
     assert len(fused_attention_nodes(model)) == 1
     assert [o.name for o in model.graph.output] == ["backbone_0", "backbone_pool"]
     manifest = json.loads(out.with_suffix(".json").read_text())
-    assert manifest["source"] == "toy_detector:toy#backbone"
+    assert manifest["source"] == "tests.export.test_submodule:toy#backbone"
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         expected = toy().eval().backbone(x)
