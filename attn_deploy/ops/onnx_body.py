@@ -80,8 +80,13 @@ def make_function(
     *,
     with_bias: bool = False,
     budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
+    domain: str = DOMAIN,
+    name: str = OP_TYPE,
 ) -> onnx.FunctionProto:
-    """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike)."""
+    """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike).
+
+    ``domain``/``name`` let ``attn_deploy.lower`` reuse the body under its own name with another budget.
+    """
     if opset < 15:
         raise ValueError(f"FusedAttention's body needs opset >= 15 (got {opset}); export with --opset 17 or newer")
     b = _Builder("fa_")
@@ -112,8 +117,10 @@ def make_function(
     rows64 = b.op("Mul", b.op("Div", rows, sixty_four), sixty_four, name="rows64")
     rows = b.op("Where", b.op("GreaterOrEqual", rows, sixty_four), rows64, rows, name="rows")
     rows = b.op("Max", b.op("Min", rows, nq), one, name="rows")
-    b.nodes.append(helper.make_node("Identity", [rows], ["rows"]))
-    n_blocks = b.op("Div", b.op("Sub", b.op("Add", nq, "rows"), one), "rows", name="n_blocks")
+    # Balance the blocks (contract.balanced_rows): ceil(Nq / ceil(Nq / rows)) rows each.
+    n_blocks = b.op("Div", b.op("Sub", b.op("Add", nq, rows), one), rows, name="n_blocks")
+    balanced = b.op("Div", b.op("Sub", b.op("Add", nq, n_blocks), one), n_blocks, name="balanced")
+    b.nodes.append(helper.make_node("Identity", [balanced], ["rows"]))
     pad = b.op("Sub", b.op("Mul", n_blocks, "rows"), nq, name="pad")
     pad1 = b.op("Unsqueeze", pad, b.const([0]), name="pad1")
     zeros6 = b.const([0, 0, 0, 0, 0, 0], name="zeros6")
@@ -150,8 +157,8 @@ def make_function(
     o_f = b.op("Slice", flat, b.const([0]), nq1, b.const([2]), name="o_f")
     b.nodes.append(helper.make_node("CastLike", [o_f, "Q"], ["O"]))
     return helper.make_function(
-        DOMAIN,
-        OP_TYPE,
+        domain,
+        name,
         inputs,
         ["O"],
         b.nodes,

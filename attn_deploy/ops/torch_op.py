@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attn_deploy.ops.contract import DEFAULT_SCORE_BLOCK_ELEMENTS, block_rows
+from attn_deploy.ops.contract import DEFAULT_SCORE_BLOCK_ELEMENTS, balanced_rows, block_rows
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: float) -> Tensor:
@@ -43,7 +43,7 @@ def blocked_attention(
     batch_heads = 1
     for d in batch:
         batch_heads *= d
-    rows = min(max(nq, 1), block_rows(batch_heads, nk, budget_elements))
+    rows = balanced_rows(nq, block_rows(batch_heads, nk, budget_elements))
     acc = _accumulation_dtype(q)
     kt = k.to(acc).transpose(-1, -2)
     vf = v.to(acc)
