@@ -187,15 +187,16 @@ def inspect_cmd(
     if as_json:
         print(json.dumps(records, indent=2))
         return
-    table = Table(title=f"{model.name}: {len(records)} attention node(s)")
-    for col in ("node", "runs now", "B×H", "Nq", "Nk", "dk", "dv", "dtype", "bias", "scores MiB", "GFLOP", "ort", "trt"):
-        table.add_column(col, justify="right" if col in ("Nq", "Nk", "dk", "dv", "scores MiB", "GFLOP") else "left")
+    table = Table(title=f"{model.name}: {len(records)} attention node(s); trt: plugin if loaded, else the shown fallback")
+    for col in ("node", "runs now", "B,H,Nq,Nk,dk,dv", "dtype", "bias", "scores MiB", "GFLOP", "ort", "trt"):
+        table.add_column(col, justify="right" if col in ("scores MiB", "GFLOP") else "left", overflow="fold")
     for r in records:
         gflop = "?" if r["flops"] is None else f"{r['flops'] / 1e9:,.2f}"
+        trt = r["targets"]["trt"].removeprefix("plugin if loaded, else ")
         table.add_row(
-            r["name"], r["implementation"], f"{r['B']}×{r['H']}", *(str(r[k]) for k in ("Nq", "Nk", "dk", "dv", "dtype")),
-            "yes" if r["has_bias"] else "no", _mib(r["score_matrix_bytes"]), gflop,
-            r["targets"]["ort"]["implementation"], r["targets"]["trt"],
+            r["name"], r["implementation"], ",".join(str(r[k]) for k in ("B", "H", "Nq", "Nk", "dk", "dv")),
+            str(r["dtype"]), "yes" if r["has_bias"] else "no", _mib(r["score_matrix_bytes"]), gflop,
+            r["targets"]["ort"]["implementation"], trt,
         )
     out.print(table)
 
