@@ -74,11 +74,16 @@ def mha_blockers(site: AttentionSite) -> list[str]:
         reasons.append("H is not static (num_heads is an attribute)")
     if site.scale == 0.0:
         reasons.append("scale is 0 (MultiHeadAttention reads 0 as 1/sqrt(dk))")
-    if not (isinstance(site.dk, int) and isinstance(site.dv, int)):
-        reasons.append("dk or dv is not static")
-    elif site.dk + site.dv > MHA_MAX_HEAD_SUM:
-        reasons.append(f"dk + dv = {site.dk + site.dv} > {MHA_MAX_HEAD_SUM} (flash tiles too small; slower than MatMul)")
     return reasons
+
+
+def mha_slow(site: AttentionSite) -> str | None:
+    """Why MultiHeadAttention would run but lose to the alternatives (None: it is the fast choice)."""
+    if not (isinstance(site.dk, int) and isinstance(site.dv, int)):
+        return "dk or dv is not static"
+    if site.dk + site.dv > MHA_MAX_HEAD_SUM:
+        return f"dk + dv = {site.dk + site.dv} > {MHA_MAX_HEAD_SUM} (flash tiles too small; slower than MatMul)"
+    return None
 
 
 def _plain_fits(site: AttentionSite, max_attn_mem: int) -> bool:
@@ -93,17 +98,18 @@ def _op(name: str, site: AttentionSite) -> str:
 def choose_ort(site: AttentionSite, max_attn_mem: int = DEFAULT_MAX_ATTN_MEM, prefer: Prefer = "auto") -> NodeChoice:
     """The ONNX Runtime implementation for ``site``. ``prefer`` forces one (``mha`` raises ValueError where it cannot run)."""
     blockers = mha_blockers(site)
+    slow = mha_slow(site)
     mem = f"{max_attn_mem / 2**20:g} MiB"
-    if prefer == "mha" or (prefer == "auto" and not blockers):
+    if prefer == "mha" or (prefer == "auto" and not blockers and slow is None):
         if blockers:
             raise ValueError(f"node {site.name}: MultiHeadAttention does not apply: {'; '.join(blockers)}")
-        return NodeChoice(site.name, "mha", _op("MHA", site),
-                          "float32, no bias, small heads: ORT's CPU flash kernel (memory O(N))")
+        why = "float32, no bias, small heads: ORT's CPU flash kernel (memory O(N))" if prefer == "auto" else "forced (--impl mha)"
+        return NodeChoice(site.name, "mha", _op("MHA", site), why)
     if prefer == "plain" or (prefer == "auto" and _plain_fits(site, max_attn_mem)):
         why = f"score matrix and softmax ({_mib(site.score_matrix_bytes, PLAIN_PEAK_MATRICES)}) fit {mem}"
         return NodeChoice(site.name, "plain", _op("Plain", site), why if prefer == "auto" else "forced (--impl plain)")
     if prefer == "auto":
-        why = "; ".join(blockers) + f"; score matrix {'is dynamic' if site.score_matrix_bytes is None else 'exceeds ' + mem}"
+        why = "; ".join(blockers + ([slow] if slow else [])) + f"; score matrix {'is dynamic' if site.score_matrix_bytes is None else 'exceeds ' + mem}"
     else:
         why = "forced (--impl blocked)"
     return NodeChoice(site.name, "blocked", _op("Blocked", site), why, static_block_rows(site, max_attn_mem))
