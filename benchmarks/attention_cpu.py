@@ -263,8 +263,11 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps(run_case(args.case, args.channels, args.n[0], args.model, args.repeats, args.warmup)))
 
 
-def _spawn(*extra: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True)
+def _spawn(*extra: str, timeout: float | None = None) -> dict[str, Any]:
+    try:
+        proc = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1][:300]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -277,6 +280,7 @@ def main() -> None:
     parser.add_argument("--no-c2048", action="store_true", help="skip SAGAN C=2048 at N=1,050")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (1 above N=16,800)")
+    parser.add_argument("--case-timeout", type=float, default=300, help="seconds before a case is abandoned (reported as an error)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "attention_cpu.json")
     parser.add_argument("--work", type=Path, default=Path("build/bench/attention_cpu"))
     for hidden in ("--case", "--model"):
@@ -308,7 +312,7 @@ def main() -> None:
                        "--repeats", str(1 if big else args.repeats), "--warmup", "0" if big else "1"]
                 if variant in paths:
                     cmd += ["--model", paths[variant]]
-                res = _spawn(*cmd)
+                res = _spawn(*cmd, timeout=args.case_timeout)
                 if "error" not in res:
                     measured.setdefault((variant, channels), {})[n] = res
             flops = block_flops(channels, n)
