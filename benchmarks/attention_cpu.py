@@ -293,6 +293,7 @@ def main() -> None:
         return
 
     started = time.time()
+    load_before = os.getloadavg()
     rates = _spawn("--case", "matmul")
     print(f"matmul float32: ORT {rates.get('ort', 0):.0f} GFLOP/s, PyTorch {rates.get('torch', 0):.0f} GFLOP/s", flush=True)
     configs = [(256, n) for n in sorted(args.n)] + ([] if args.no_c2048 else [(2048, 1050)])
@@ -326,7 +327,8 @@ def main() -> None:
             _print_row(row)
     report = {
         "benchmark": "attention_cpu",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "note": "shared machines give noisy absolute figures; compare ratios from one run"},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "note": "shared machines give noisy absolute figures; compare ratios from one run",
+                    "load_average_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "versions": _versions(),
         "matmul_gflops": rates,
         "repeats": args.repeats,
@@ -409,7 +411,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Attention on CPU: SAGAN block, fp32, batch 1",
         "",
-        f"Machine: {report['machine']['cpus']} CPUs, {report['machine']['platform']}. "
+        f"Machine: {report['machine']['cpus']} CPUs, {report['machine']['platform']}, load average "
+        f"{' -> '.join(f'{x:.1f}' for x in report['machine'].get('load_average_1m_before_after', []))} "
+        "(above the CPU count, figures are noisy). "
         f"Best float32 matmul measured: ORT {rates.get('ort', 0):.0f} GFLOP/s, PyTorch {rates.get('torch', 0):.0f} GFLOP/s. "
         "Each cell: median time / process peak RSS / GFLOP/s (block FLOPs over time); *est.* = estimated, not run "
         "(would not fit in memory).",
