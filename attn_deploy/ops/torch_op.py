@@ -81,13 +81,20 @@ def blocked_attention(
     out = torch.empty((*batch, nq, dv), dtype=q.dtype, device=q.device)
     out_flat = out.view(-1, nq, dv)
     bias4 = None if bias is None else bias.to(acc).reshape((1,) * (4 - bias.dim()) + tuple(bias.shape))
+    # Two block buffers reused across blocks: a fresh 30 MB tensor per block costs page faults
+    # (the allocator returns such blocks to the OS), measured 25% of Q·Kᵀ's time at N=16,800.
+    block_elems = batch_heads * min(rows, nq) * nk
+    scores_buf = torch.empty(block_elems, dtype=acc, device=q.device)
+    probs_buf = torch.empty(block_elems, dtype=acc, device=q.device)
     for start in range(0, nq, rows):
         end = min(start + rows, nq)
-        scores = torch.matmul(q[..., start:end, :].to(acc) * scale, kt)
+        shape = (*batch, end - start, nk)
+        scores = scores_buf[: batch_heads * (end - start) * nk].view(shape)
+        torch.matmul(q[..., start:end, :].to(acc) * scale, kt, out=scores)
         if bias4 is not None:
             scores += bias4 if bias4.shape[-2] == 1 else bias4[..., start:end, :]
-        probs = torch.softmax(scores, dim=-1)  # one fused pass; in-place max/exp/sum took 4
-        del scores
+        probs = probs_buf[: scores.numel()].view(shape)
+        torch.ops.aten._softmax.out(scores, -1, False, out=probs)  # one fused pass
         if pv is not None:
             pv(probs, out_flat, start)
         else:
