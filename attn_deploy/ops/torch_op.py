@@ -3,7 +3,7 @@
 A ``torch.library.custom_op`` with a fake kernel, so eager runs, ``torch.export`` sees one node,
 and both ONNX exporters emit one ``attn_deploy::FusedAttention`` node (see ``symbolic.py``).
 The eager kernel processes query blocks and never holds a score block larger than
-``DEFAULT_SCORE_BLOCK_ELEMENTS``.
+``EAGER_SCORE_BLOCK_ELEMENTS`` (two of them: scores and probabilities).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from attn_deploy.ops.contract import DEFAULT_SCORE_BLOCK_ELEMENTS, balanced_rows, block_rows
+from attn_deploy.ops.contract import EAGER_SCORE_BLOCK_ELEMENTS, balanced_rows, block_rows
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: float) -> Tensor:
@@ -61,7 +61,7 @@ def blocked_attention(
     bias: Tensor | None = None,
     *,
     scale: float,
-    budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
+    budget_elements: int = EAGER_SCORE_BLOCK_ELEMENTS,
 ) -> Tensor:
     """Memory-bounded attention: one query block at a time, float32 inside.
 
