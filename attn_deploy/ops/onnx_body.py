@@ -45,7 +45,7 @@ class _Builder:
         return self.op("Constant", name=name, value=tensor)
 
 
-def _loop_body(with_bias: bool) -> onnx.GraphProto:
+def _loop_body(with_bias: bool, transposed_pv: bool) -> onnx.GraphProto:
     """One query block: scores, softmax (float32), times V. Reads outer-scope names ``Qp``, ``Kt``, ``Vf``, ``rows``."""
     b = _Builder("lb_")
     start = b.op("Mul", "iter", "rows", name="start")
@@ -59,7 +59,13 @@ def _loop_body(with_bias: bool) -> onnx.GraphProto:
         bend = b.op("Where", "bias_bcast", b.const([1]), end1, name="bend")
         scores = b.op("Add", scores, b.op("Slice", "Bp", bstart, bend, axis2, name="b_blk"), name="biased")
     probs = b.op("Softmax", scores, name="probs", axis=-1)
-    b.nodes.append(helper.make_node("MatMul", [probs, "Vf"], ["o_blk"]))
+    if transposed_pv:
+        # (P·V)ᵀ = Vᵀ·Pᵀ: ORT fuses the Transpose into the MatMul (transB), and MLAS packs only this
+        # block's P instead of re-packing all of V for every block (which dominated at N=66,800).
+        p_t = b.op("Transpose", probs, name="p_t", perm=[0, 1, 3, 2])
+        b.nodes.append(helper.make_node("MatMul", ["Vt", p_t], ["o_blk"]))
+    else:
+        b.nodes.append(helper.make_node("MatMul", [probs, "Vf"], ["o_blk"]))
     b.nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
     return helper.make_graph(
         b.nodes,
@@ -82,6 +88,7 @@ def make_function(
     budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
     domain: str = DOMAIN,
     name: str = OP_TYPE,
+    transposed_pv: bool = True,
 ) -> onnx.FunctionProto:
     """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike).
 
@@ -140,9 +147,11 @@ def make_function(
         b_pads = b.op("Concat", zeros6, b_pad, b.const([0]), name="b_pads", axis=0)
         b.nodes.append(helper.make_node("Pad", [b4, b_pads], ["Bp"]))
 
-    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias))
-    # Scan output is [n_blocks, B, H, rows, dv] -> [B, H, n_blocks*rows, dv] -> drop the padding.
-    moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 3, 4])
+    if transposed_pv:
+        b.nodes.append(helper.make_node("Transpose", ["Vf"], ["Vt"], perm=[0, 1, 3, 2]))
+    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, transposed_pv))
+    # Scan output is [n_blocks, B, H, rows, dv] ([.., dv, rows] when transposed) -> [B, H, n_blocks*rows, dv] -> drop the padding.
+    moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 4, 3] if transposed_pv else [1, 2, 0, 3, 4])
     flat_shape = b.op(
         "Concat",
         b.op("Unsqueeze", batch, b.const([0])),
