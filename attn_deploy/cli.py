@@ -501,6 +501,81 @@ def build_trt(
 # --- end build-trt ---
 
 
+# --- lower ---
+def _parse_bytes(text: str) -> int:
+    units = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+    t = text.strip().upper()
+    number = t.rstrip("KMGB")
+    try:
+        value = float(number) * units[t[len(number):]]
+    except (ValueError, KeyError):
+        raise typer.BadParameter(f"{text!r} is not a size like 256M, 1G or 1048576") from None
+    if value <= 0:
+        raise typer.BadParameter(f"{text!r}: the size must be positive")
+    return int(value)
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:,.1f}"
+
+
+@app.command()
+@_one_line_errors
+def lower(
+    model: Annotated[Path, typer.Argument(help="ONNX model written by `attn-deploy export` (with FusedAttention nodes).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Lowered .onnx; OUT.json gets the manifest with each node's implementation.")],
+    target: Annotated[str, typer.Option(help="Runtime to lower for: ort (ONNX Runtime).")] = "ort",
+    max_attn_mem: Annotated[str, typer.Option("--max-attn-mem", help="Attention working-memory budget per node, e.g. 256M or 1G; sizes query blocks and decides when the plain graph fits.")] = "256M",
+    impl: Annotated[str, typer.Option(help="auto (fastest correct per node), or force mha, blocked or plain for every node.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+) -> None:
+    """Rewrite each FusedAttention node to the fastest memory-bounded implementation for TARGET."""
+    from attn_deploy.lower import lower_file
+
+    result = lower_file(model, output, target=target, max_attn_mem=_parse_bytes(max_attn_mem), prefer=impl)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps(result.manifest, indent=2))
+        return
+    table = Table(title=f"{model.name} lowered for {target}")
+    for col in ("node", "implementation", "block rows", "why"):
+        table.add_column(col)
+    for c in result.choices:
+        table.add_row(c.node, c.op_type, "-" if c.block_rows is None else str(c.block_rows), c.reason)
+    out.print(table)
+    err.print(f"wrote {result.onnx_path} and {result.manifest_path}")
+# --- end lower ---
+
+
+# --- inspect ---
+@app.command("inspect")
+@_one_line_errors
+def inspect_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX model, exported or lowered.")],
+    max_attn_mem: Annotated[str, typer.Option("--max-attn-mem", help="Budget assumed for the ORT choice (as for `lower`).")] = "256M",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON on stdout.")] = False,
+) -> None:
+    """List every FusedAttention node: shapes, score-matrix bytes, FLOPs and what each target would run."""
+    from attn_deploy.lower import inspect_file
+
+    records = inspect_file(model, _parse_bytes(max_attn_mem))
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table(title=f"{model.name}: {len(records)} attention node(s); trt: plugin if loaded, else the shown fallback")
+    for col in ("node", "runs now", "B,H,Nq,Nk,dk,dv", "dtype", "bias", "scores MiB", "GFLOP", "ort", "trt"):
+        table.add_column(col, justify="right" if col in ("scores MiB", "GFLOP") else "left", overflow="fold")
+    for r in records:
+        gflop = "?" if r["flops"] is None else f"{r['flops'] / 1e9:,.2f}"
+        trt = r["targets"]["trt"].removeprefix("plugin if loaded, else ")
+        table.add_row(
+            r["name"], r["implementation"], ",".join(str(r[k]) for k in ("B", "H", "Nq", "Nk", "dk", "dv")),
+            str(r["dtype"]), "yes" if r["has_bias"] else "no", _mib(r["score_matrix_bytes"]), gflop,
+            r["targets"]["ort"]["implementation"], trt,
+        )
+    out.print(table)
+# --- end inspect ---
+
+
 @zoo_app.command("list")
 def zoo_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the built-in models with their default input shapes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from collections.abc import Mapping
 from typing import Any
 
 import onnx
@@ -85,8 +86,14 @@ def _product(dims: list[Dim]) -> int | None:
     return total
 
 
-def attention_nodes_info(model: onnx.ModelProto) -> list[dict[str, Any]]:
-    """One record per FusedAttention node: B, H, Nq, Nk, dk, dv (int, or a symbol when dynamic)."""
+def attention_nodes_info(
+    model: onnx.ModelProto, implementations: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One record per FusedAttention node: B, H, Nq, Nk, dk, dv (int, or a symbol when dynamic).
+
+    ``implementation`` is ``body`` (the exported function) unless ``implementations`` (node name ->
+    fields, from ``attn_deploy.lower``) says what the node was lowered to.
+    """
     shapes = value_shapes(model)
     records = []
     for node in fused_attention_nodes(model):
@@ -104,6 +111,8 @@ def attention_nodes_info(model: onnx.ModelProto) -> list[dict[str, Any]]:
                 "scale": float(attrs.get("scale", 1.0)),
                 "has_bias": len(node.input) > 3 and bool(node.input[3]),
                 "score_matrix_bytes": None if n_scores is None else n_scores * 4,
+                "implementation": "body",
+                **(implementations or {}).get(node.name, {}),
             }
         )
     return records

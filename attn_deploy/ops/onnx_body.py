@@ -80,7 +80,7 @@ def _int8_v(b: _Builder) -> None:
     b.nodes.append(helper.make_node("QuantizeLinear", ["Vf", "v_scale", zero], ["Vq"]))
 
 
-def _loop_body(with_bias: bool, int8_pv: bool = False, opset: int = 18) -> onnx.GraphProto:
+def _loop_body(with_bias: bool, transposed_pv: bool, int8_pv: bool = False, opset: int = 18) -> onnx.GraphProto:
     """One query block: scores, softmax (float32), times V. Reads outer-scope names ``Qp``, ``Kt``, ``Vf``, ``rows``."""
     b = _Builder("lb_")
     start = b.op("Mul", "iter", "rows", name="start")
@@ -95,6 +95,12 @@ def _loop_body(with_bias: bool, int8_pv: bool = False, opset: int = 18) -> onnx.
         scores = b.op("Add", scores, b.op("Slice", "Bp", bstart, bend, axis2, name="b_blk"), name="biased")
     if int8_pv:
         _int8_probs_times_v(b, scores, opset)
+    elif transposed_pv:
+        # (P·V)ᵀ = Vᵀ·Pᵀ: ORT fuses the Transpose into the MatMul (transB), and MLAS packs only this
+        # block's P instead of re-packing all of V for every block (which dominated at N=66,800).
+        probs = b.op("Softmax", scores, name="probs", axis=-1)
+        p_t = b.op("Transpose", probs, name="p_t", perm=[0, 1, 3, 2])
+        b.nodes.append(helper.make_node("MatMul", ["Vt", p_t], ["o_blk"]))
     else:
         probs = b.op("Softmax", scores, name="probs", axis=-1)
         b.nodes.append(helper.make_node("MatMul", [probs, "Vf"], ["o_blk"]))
@@ -119,6 +125,9 @@ def make_function(
     with_bias: bool = False,
     budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
     int8_pv: bool = False,
+    domain: str = DOMAIN,
+    name: str = OP_TYPE,
+    transposed_pv: bool = True,
 ) -> onnx.FunctionProto:
     """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike).
 
@@ -126,6 +135,7 @@ def make_function(
     softmax-times-V product runs as ``MatMulInteger`` on uint8 probability codes and int8 V.
     Q·Kᵀ stays float32: it is about a tenth of the FLOPs (dk = C/8 in SAGAN), and its error
     would be amplified by the softmax's exponential.
+    ``domain``/``name`` let ``attn_deploy.lower`` reuse the body under its own name with another budget.
     """
     if opset < 15:
         raise ValueError(f"FusedAttention's body needs opset >= 15 (got {opset}); export with --opset 17 or newer")
@@ -157,8 +167,10 @@ def make_function(
     rows64 = b.op("Mul", b.op("Div", rows, sixty_four), sixty_four, name="rows64")
     rows = b.op("Where", b.op("GreaterOrEqual", rows, sixty_four), rows64, rows, name="rows")
     rows = b.op("Max", b.op("Min", rows, nq), one, name="rows")
-    b.nodes.append(helper.make_node("Identity", [rows], ["rows"]))
-    n_blocks = b.op("Div", b.op("Sub", b.op("Add", nq, "rows"), one), "rows", name="n_blocks")
+    # Balance the blocks (contract.balanced_rows): ceil(Nq / ceil(Nq / rows)) rows each.
+    n_blocks = b.op("Div", b.op("Sub", b.op("Add", nq, rows), one), rows, name="n_blocks")
+    balanced = b.op("Div", b.op("Sub", b.op("Add", nq, n_blocks), one), n_blocks, name="balanced")
+    b.nodes.append(helper.make_node("Identity", [balanced], ["rows"]))
     pad = b.op("Sub", b.op("Mul", n_blocks, "rows"), nq, name="pad")
     pad1 = b.op("Unsqueeze", pad, b.const([0]), name="pad1")
     zeros6 = b.const([0, 0, 0, 0, 0, 0], name="zeros6")
@@ -178,11 +190,14 @@ def make_function(
         b_pads = b.op("Concat", zeros6, b_pad, b.const([0]), name="b_pads", axis=0)
         b.nodes.append(helper.make_node("Pad", [b4, b_pads], ["Bp"]))
 
+    transposed = transposed_pv and not int8_pv  # the int8 product keeps the [rows, dv] layout
     if int8_pv:
         _int8_v(b)
-    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, int8_pv, opset))
-    # Scan output is [n_blocks, B, H, rows, dv] -> [B, H, n_blocks*rows, dv] -> drop the padding.
-    moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 3, 4])
+    if transposed:
+        b.nodes.append(helper.make_node("Transpose", ["Vf"], ["Vt"], perm=[0, 1, 3, 2]))
+    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, transposed, int8_pv, opset))
+    # Scan output is [n_blocks, B, H, rows, dv] ([.., dv, rows] when transposed) -> [B, H, n_blocks*rows, dv] -> drop the padding.
+    moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 4, 3] if transposed else [1, 2, 0, 3, 4])
     flat_shape = b.op(
         "Concat",
         b.op("Unsqueeze", batch, b.const([0])),
@@ -197,8 +212,8 @@ def make_function(
     o_f = b.op("Slice", flat, b.const([0]), nq1, b.const([2]), name="o_f")
     b.nodes.append(helper.make_node("CastLike", [o_f, "Q"], ["O"]))
     return helper.make_function(
-        DOMAIN,
-        OP_TYPE,
+        domain,
+        name,
         inputs,
         ["O"],
         b.nodes,
