@@ -22,7 +22,6 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(ORT),test,bench]'
 	$(BIN)/python benchmarks/memory_sagan.py
 	$(BIN)/python benchmarks/attention_cpu.py
 

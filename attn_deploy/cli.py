@@ -172,6 +172,7 @@ def check(
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per output).")] = None,
     arch: Annotated[str | None, typer.Option(help="zoo:NAME for a state-dict SOURCE.")] = None,
     unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only).")] = False,
+    lower: Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Parity gate: exit 0 if every candidate matches SOURCE, 1 if one does not, 2 for usage or input errors.
@@ -187,12 +188,13 @@ def check(
     from attn_deploy.check.tolerances import PRESETS, ToleranceOverrides, parse_per_output
     from attn_deploy.errors import InputError
     from attn_deploy.runtime.backends import parse_backends
-    from attn_deploy.runtime.workload import WorkloadOptions
+    from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
     if precision != "auto" and precision not in PRESETS:
         raise InputError(f"--precision must be auto, {', '.join(PRESETS)}; not {precision!r}")
     options = CheckOptions(
-        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load),
+        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load,
+                                 transform=ort_lowering() if lower else None),
         seed=seed,
         val_range=_parse_range(val_range),
         data=data,
@@ -246,6 +248,7 @@ def bench(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the latency distribution per backend.")] = None,
     arch: Annotated[str | None, typer.Option(help="zoo:NAME for a state-dict SOURCE.")] = None,
     unsafe_load: Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (trusted files only).")] = False,
+    lower: Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend."""
@@ -254,10 +257,11 @@ def bench(
     from attn_deploy.bench.report import render_table, to_dict, write_reports
     from attn_deploy.bench.run import BenchOptions, run_bench
     from attn_deploy.runtime.backends import parse_backends
-    from attn_deploy.runtime.workload import WorkloadOptions
+    from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
     options = BenchOptions(
-        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load),
+        workload=WorkloadOptions(parse_backends(backends), _parse_input_shapes(input_shape), arch, unsafe_load,
+                                 transform=ort_lowering() if lower else None),
         warmup=warmup,
         iterations=iterations,
         min_seconds=min_seconds,

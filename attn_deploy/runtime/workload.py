@@ -33,6 +33,22 @@ class WorkloadOptions:
     transform: Callable[[str], str] | None = None
 
 
+def ort_lowering(work_dir: Path | None = None) -> Callable[[str], str]:
+    """A ``transform`` for ``--lower``: each .onnx ARTIFACT with FusedAttention nodes is lowered for
+    ONNX Runtime into ``work_dir`` first; others (already lowered, quantized bodies, no attention) run as given."""
+    from attn_deploy.errors import InputError
+    from attn_deploy.lower import lower_file
+
+    def lower(path: str) -> str:
+        out_dir = work_dir or Path(tempfile.mkdtemp(prefix="attn-deploy-lower-"))
+        try:
+            return str(lower_file(path, out_dir / (Path(path).stem + ".ort.onnx")).onnx_path)
+        except InputError:
+            return path
+
+    return lower
+
+
 @dataclass
 class Workload:
     source: str

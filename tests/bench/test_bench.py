@@ -59,3 +59,10 @@ def test_static_batch_is_skipped_with_a_reason(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert [r["batch"] for r in report["results"]] == [1]
     assert any("static batch of 1" in s["reason"] for s in report["skipped"])
+
+
+def test_bench_lower_times_the_lowered_model() -> None:
+    result = runner.invoke(app, ["bench", "zoo:sagan-256", "--backends", "ort", "--lower", "--iterations", "2",
+                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["backend"].endswith(".ort.onnx") for r in json.loads(result.stdout)["results"]] == [True]

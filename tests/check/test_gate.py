@@ -157,3 +157,10 @@ def test_usage_errors_exit_2(args: list[str], match: str, tmp_path: Path, monkey
     assert code == 2, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and match in lines[0]
+
+
+def test_lower_on_the_fly(exported: Path) -> None:
+    code, stdout, stderr = _check(str(exported), str(exported), "--backends", "ort", "--lower", "--json")
+    assert code == 0, stderr
+    (comparison,) = json.loads(stdout)["comparisons"]
+    assert comparison["candidate"].endswith("two.ort.onnx") and comparison["passed"]
