@@ -55,29 +55,9 @@ DEFAULT_NS = (1050, 4200, 16800, 66800)
 
 def _seed_module(channels: int):  # noqa: ANN202 - torch is imported lazily so ORT children never load it
     """The article's SelfAttention as written (bmm -> softmax -> bmm), with our block's weights."""
-    import torch
-    from torch import nn
+    from _seed import seed_copy_of
 
-    class SeedSelfAttention(nn.Module):
-        def __init__(self, c: int) -> None:
-            super().__init__()
-            self.query = nn.Conv2d(c, c // 8, 1)
-            self.key = nn.Conv2d(c, c // 8, 1)
-            self.value = nn.Conv2d(c, c, 1)
-            self.gamma = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, c, h, w = x.shape
-            q = self.query(x).view(b, -1, h * w).permute(0, 2, 1)
-            k = self.key(x).view(b, -1, h * w)
-            attn = torch.softmax(torch.bmm(q, k), dim=-1)
-            v = self.value(x).view(b, -1, h * w)
-            out = torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w)
-            return self.gamma * out + x
-
-    seed = SeedSelfAttention(channels)
-    seed.load_state_dict(_our_module(channels).state_dict())
-    return seed.eval()
+    return seed_copy_of(_our_module(channels))
 
 
 def _our_module(channels: int):  # noqa: ANN202

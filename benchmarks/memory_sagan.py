@@ -32,32 +32,11 @@ CASES = ("ort-fused", "ort-seed", "torch-op", "torch-seed")
 
 def _seed_module():  # noqa: ANN202 - torch is imported lazily so ORT children never load it
     """The article's SelfAttention, as written: bmm -> softmax -> bmm over the full N x N map."""
-    import torch
-    from torch import nn
-
-    class SeedSelfAttention(nn.Module):
-        def __init__(self, c: int) -> None:
-            super().__init__()
-            self.query = nn.Conv2d(c, c // 8, 1)
-            self.key = nn.Conv2d(c, c // 8, 1)
-            self.value = nn.Conv2d(c, c, 1)
-            self.gamma = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, c, h, w = x.shape
-            q = self.query(x).view(b, -1, h * w).permute(0, 2, 1)
-            k = self.key(x).view(b, -1, h * w)
-            attn = torch.softmax(torch.bmm(q, k), dim=-1)
-            v = self.value(x).view(b, -1, h * w)
-            out = torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w)
-            return self.gamma * out + x
+    from _seed import seed_copy_of
 
     from attn_deploy.zoo.registry import get_entry
 
-    ours = get_entry("sagan-256").build()
-    seed = SeedSelfAttention(256)
-    seed.load_state_dict(ours.state_dict())
-    return seed.eval()
+    return seed_copy_of(get_entry("sagan-256").build())
 
 
 def prepare(work: Path) -> dict[str, str]:
