@@ -4,6 +4,8 @@ Cases (issue #4's acceptance):
 - sagan-2048 (input 1x2048x25x42): fp32 as exported (three 1x1 Conv) vs int8 (Q/K/V as one
   MatMulInteger) vs int8 with ``--quantize-attention``; cosine of the attention branch
   (output minus input) against fp32. Also fp32 with Q/K/V as one MatMul, for reference.
+- In every case, fp32 and int8 also lowered for ONNX Runtime (``attn-deploy lower``), the pipeline
+  ``quantize -> lower`` a deployment runs; speed-ups stay relative to fp32 as exported.
 - mha-encoder: fp32 vs int8, cosine of the outputs.
 - frcnn-r50-fpn-layer4 (slow: exports a detector): fp32 vs int8, detections matched at IoU >= 0.5.
 
@@ -36,6 +38,7 @@ from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
 from attn_deploy.export.loading import load_model  # noqa: E402
 from attn_deploy.export.manifest import library_versions  # noqa: E402
+from attn_deploy.lower import lower_file  # noqa: E402
 from attn_deploy.quantize import QuantizeOptions, quantize_model  # noqa: E402
 from attn_deploy.quantize.prepare import prepare  # noqa: E402
 from attn_deploy.quantize.report import TimingRunner, detection_parity, interleaved_latency  # noqa: E402
@@ -72,6 +75,9 @@ def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarr
             "quantized_nodes": result.report["nodes"]["quantized"],
             "size_bytes": result.report["size_bytes"],
         }
+    # The deployment pipeline for ONNX Runtime is quantize -> lower: time both models lowered too.
+    for base in ("fp32", "int8"):
+        paths[f"{base}-lowered"] = lower_file(paths[base], tmp / f"{name}-{base}-lowered.onnx").onnx_path
     runner = OrtRunner(fp32, ["CPUExecutionProvider"])
     inputs = loaded.example_inputs(loaded.input_shapes, seed=1)
     feeds = {n: t.numpy() for n, t in zip(runner.input_names, inputs)}
