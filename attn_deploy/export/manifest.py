@@ -77,7 +77,8 @@ def value_shapes(model: onnx.ModelProto) -> dict[str, list[Dim] | None]:
     return shapes
 
 
-def _product(dims: list[Dim]) -> int | None:
+def dims_product(dims: list[Dim]) -> int | None:
+    """Product of the dims, or None when any is symbolic or unknown."""
     total = 1
     for d in dims:
         if not isinstance(d, int):
@@ -101,7 +102,7 @@ def attention_nodes_info(
         q, k, v = (s if len(s) == 4 else [None] * 4 for s in (q, k, v))
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         dims = {"B": q[0], "H": q[1], "Nq": q[2], "Nk": k[2], "dk": q[3], "dv": v[3]}
-        n_scores = _product([q[0], q[1], q[2], k[2]])
+        n_scores = dims_product([q[0], q[1], q[2], k[2]])
         records.append(
             {
                 "name": node.name,

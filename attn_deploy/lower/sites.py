@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from attn_deploy.export.manifest import dims_product
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 
 #: Domain of the nodes ``lower --target ort`` writes; each op type is one implementation.
@@ -38,18 +39,10 @@ class AttentionSite:
     bias_is_zero: bool  # a constant all-zero bias (finalize adds one to nodes without bias)
     scale: float
 
-    def _product(self, *dims: Dim) -> int | None:
-        total = 1
-        for d in dims:
-            if not isinstance(d, int):
-                return None
-            total *= d
-        return total
-
     @property
     def score_elements(self) -> int | None:
         """Elements of the full B·H·Nq·Nk score matrix (None when a dimension is dynamic)."""
-        return self._product(self.B, self.H, self.Nq, self.Nk)
+        return dims_product([self.B, self.H, self.Nq, self.Nk])
 
     @property
     def score_matrix_bytes(self) -> int | None:
@@ -60,7 +53,7 @@ class AttentionSite:
     @property
     def flops(self) -> int | None:
         """2·B·H·Nq·Nk·(dk + dv): the two matrix products (softmax not counted)."""
-        n, d = self.score_elements, self._product(self.dk)
+        n, d = self.score_elements, dims_product([self.dk])
         return None if n is None or d is None or not isinstance(self.dv, int) else 2 * n * (d + self.dv)
 
     @property
