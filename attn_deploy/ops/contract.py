@@ -19,11 +19,16 @@ PLUGIN_VERSION = "1"
 #: (benchmarks/memory_sagan.py): 64 MiB blocks peaked at 451 MB for the process, 32 MiB at 270 MB,
 #: in the same time; ORT's arena roughly doubles what a block needs.
 DEFAULT_SCORE_BLOCK_ELEMENTS = 1 << 23
-#: The eager kernel's budget: twice the body's. Each block costs PyTorch a few parallel regions and
-#: a re-layout of V for oneDNN, so fewer, larger blocks are faster (at N=16,800 on 2 busy cores:
-#: 1.65 s with 64 MiB blocks, 2.44 s with 32 MiB); it holds two blocks (scores, probabilities),
-#: about 250 MB extra at N=16,800.
-EAGER_SCORE_BLOCK_ELEMENTS = 1 << 24
+#: The eager kernel's score tile (elements of float32): 4 Mi = 16 MiB, one at a time. Small enough to
+#: stay in the last-level cache between Q·Kᵀ, softmax and P·V, which is where the kernel's speed
+#: comes from (at N=16,800 on this project's 2-core CPU: 64 MiB blocks 0.60 s, 16 MiB tiles 0.46 s).
+EAGER_TILE_ELEMENTS = 1 << 22
+#: Rows per eager tile at most: taller tiles leave the cache without making the products faster.
+EAGER_MAX_TILE_ROWS = 256
+#: Per-head score matrices smaller than this (Nq·Nk) go through one batched matmul instead: packing
+#: K and V per head costs more than it saves there (8 heads of 196 tokens: 0.8 ms batched, 2.1 ms
+#: tiled; one head of 1,050: equal).
+EAGER_TILED_MIN_SCORES = 1 << 20
 
 
 def block_rows(batch_heads: int, nk: int, budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS) -> int:

@@ -2,20 +2,26 @@
 
 A ``torch.library.custom_op`` with a fake kernel, so eager runs, ``torch.export`` sees one node,
 and both ONNX exporters emit one ``attn_deploy::FusedAttention`` node (see ``symbolic.py``).
-The eager kernel processes query blocks and never holds a score block larger than
-``EAGER_SCORE_BLOCK_ELEMENTS`` (two of them: scores and probabilities).
+The eager kernel works on tiles of query rows and never holds more than ``EAGER_TILE_ELEMENTS``
+scores at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-from attn_deploy.ops.contract import EAGER_SCORE_BLOCK_ELEMENTS, balanced_rows, block_rows
+from attn_deploy.ops.contract import (
+    EAGER_MAX_TILE_ROWS,
+    EAGER_TILE_ELEMENTS,
+    EAGER_TILED_MIN_SCORES,
+    balanced_rows,
+    block_rows,
+)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: float) -> Tensor:
@@ -32,28 +38,77 @@ def _accumulation_dtype(q: Tensor) -> torch.dtype:
     return torch.promote_types(q.dtype, torch.float32)
 
 
-def _conv_pv(vf: Tensor) -> Callable[[Tensor, Tensor, int], None] | None:
-    """``probs @ V`` as 1×1 convolutions, or None where that does not apply (then ``torch.matmul``).
+def _onednn_linear_available() -> bool:
+    """Whether PyTorch's oneDNN linear ops (the ones Inductor uses on CPU) can be called here."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    )
 
-    Why: PyTorch's float32 matmul calls MKL's sgemm, which takes a slow code path on non-Intel x86
-    CPUs (measured on this project's AMD EPYC: 80 GFLOP/s), while convolutions go to oneDNN, which
-    dispatches on the instruction set (200-400 GFLOP/s for the same product). With channels-last
-    strides a ``[rows, Nk]`` probability block is the conv input ``[1, Nk, rows, 1]`` as it lies
-    in memory, ``Vᵀ`` is the weight, and the output ``[rows, dv]`` comes out contiguous.
+
+def _pack(weight: Tensor, rows: int) -> Tensor:
+    """``weight [out, in]`` re-laid-out once for oneDNN, for inputs of about ``rows`` rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
+
+
+def _linear(x: Tensor, packed: Tensor) -> Tensor:
+    """``x @ weightᵀ`` for a weight packed by ``_pack``: a new ``[rows, out]`` tensor."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+
+def _tile_rows(nq: int, nk: int, budget_elements: int) -> int:
+    """Rows per eager tile: within the budget and ``EAGER_MAX_TILE_ROWS``, cut evenly."""
+    return balanced_rows(nq, min(EAGER_MAX_TILE_ROWS, max(1, budget_elements // max(1, nk))))
+
+
+def _tiled_onednn(q: Tensor, k: Tensor, v: Tensor, bias4: Tensor | None, scale: float,
+                  out: Tensor, budget_elements: int) -> None:
+    """The fast path: float32 CPU tensors of one batch shape, one head and one query tile at a time.
+
+    Why oneDNN and tiles: PyTorch's float32 ``matmul`` calls MKL, whose sgemm takes a generic code
+    path on non-Intel x86 CPUs (about 200 GFLOP/s on this project's AMD EPYC, where oneDNN reaches
+    450 with K and V packed once per head). A tile of scores small enough to stay in the cache is
+    then computed, softmaxed in place and multiplied by V before it is evicted.
     """
-    if vf.dtype != torch.float32 or vf.device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return None
-    nk, dv = vf.shape[-2:]
-    weights = [w.t().contiguous().view(dv, nk, 1, 1) for w in vf.reshape(-1, nk, dv)]
+    batch, heads, nq, _ = q.shape
+    nk = k.shape[-2]
+    rows = _tile_rows(nq, nk, budget_elements)
+    bias_bh = None if bias4 is None else bias4.expand(batch, heads, -1, nk)
+    for b in range(batch):
+        for h in range(heads):
+            k_packed = _pack(k[b, h].float(), rows)  # scores = Q Kᵀ: K is the linear's weight
+            vt_packed = _pack(v[b, h].float().t(), rows)  # out = P V: Vᵀ is
+            q_scaled = q[b, h].float() * scale
+            bias = None if bias_bh is None else bias_bh[b, h]
+            for start in range(0, nq, rows):
+                end = min(start + rows, nq)
+                scores = _linear(q_scaled[start:end], k_packed)
+                if bias is not None:
+                    scores += bias if bias.shape[0] == 1 else bias[start:end]
+                torch.ops.aten._softmax.out(scores, -1, False, out=scores)  # in place: each row read, then written
+                out[b, h, start:end] = _linear(scores, vt_packed)
 
-    def pv(probs: Tensor, out: Tensor, start: int) -> None:
-        flat = probs.reshape(-1, probs.shape[-2], nk)
-        rows = flat.shape[1]
-        for i, w in enumerate(weights):
-            block = torch.nn.functional.conv2d(flat[i].view(1, rows, 1, nk).permute(0, 3, 1, 2), w)
-            out[i, start:start + rows] = block.permute(0, 2, 3, 1).reshape(rows, dv)
 
-    return pv
+def _blocked_generic(q: Tensor, k: Tensor, v: Tensor, bias4: Tensor | None, scale: float,
+                     out: Tensor, budget_elements: int) -> None:
+    """Any dtype, device and broadcast: ``torch.matmul`` over blocks of query rows."""
+    *batch, nq, _ = q.shape
+    nk = k.shape[-2]
+    batch_heads = 1
+    for d in batch:
+        batch_heads *= d
+    rows = balanced_rows(nq, block_rows(batch_heads, nk, budget_elements))
+    acc = _accumulation_dtype(q)
+    kt = k.to(acc).transpose(-1, -2)
+    vf = v.to(acc)
+    for start in range(0, nq, rows):
+        end = min(start + rows, nq)
+        scores = torch.matmul(q[..., start:end, :].to(acc) * scale, kt)
+        if bias4 is not None:
+            scores += bias4 if bias4.shape[-2] == 1 else bias4[..., start:end, :]
+        out[..., start:end, :] = torch.matmul(scores.softmax(dim=-1), vf).to(out.dtype)
 
 
 def blocked_attention(
@@ -63,44 +118,34 @@ def blocked_attention(
     bias: Tensor | None = None,
     *,
     scale: float,
-    budget_elements: int = EAGER_SCORE_BLOCK_ELEMENTS,
+    budget_elements: int = EAGER_TILE_ELEMENTS,
 ) -> Tensor:
-    """Memory-bounded attention: one query block at a time, float32 inside.
+    """Memory-bounded attention, float32 inside: at most ``budget_elements`` scores exist at a time
+    (on the fast path; the generic path also holds their softmax).
 
-    At most one score block and its softmax (``budget_elements`` each) exist at a time.
+    The fast path (float32/16 on a CPU with oneDNN, q, k and v of one batch shape, a large score
+    matrix per head) tiles per head; everything else (small heads, float64 for gradcheck, other
+    devices, broadcast batches) blocks with matmul.
     """
-    *batch, nq, _ = q.shape
-    nk, dv = k.shape[-2], v.shape[-1]
-    batch_heads = 1
-    for d in batch:
-        batch_heads *= d
-    rows = balanced_rows(nq, block_rows(batch_heads, nk, budget_elements))
+    nq, nk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    out = torch.empty((*q.shape[:-1], dv), dtype=q.dtype, device=q.device)
+    if nq == 0:
+        return out
     acc = _accumulation_dtype(q)
-    kt = k.to(acc).transpose(-1, -2)
-    vf = v.to(acc)
-    same_batch = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
-    pv = _conv_pv(vf) if same_batch else None
-    out = torch.empty((*batch, nq, dv), dtype=q.dtype, device=q.device)
-    out_flat = out.view(-1, nq, dv)
     bias4 = None if bias is None else bias.to(acc).reshape((1,) * (4 - bias.dim()) + tuple(bias.shape))
-    # Two block buffers reused across blocks: a fresh 30 MB tensor per block costs page faults
-    # (the allocator returns such blocks to the OS), measured 25% of Q·Kᵀ's time at N=16,800.
-    block_elems = batch_heads * min(rows, nq) * nk
-    scores_buf = torch.empty(block_elems, dtype=acc, device=q.device)
-    probs_buf = torch.empty(block_elems, dtype=acc, device=q.device)
-    for start in range(0, nq, rows):
-        end = min(start + rows, nq)
-        shape = (*batch, end - start, nk)
-        scores = scores_buf[: batch_heads * (end - start) * nk].view(shape)
-        torch.matmul(q[..., start:end, :].to(acc) * scale, kt, out=scores)
-        if bias4 is not None:
-            scores += bias4 if bias4.shape[-2] == 1 else bias4[..., start:end, :]
-        probs = probs_buf[: scores.numel()].view(shape)
-        torch.ops.aten._softmax.out(scores, -1, False, out=probs)  # one fused pass
-        if pv is not None:
-            pv(probs, out_flat, start)
-        else:
-            out[..., start:end, :] = torch.matmul(probs, vf).to(q.dtype)
+    fast = (
+        acc == torch.float32
+        and q.device.type == "cpu"
+        and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+        and q.dim() <= 4
+        and nq * nk >= EAGER_TILED_MIN_SCORES
+        and _onednn_linear_available()
+    )
+    if not fast:
+        _blocked_generic(q, k, v, bias4, scale, out, budget_elements)
+        return out
+    as4 = lambda t: t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))  # noqa: E731 - views of <4-d inputs
+    _tiled_onednn(as4(q), as4(k), as4(v), bias4, scale, as4(out), budget_elements)
     return out
 
 

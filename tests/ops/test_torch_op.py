@@ -7,6 +7,7 @@ import torch
 
 from attn_deploy.ops import fused_attention, reference_attention
 from attn_deploy.ops.contract import block_rows
+from attn_deploy.ops import torch_op
 from attn_deploy.ops.torch_op import blocked_attention
 
 
@@ -35,6 +36,43 @@ def test_blocking_is_exact_at_every_block_size(budget: int) -> None:
     bias = torch.randn(100, 30)
     got = blocked_attention(q, k, v, bias, scale=0.5, budget_elements=budget)
     torch.testing.assert_close(got, reference_attention(q, k, v, bias, scale=0.5), rtol=1e-5, atol=1e-5)
+
+
+needs_onednn = pytest.mark.skipif(not torch_op._onednn_linear_available(),
+                                  reason="this PyTorch build has no oneDNN linear ops (the tiled fast path)")
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias_shape", [None, (1030, 1024), (1, 1024), (2, 1, 1, 1024), (1, 2, 1030, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_tiled_fast_path_matches_reference(bias_shape: tuple[int, ...] | None, dtype: torch.dtype) -> None:
+    # Nq·Nk above EAGER_TILED_MIN_SCORES, budget small enough for 1,030 rows to take several tiles.
+    q, k, v = torch.randn(2, 2, 1030, 8), torch.randn(2, 2, 1024, 8), torch.randn(2, 2, 1024, 12)
+    bias = None if bias_shape is None else torch.randn(bias_shape)
+    q, k, v = (t.to(dtype) for t in (q, k, v))
+    got = blocked_attention(q, k, v, bias, scale=0.7, budget_elements=300 * 1024)
+    want = reference_attention(q.double(), k.double(), v.double(),
+                               None if bias is None else bias.double(), scale=0.7)
+    assert got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol)
+
+
+@needs_onednn
+def test_tiled_fast_path_holds_one_tile_of_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    real_linear = torch_op._linear
+
+    def spy(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        result = real_linear(x, packed)
+        seen.append(result.numel())
+        return result
+
+    monkeypatch.setattr(torch_op, "_linear", spy)
+    q, k, v = torch.randn(1, 1, 1100, 8), torch.randn(1, 1, 1000, 8), torch.randn(1, 1, 1000, 8)
+    blocked_attention(q, k, v, scale=1.0, budget_elements=100 * 1000)
+    assert seen, "the fast path was not taken"
+    assert max(seen) <= 100 * 1000 < 1100 * 1000
 
 
 def test_block_rows_respects_budget() -> None:
