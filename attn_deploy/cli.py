@@ -379,6 +379,7 @@ def quantize(
     include_convs: Annotated[bool, typer.Option("--include-convs", help="Also quantize the remaining Conv nodes (ConvInteger: often slower than fp32 on CPU).")] = False,
     float_qk: Annotated[bool, typer.Option("--float-qk", help="Keep the projections feeding attention's Q and K float: more exact (softmax amplifies their error), slower.")] = False,
     quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
+    lower: Annotated[bool, typer.Option("--lower/--no-lower", help="Lower FusedAttention for ONNX Runtime, as `lower --target ort` does (default; not with --quantize-attention). Dynamic int8 runs only in ONNX Runtime; --no-lower keeps the portable FusedAttention nodes.")] = True,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
     arch: Annotated[str | None, typer.Option(help="For a state-dict MODEL: the zoo:NAME it fits, as for export.")] = None,
@@ -400,6 +401,7 @@ def quantize(
         include_convs=include_convs,
         quantize_attention=quantize_attention,
         float_qk=float_qk,
+        lower=lower,
         torch_output=output.with_suffix(".torch.pt") if torch_out else None,
         iterations=iterations,
         arch=arch,
@@ -425,7 +427,12 @@ def quantize(
     if report.get("latency"):
         lat = report["latency"]
         table.add_row("latency (ms, median)", f"{lat['float_ms']:.1f}", f"{lat['int8_ms']:.1f} ({lat['speedup']:.2f}x)")
+        if "float_lowered_ms" in lat:
+            table.add_row("float lowered for ORT", f"{lat['float_lowered_ms']:.1f}", f"({lat['speedup_vs_float_lowered']:.2f}x)")
     out.print(table)
+    if report.get("attention_lowering"):
+        picked = ", ".join(f"{c['node']}: {c['implementation']}" for c in report["attention_lowering"])
+        out.print(f"attention lowered for ONNX Runtime: {picked}", highlight=False)
     nodes = report["nodes"]
     out.print(f"quantized {len(nodes['quantized'])} node(s): {', '.join(nodes['quantized']) or '-'}", highlight=False)
     reasons: dict[str, int] = {}

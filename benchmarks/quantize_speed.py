@@ -2,15 +2,19 @@
 
 Cases (issue #4's acceptance):
 - sagan-2048 (input 1x2048x25x42): fp32 as exported (three 1x1 Conv) vs int8 (Q/K/V as one
-  MatMulInteger) vs int8 with ``--quantize-attention``; cosine of the attention branch
-  (output minus input) against fp32. Also fp32 with Q/K/V as one MatMul, for reference.
-- In every case, fp32 and int8 also lowered for ONNX Runtime (``attn-deploy lower``), the pipeline
-  ``quantize -> lower`` a deployment runs; speed-ups stay relative to fp32 as exported.
+  MatMulInteger) vs int8 with ``--quantize-attention`` (and with ``--float-qk``); cosine of the
+  attention branch (output minus input) against fp32. Also fp32 with Q/K/V as one MatMul.
 - mha-encoder: fp32 vs int8, cosine of the outputs.
 - frcnn-r50-fpn-layer4 (slow: exports a detector): fp32 vs int8, detections matched at IoU >= 0.5.
 
-Within a case every model runs in the same process, alternating models each iteration, so load
-changes hit all alike; compare ratios, and run on a quiet machine for absolute figures.
+``int8`` is what ``attn-deploy quantize`` writes by default: attention lowered for ONNX Runtime.
+``int8-no-lower`` keeps the FusedAttention nodes (``--no-lower``), and ``fp32-lowered`` is the
+float model lowered the same way, so the report separates the two gains. Speed-ups are relative
+to fp32 as exported.
+
+Within a case every model runs in the same process, in turns of a few runs with a pause between
+turns (``attn_deploy.quantize.report.interleaved_latency``), so load changes hit all alike and one
+session's spinning threads do not slow another; compare ratios, on a quiet machine.
 
     python benchmarks/quantize_speed.py [--cases sagan-2048,mha-encoder,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
 """
@@ -46,7 +50,7 @@ from attn_deploy.runtime import OrtRunner  # noqa: E402
 
 CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")
 #: Timed runs per model: enough for a stable median at each case's run time (mha-encoder: ~3 ms).
-ITERATIONS = {"sagan-2048": 15, "mha-encoder": 100, "frcnn-r50-fpn-layer4": 5}
+ITERATIONS = {"sagan-2048": 30, "mha-encoder": 100, "frcnn-r50-fpn-layer4": 5}
 
 
 def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarray], dict[str, Any]]:
@@ -62,6 +66,7 @@ def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarr
     info: dict[str, Any] = {"export_s": export_s}
     variants = {
         "int8": QuantizeOptions(iterations=0),
+        "int8-no-lower": QuantizeOptions(iterations=0, lower=False),
         "int8-attention": QuantizeOptions(iterations=0, quantize_attention=True),
         "int8-float-qk": QuantizeOptions(iterations=0, float_qk=True),
         "int8-float-qk-attention": QuantizeOptions(iterations=0, float_qk=True, quantize_attention=True),
@@ -75,9 +80,7 @@ def _variants(name: str, tmp: Path) -> tuple[dict[str, Path], dict[str, np.ndarr
             "quantized_nodes": result.report["nodes"]["quantized"],
             "size_bytes": result.report["size_bytes"],
         }
-    # The deployment pipeline for ONNX Runtime is quantize -> lower: time both models lowered too.
-    for base in ("fp32", "int8"):
-        paths[f"{base}-lowered"] = lower_file(paths[base], tmp / f"{name}-{base}-lowered.onnx").onnx_path
+    paths["fp32-lowered"] = lower_file(fp32, tmp / f"{name}-fp32-lowered.onnx").onnx_path
     runner = OrtRunner(fp32, ["CPUExecutionProvider"])
     inputs = loaded.example_inputs(loaded.input_shapes, seed=1)
     feeds = {n: t.numpy() for n, t in zip(runner.input_names, inputs)}
@@ -113,6 +116,33 @@ def run_case(name: str, iterations: int) -> dict[str, Any]:
     return result
 
 
+def acceptance(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue #4's acceptance figures from this run (cases that were run)."""
+    by_case = {r["case"]: r["variants"] for r in results}
+    out: dict[str, Any] = {}
+    if "sagan-2048" in by_case:
+        v = by_case["sagan-2048"]
+        for variant in ("int8", "int8-no-lower", "int8-attention", "int8-float-qk-attention"):
+            out[f"sagan2048_{variant}_speedup"] = v[variant]["speedup_vs_fp32"]
+            out[f"sagan2048_{variant}_branch_cosine"] = v[variant]["branch_cosine"]
+        out["sagan2048_int8_ok"] = v["int8"]["speedup_vs_fp32"] >= 1.5 and v["int8"]["branch_cosine"] >= 0.999
+        out["sagan2048_int8_attention_default_ok"] = v["int8-attention"]["branch_cosine"] >= 0.999
+    if "mha-encoder" in by_case:
+        v = by_case["mha-encoder"]
+        for variant in ("int8", "int8-no-lower"):
+            out[f"mha_{variant}_speedup"] = v[variant]["speedup_vs_fp32"]
+            out[f"mha_{variant}_cosine"] = min(v[variant]["cosine"].values())
+        out["mha_int8_speedup_vs_fp32_lowered"] = v["fp32-lowered"]["median_ms"] / v["int8"]["median_ms"]
+        out["mha_int8_ok"] = v["int8"]["speedup_vs_fp32"] >= 1.5 and out["mha_int8_cosine"] >= 0.99
+    if "frcnn-r50-fpn-layer4" in by_case:
+        v = by_case["frcnn-r50-fpn-layer4"]
+        out["frcnn_int8_speedup"] = v["int8"]["speedup_vs_fp32"]
+        out["frcnn_int8_no_lower_speedup"] = v["int8-no-lower"]["speedup_vs_fp32"]
+        out["frcnn_int8_matched_fraction"] = v["int8"]["detection"]["matched_fraction"]
+        out["frcnn_int8_ok"] = v["int8"]["speedup_vs_fp32"] >= 1.0
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES))
@@ -137,7 +167,10 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "versions": library_versions(),
         "cases": results,
+        "acceptance": acceptance(results),
     }
+    for key, value in report["acceptance"].items():
+        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

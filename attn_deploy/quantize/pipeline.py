@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from attn_deploy.errors import InputError
 from attn_deploy.export.finalize import IR_VERSION, fused_attention_nodes
 from attn_deploy.fileio import atomic_path
+from attn_deploy.lower import lower_model
 from attn_deploy.ops.contract import OP_TYPE
 from attn_deploy.quantize.attention import use_int8_attention_body
 from attn_deploy.quantize.dynamic import WeightType, plan, quantize, quantized_node_names
@@ -36,6 +37,10 @@ class QuantizeOptions:
     quantize_attention: bool = False
     #: Keep the projections feeding FusedAttention's Q and K float (more exact, slower).
     float_qk: bool = False
+    #: Lower FusedAttention for ONNX Runtime (``attn-deploy lower --target ort``) in the int8 model:
+    #: dynamic int8 (MatMulInteger, DynamicQuantizeLinear) runs only in ONNX Runtime anyway.
+    #: Not with ``quantize_attention``, whose int8 P·V is the node's function body.
+    lower: bool = True
     #: Also write a PyTorch dynamic-quantized model here (MODEL inputs only).
     torch_output: Path | None = None
     #: How to load a MODEL that is not an .onnx file (as for ``export``).
@@ -154,11 +159,21 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
         done = quantized_node_names(prepared, quantized, candidates)
         if not done and not (options.quantize_attention and has_attention):
             raise _nothing_to_quantize(spec, prepared, options)  # quantize_dynamic declined every candidate
+        lowering: list[dict[str, Any]] = []
+        float_lowered: onnx.ModelProto | None = None
+        if options.lower and has_attention and not options.quantize_attention:
+            quantized, choices = lower_model(quantized)
+            lowering = [c.to_json() for c in choices]
+            float_lowered, _ = lower_model(source.model)
 
         float_path = tmp / "float.onnx"
         onnx.save_model(source.model, float_path)
         int8_path = tmp / "int8.onnx"
         onnx.save_model(quantized, int8_path)
+        float_lowered_path = None
+        if float_lowered is not None:
+            float_lowered_path = tmp / "float-lowered.onnx"
+            onnx.save_model(float_lowered, float_lowered_path)
         report: dict[str, Any] = {
             "source": spec,
             "output": str(output),
@@ -169,17 +184,19 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
                 "include_convs": options.include_convs,
                 "quantize_attention": options.quantize_attention,
                 "float_qk": options.float_qk,
+                "lower": options.lower,
             },
             "size_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size},
             "preparation": preparation.to_dict(),
             "nodes": node_report(candidates, done),
             "attention_int8_pv": bool(options.quantize_attention and has_attention),
+            "attention_lowering": lowering,
             "ops_after": op_counts(quantized),
         }
         report["size_bytes"]["ratio"] = report["size_bytes"]["int8"] / report["size_bytes"]["float"]
         feeds = source.feeds() if options.iterations > 0 else None
         if feeds is not None:
-            report.update(measure(float_path, int8_path, feeds, options.iterations, options.threads))
+            report.update(measure(float_path, int8_path, feeds, options.iterations, options.threads, float_lowered_path))
         else:
             OrtRunner(int8_path, ["CPUExecutionProvider"])  # it must still load in plain ONNX Runtime
             report["parity"] = report["latency"] = None

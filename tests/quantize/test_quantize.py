@@ -25,9 +25,9 @@ def _branch_cosine(model_a: onnx.ModelProto, model_b: onnx.ModelProto, shape: tu
     return error_stats("branch", a - x, b - x).cosine
 
 
-def test_default_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
+def test_no_lower_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
-    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=1))
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=1, lower=False))
     model = onnx.load(out)
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["MatMulInteger"] == 1 and ops["DynamicQuantizeLinear"] == 1 and ops["MatMul"] == 0
@@ -42,6 +42,27 @@ def test_default_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Pat
     assert report["latency"]["float_ms"] > 0 and report["latency"]["int8_ms"] > 0
     assert report["parity"][0]["cosine"] > 0.99
     assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.99
+    assert report["attention_lowering"] == [] and "float_lowered_ms" not in report["latency"]
+
+
+def test_default_lowers_attention_for_onnx_runtime(tiny_sagan: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q.onnx"
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=2))
+    model = onnx.load(out)
+    ops = Counter((n.domain, n.op_type) for n in model.graph.node)
+    assert ops[("", "MatMulInteger")] == 1 and ops[("attn_deploy", "FusedAttention")] == 0
+    [choice] = result.report["attention_lowering"]
+    assert choice["op_type"] in {n.op_type for n in model.graph.node}
+    latency = result.report["latency"]
+    assert latency["float_lowered_ms"] > 0 and latency["speedup_vs_float_lowered"] > 0
+    assert _branch_cosine(onnx.load(tiny_sagan), model, (1, 32, 6, 8)) > 0.99
+
+
+def test_quantize_attention_keeps_its_int8_body_unlowered(tiny_sagan: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q.onnx"
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=0, quantize_attention=True))
+    assert result.report["attention_lowering"] == []
+    assert [n.op_type for n in onnx.load(out).graph.node if n.domain == "attn_deploy"] == ["FusedAttention"]
 
 
 def test_float_qk_quantizes_only_the_value_projection(tiny_sagan: Path, tmp_path: Path) -> None:
