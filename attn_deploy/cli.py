@@ -377,7 +377,7 @@ def quantize(
     weight_type: Annotated[str, typer.Option(help="Weight type: int8 or uint8 (activations are uint8, quantized at run time).")] = "int8",
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes float whose name or op type matches this glob; repeatable.")] = None,
     include_convs: Annotated[bool, typer.Option("--include-convs", help="Also quantize the remaining Conv nodes (ConvInteger: often slower than fp32 on CPU).")] = False,
-    float_qk: Annotated[bool, typer.Option("--float-qk", help="Keep the projections feeding attention's Q and K float: more exact (softmax amplifies their error), slower.")] = False,
+    float_qk: Annotated[bool, typer.Option("--float-qk/--int8-qk", help="Keep the 1x1 Conv projections feeding attention's Q and K float (default): softmax amplifies their error. --int8-qk quantizes them too: faster, less exact.")] = True,
     quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
     lower: Annotated[bool, typer.Option("--lower/--no-lower", help="Lower FusedAttention for ONNX Runtime, as `lower --target ort` does (default; not with --quantize-attention). Dynamic int8 runs only in ONNX Runtime; --no-lower keeps the portable FusedAttention nodes.")] = True,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,

@@ -35,8 +35,11 @@ class QuantizeOptions:
     include_convs: bool = False
     #: Also run FusedAttention's P·V product in int8 (a different function body).
     quantize_attention: bool = False
-    #: Keep the projections feeding FusedAttention's Q and K float (more exact, slower).
-    float_qk: bool = False
+    #: Keep the 1x1 Conv projections feeding FusedAttention's Q and K float. Softmax's exponential
+    #: amplifies their error: SAGAN C=2048 attention-branch cosine 0.99993 float, 0.99906 int8
+    #: (benchmarks/quantize_speed.py), and int8 fell below 0.999 on other inputs. They are C/8 wide
+    #: in SAGAN, so this costs little speed. (MultiheadAttention's in_proj is one Linear: int8.)
+    float_qk: bool = True
     #: Lower FusedAttention for ONNX Runtime (``attn-deploy lower --target ort``) in the int8 model:
     #: dynamic int8 (MatMulInteger, DynamicQuantizeLinear) runs only in ONNX Runtime anyway.
     #: Not with ``quantize_attention``, whose int8 P·V is the node's function body.

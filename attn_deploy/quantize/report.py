@@ -42,21 +42,26 @@ def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunne
 
 #: Pause before each turn, so the previous session's worker threads stop spinning and park.
 PARK_SECONDS = 0.1
+#: Timed runs per turn: as many as fit in this many seconds (1 to 10).
+TURN_SECONDS = 0.05
 
 
-def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int, block: int = 10) -> list[list[float]]:
-    """Seconds per run for each runner: ``iterations`` runs each, in turns of ``block`` runs.
+def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int) -> list[list[float]]:
+    """Seconds per run for each runner: ``iterations`` runs each, in turns.
 
     Turns share load changes between the models. ONNX Runtime's idle worker threads spin for tens
     of milliseconds after a run; a session timed while another's threads still spin ran 2.6x
     slower (a 2.7 ms model on 2 cores). So each turn starts after a pause and one untimed run, and
-    within a turn the session's own spinning helps it, as in a deployment.
+    within a turn the session's own spinning helps it, as in a deployment. A turn is one run for
+    models slower than ``TURN_SECONDS``, up to 10 for fast ones.
     """
     samples: list[list[float]] = [[] for _ in runners]
     while min(len(s) for s in samples) < iterations:
         for runner, out in zip(runners, samples):
             time.sleep(PARK_SECONDS)
+            start = time.perf_counter()
             runner.infer(feeds)
+            block = max(1, min(10, int(TURN_SECONDS / max(time.perf_counter() - start, 1e-9))))
             for _ in range(min(block, iterations - len(out))):
                 start = time.perf_counter()
                 runner.infer(feeds)

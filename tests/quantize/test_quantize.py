@@ -25,9 +25,9 @@ def _branch_cosine(model_a: onnx.ModelProto, model_b: onnx.ModelProto, shape: tu
     return error_stats("branch", a - x, b - x).cosine
 
 
-def test_no_lower_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
+def test_int8_qk_no_lower_makes_qkv_one_matmul_integer_and_keeps_function(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
-    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=1, lower=False))
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=1, lower=False, float_qk=False))
     model = onnx.load(out)
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["MatMulInteger"] == 1 and ops["DynamicQuantizeLinear"] == 1 and ops["MatMul"] == 0
@@ -65,9 +65,9 @@ def test_quantize_attention_keeps_its_int8_body_unlowered(tiny_sagan: Path, tmp_
     assert [n.op_type for n in onnx.load(out).graph.node if n.domain == "attn_deploy"] == ["FusedAttention"]
 
 
-def test_float_qk_quantizes_only_the_value_projection(tiny_sagan: Path, tmp_path: Path) -> None:
+def test_float_qk_by_default_quantizes_only_the_value_projection(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
-    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=0, float_qk=True))
+    result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=0, lower=False))
     model = onnx.load(out)
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["MatMulInteger"] == 1 and ops["MatMul"] == 1
