@@ -388,7 +388,7 @@ def quantize(
     report_file: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Dynamic int8: 1x1 Conv projections into one MatMul, then quantize_dynamic; parity and latency report."""
+    """Dynamic int8 for ONNX Runtime: 1x1 Conv projections into MatMuls, quantize_dynamic, attention lowered; parity and latency report."""
     from attn_deploy.errors import InputError
     from attn_deploy.quantize import QuantizeOptions, quantize_model, write_report
 

@@ -13,7 +13,8 @@ the whole block (1x1 conv projections, attention, residual) runs as:
     ort-lowered     our export lowered with `lower --target ort` (auto: the shipped choice)
 
 Each case runs in its own process, so peak RSS is honest; ORT children import onnxruntime and numpy
-only. A variant that materialises the N x N matrix is not run where its estimated peak exceeds the
+only. Up to N=16,800 the variants take turns for ``--rounds`` rounds (default 3) and each reports
+the median over its rounds, so a drift in the machine's load does not favour one variant. A variant that materialises the N x N matrix is not run where its estimated peak exceeds the
 memory available; its time and memory are estimated from its largest measured N (time ~ N², the
 score matrix's bytes added) and marked as estimates. GFLOP/s is the block's FLOPs (attention
 2·N²·(dk+dv) plus the projections) over the median time, next to the best matrix-multiply rate
@@ -260,6 +261,7 @@ def main() -> None:
     parser.add_argument("--no-c2048", action="store_true", help="skip SAGAN C=2048 at N=1,050")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (1 above N=16,800)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per case, variants taking turns (1 above N=16,800)")
     parser.add_argument("--case-timeout", type=float, default=300, help="seconds before a case is abandoned (reported as an error)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "attention_cpu.json")
     parser.add_argument("--work", type=Path, default=Path("build/bench/attention_cpu"))
@@ -283,17 +285,25 @@ def main() -> None:
         estimate_only = [v for v in args.variants if _needs_estimate(v, channels, n)]
         paths = prepare(args.work, channels, n, [v for v in args.variants if v not in estimate_only])
         big = n > 16800
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        # Variants take turns, one fresh process each, for --rounds rounds: slow drifts in the
+        # machine's load then hit every variant alike instead of whichever ran last.
+        for _ in range(1 if big else args.rounds):
+            for variant in args.variants:
+                if variant in estimate_only:
+                    continue
+                cmd = ["--case", variant, "--channels", str(channels), "--n", str(n),
+                       "--repeats", str(1 if big else args.repeats), "--warmup", "0" if big else "1"]
+                if variant in paths:
+                    cmd += ["--model", paths[variant]]
+                rounds.setdefault(variant, []).append(_spawn(*cmd, timeout=args.case_timeout))
         for variant in args.variants:
             if variant in estimate_only:
                 res = _estimate(variant, channels, n, measured.get((variant, channels), {}))
                 if res is None:
                     res = {"error": "cannot fit in memory and no smaller N was measured to estimate from"}
             else:
-                cmd = ["--case", variant, "--channels", str(channels), "--n", str(n),
-                       "--repeats", str(1 if big else args.repeats), "--warmup", "0" if big else "1"]
-                if variant in paths:
-                    cmd += ["--model", paths[variant]]
-                res = _spawn(*cmd, timeout=args.case_timeout)
+                res = _combine_rounds(rounds[variant])
                 if "error" not in res:
                     measured.setdefault((variant, channels), {})[n] = res
             flops = block_flops(channels, n)
@@ -312,6 +322,7 @@ def main() -> None:
         "versions": _versions(),
         "matmul_gflops": rates,
         "repeats": args.repeats,
+        "rounds": args.rounds,
         "wall_s": time.time() - started,
         "results": results,
         "acceptance": acceptance(results),
@@ -325,6 +336,22 @@ def main() -> None:
     print(markdown(report))
     plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out}, {md} ({report['wall_s']:.0f} s)")
+
+
+def _combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from a variant's rounds: the median of the round medians, the largest memory figures."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return rounds[0]
+    combined = dict(ok[0])
+    combined.update({
+        "median_s": statistics.median(r["median_s"] for r in ok),
+        "round_medians_s": [r["median_s"] for r in ok],
+        "times_s": [t for r in ok for t in r["times_s"]],
+        "extra_mb": max(r["extra_mb"] for r in ok),
+        "process_peak_rss_mb": max(r["process_peak_rss_mb"] for r in ok),
+    })
+    return combined
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -395,7 +422,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{' -> '.join(f'{x:.1f}' for x in report['machine'].get('load_average_1m_before_after', []))} "
         "(above the CPU count, figures are noisy). "
         f"Best float32 matmul measured: ORT {rates.get('ort', 0):.0f} GFLOP/s, PyTorch {rates.get('torch', 0):.0f} GFLOP/s. "
-        "Each cell: median time / process peak RSS / GFLOP/s (block FLOPs over time); *est.* = estimated, not run "
+        "Each cell: median time (median over rounds of variants taking turns, one process each) / largest process peak RSS / GFLOP/s (block FLOPs over time); *est.* = estimated, not run "
         "(would not fit in memory).",
         "",
     ]

@@ -1,4 +1,5 @@
-"""``quantize_model``: MODEL or .onnx -> dynamic int8 ONNX model (+ report), atomically."""
+"""``quantize_model``: MODEL or .onnx -> dynamic int8 ONNX model with attention lowered for
+ONNX Runtime (+ report), atomically."""
 
 from __future__ import annotations
 
