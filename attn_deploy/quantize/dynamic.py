@@ -34,7 +34,7 @@ FLOAT_BY_DESIGN = {
     "GroupNormalization": "normalisation kept float",
 }
 QUERY_KEY_SUFFIX = "_query_key_matmul"
-QUERY_KEY_REASON = "query/key projection kept float (--float-qk): softmax's exponential amplifies its int8 error"
+QUERY_KEY_REASON = "query/key projection kept float (default; --int8-qk quantizes it): softmax's exponential amplifies its int8 error"
 CONV_REASON = "Conv left float: ONNX Runtime's ConvInteger is slower than fp32 Conv on CPU (--include-convs to quantize anyway)"
 
 
