@@ -9,6 +9,7 @@ scores at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 
@@ -40,12 +41,20 @@ def _accumulation_dtype(q: Tensor) -> torch.dtype:
 
 def _onednn_linear_available() -> bool:
     """Whether PyTorch's oneDNN linear ops (the ones Inductor uses on CPU) can be called here."""
-    return (
-        torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    )
+    return torch.backends.mkldnn.enabled and _onednn_linear_works()
+
+
+@functools.cache
+def _onednn_linear_works() -> bool:
+    """These ops are internal to PyTorch: check once that they exist and compute ``x @ wᵀ``."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        x, w = torch.randn(3, 5), torch.randn(4, 5)
+        return torch.allclose(_linear(x, _pack(w, 3)), x @ w.t(), rtol=1e-4, atol=1e-5)
+    except (RuntimeError, TypeError):  # a changed signature or an unsupported CPU
+        return False
 
 
 def _pack(weight: Tensor, rows: int) -> Tensor:

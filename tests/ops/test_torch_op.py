@@ -75,6 +75,15 @@ def test_tiled_fast_path_holds_one_tile_of_scores(monkeypatch: pytest.MonkeyPatc
     assert max(seen) <= 100 * 1000 < 1100 * 1000
 
 
+def test_without_onednn_the_generic_path_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, k, v = torch.randn(1, 2, 1030, 8), torch.randn(1, 2, 1024, 8), torch.randn(1, 2, 1024, 12)
+    fast = blocked_attention(q, k, v, scale=0.7)
+    monkeypatch.setattr(torch_op, "_onednn_linear_available", lambda: False)
+    generic = blocked_attention(q, k, v, scale=0.7)
+    torch.testing.assert_close(generic, fast, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(generic, reference_attention(q, k, v, scale=0.7), rtol=1e-5, atol=1e-5)
+
+
 def test_block_rows_respects_budget() -> None:
     for bh, nk, budget in [(1, 16_800, 1 << 24), (8, 196, 1 << 24), (1, 66_800, 1 << 20), (4, 10**9, 10)]:
         rows = block_rows(bh, nk, budget)
