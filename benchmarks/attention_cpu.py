@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--no-c2048", action="store_true", help="skip SAGAN C=2048 at N=1,050")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (1 above N=16,800)")
-    parser.add_argument("--rounds", type=int, default=3, help="processes per case, variants taking turns (1 above N=16,800)")
+    parser.add_argument("--rounds", type=lambda s: max(1, int(s)), default=3, help="processes per case, variants taking turns (1 above N=16,800)")
     parser.add_argument("--case-timeout", type=float, default=300, help="seconds before a case is abandoned (reported as an error)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "attention_cpu.json")
     parser.add_argument("--work", type=Path, default=Path("build/bench/attention_cpu"))

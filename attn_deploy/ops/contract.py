@@ -13,7 +13,8 @@ OPSET_VERSION = 1
 PLUGIN_NAMESPACE = "attn_deploy"
 PLUGIN_VERSION = "1"
 
-#: Largest score block (elements of float32) the eager kernel and the ONNX body materialise at once.
+#: Largest score block (elements of float32) the ONNX body materialises at once (the eager kernel
+#: uses ``EAGER_TILE_ELEMENTS`` below).
 #: 8 Mi elements = 32 MiB: big enough that matrix products stay efficient, small enough that a
 #: stride-4 FPN level (N ~ 66,800) runs in a few hundred MB. Measured at N=16,800 in ONNX Runtime
 #: (benchmarks/memory_sagan.py): 64 MiB blocks peaked at 451 MB for the process, 32 MiB at 270 MB,

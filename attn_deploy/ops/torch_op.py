@@ -51,7 +51,9 @@ def _onednn_linear_works() -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
     try:
-        x, w = torch.randn(3, 5), torch.randn(4, 5)
+        # Fixed values on purpose: no draw from the global RNG, independent of the default dtype.
+        x = torch.arange(15, dtype=torch.float32).view(3, 5) / 7
+        w = torch.arange(20, dtype=torch.float32).view(4, 5).cos()
         return torch.allclose(_linear(x, _pack(w, 3)), x @ w.t(), rtol=1e-4, atol=1e-5)
     except (RuntimeError, TypeError):  # a changed signature or an unsupported CPU
         return False
@@ -86,19 +88,20 @@ def _tiled_onednn(q: Tensor, k: Tensor, v: Tensor, bias4: Tensor | None, scale: 
     rows = _tile_rows(nq, nk, budget_elements)
     bias_bh = None if bias4 is None else bias4.expand(batch, heads, -1, nk)
     _let_malloc_reuse(rows * nk)
-    for b in range(batch):
-        for h in range(heads):
-            k_packed = _pack(k[b, h].float(), rows)  # scores = Q Kᵀ: K is the linear's weight
-            vt_packed = _pack(v[b, h].float().t(), rows)  # out = P V: Vᵀ is
-            q_scaled = q[b, h].float() * scale
-            bias = None if bias_bh is None else bias_bh[b, h]
-            for start in range(0, nq, rows):
-                end = min(start + rows, nq)
-                scores = _linear(q_scaled[start:end], k_packed)
-                if bias is not None:
-                    scores += bias if bias.shape[0] == 1 else bias[start:end]
-                torch.ops.aten._softmax.out(scores, -1, False, out=scores)  # in place: each row read, then written
-                out[b, h, start:end] = _linear(scores, vt_packed)
+    with torch.no_grad():  # the custom op has its own backward; out= kernels refuse autograd
+        for b in range(batch):
+            for h in range(heads):
+                k_packed = _pack(k[b, h].float(), rows)  # scores = Q Kᵀ: K is the linear's weight
+                vt_packed = _pack(v[b, h].float().t(), rows)  # out = P V: Vᵀ is
+                q_scaled = q[b, h].float() * scale
+                bias = None if bias_bh is None else bias_bh[b, h]
+                for start in range(0, nq, rows):
+                    end = min(start + rows, nq)
+                    scores = _linear(q_scaled[start:end], k_packed)
+                    if bias is not None:
+                        scores += bias if bias.shape[0] == 1 else bias[start:end]
+                    torch.ops.aten._softmax.out(scores, -1, False, out=scores)  # in place: each row read, then written
+                    out[b, h, start:end] = _linear(scores, vt_packed)
 
 
 def _let_malloc_reuse(elements: int) -> None:
@@ -108,8 +111,8 @@ def _let_malloc_reuse(elements: int) -> None:
     on free, raises its mmap threshold to exactly that chunk's size, so the next tile of the same
     size is mapped again and page-faults all over (measured at N=66,800: Q·Kᵀ 1.2 s or 4.9 s, by
     process). Freeing one slightly larger chunk first lifts the threshold above every tile (glibc
-    does this up to 32 MiB; tiles are at most ``EAGER_TILE_ELEMENTS`` floats = 16 MiB). Harmless
-    with other allocators.
+    does this up to 32 MiB; tiles are at most ``EAGER_TILE_ELEMENTS`` floats = 16 MiB by default,
+    unless one row of scores is longer). Harmless with other allocators.
     """
     torch.empty(elements + (1 << 16), dtype=torch.float32)
 
@@ -146,7 +149,7 @@ def blocked_attention(
     """Memory-bounded attention, float32 inside: at most ``budget_elements`` scores exist at a time
     (on the fast path; the generic path also holds their softmax).
 
-    The fast path (float32/16 on a CPU with oneDNN, q, k and v of one batch shape, a large score
+    The fast path (float32, float16 or bfloat16 on a CPU with oneDNN, q, k and v of one batch shape, a large score
     matrix per head) tiles per head; everything else (small heads, float64 for gradcheck, other
     devices, broadcast batches) blocks with matmul.
     """
@@ -162,6 +165,8 @@ def blocked_attention(
         and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
         and q.dim() <= 4
         and nq * nk >= EAGER_TILED_MIN_SCORES
+        and q.shape[-1] > 0
+        and dv > 0
         and _onednn_linear_available()
     )
     if not fast:

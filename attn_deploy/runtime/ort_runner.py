@@ -30,8 +30,8 @@ class OrtRunner:
     name = "ort"
 
     def __init__(self, model_path: str | Path, providers: list[str] | None = None, threads: int | None = None, spinning: bool = True) -> None:
-        """``spinning=False`` stops idle worker threads from spinning: needed when two sessions are
-        timed in turn on few cores, where the idle one's spinning threads would slow the other."""
+        """``spinning=False`` stops idle worker threads from spinning after a run (ONNX Runtime's
+        default is to spin: faster for back-to-back runs, but it takes CPU from anything else)."""
         quiet_polygraphy()
         import onnxruntime as ort
         from polygraphy.backend.onnxrt import OnnxrtRunner

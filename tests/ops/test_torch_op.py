@@ -59,6 +59,17 @@ def test_tiled_fast_path_matches_reference(bias_shape: tuple[int, ...] | None, d
 
 
 @needs_onednn
+def test_tiled_fast_path_accepts_inputs_that_require_grad_and_empty_head_dims() -> None:
+    q, k, v = (torch.randn(1, 1, 1030, 8, requires_grad=True) for _ in range(3))
+    got = blocked_attention(q, k, v, scale=0.5)
+    torch.testing.assert_close(got, reference_attention(q, k, v, scale=0.5).detach(), rtol=1e-5, atol=1e-5)
+    # dk = 0: every score is 0, so each query averages V uniformly.
+    v4 = torch.randn(1, 1, 1024, 4)
+    empty_dk = blocked_attention(torch.randn(1, 1, 1030, 0), torch.randn(1, 1, 1024, 0), v4, scale=1.0)
+    torch.testing.assert_close(empty_dk, v4.mean(dim=-2, keepdim=True).expand(1, 1, 1030, 4), rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
 def test_tiled_fast_path_holds_one_tile_of_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     real_linear = torch_op._linear
