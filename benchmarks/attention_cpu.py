@@ -44,7 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _measure import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from _measure import measure_call, write_json  # noqa: E402
 
 VARIANTS = ("torch-seed", "torch-op", "ort-decomposed", "ort-body", "ort-mha", "ort-blocked", "ort-attention23", "ort-lowered")
 #: Variants that hold the full N x N score matrix (and a softmax of it): estimated where they cannot fit.
@@ -159,18 +159,7 @@ def run_case(variant: str, channels: int, n: int, model_path: str | None, repeat
         module = _our_module(channels) if variant == "torch-op" else _seed_module(channels)
         x = torch.randn(shape)
         call = lambda: module(x)  # noqa: E731
-    before = rss_mb()
-    reset_peak_rss()
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    peak = peak_rss_mb()
-    return {"median_s": statistics.median(times), "times_s": times, "warmup_runs": warmup, "rss_before_mb": before,
-            "extra_mb": peak - before, "process_peak_rss_mb": max(peak, before), "estimated": False}
+    return {**measure_call(call, repeats, warmup), "estimated": False}
 
 
 def matmul_rates() -> dict[str, float]:
@@ -327,10 +316,7 @@ def main() -> None:
         "results": results,
         "acceptance": acceptance(results),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, report)
     md = args.out.with_suffix(".md")
     md.write_text(markdown(report))
     print(markdown(report))

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _measure import write_json  # noqa: E402
 DETECTOR_PARTS = {"frcnn-r50-fpn-layer4": "backbone", "frcnn-r50-fpn-multiscale": "backbone"}
 
 
@@ -124,8 +127,7 @@ def main() -> None:
         "tensorrt_rtx": importlib.metadata.version("tensorrt-rtx-cu13"),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _measure import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from _measure import measure_call, write_json  # noqa: E402
 from memory_sagan import SHAPE, _seed_module  # noqa: E402
 
 CASES = ("ort-plain", "ort-fused")
@@ -50,16 +49,10 @@ def run_case(model_path: str, repeats: int, save: str | None) -> dict[str, float
 
     x = np.random.default_rng(0).standard_normal(SHAPE, dtype=np.float32)
     session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-    before = rss_mb()
-    reset_peak_rss()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        (y,) = session.run(None, {"input": x})
-        times.append(time.perf_counter() - start)
+    result = measure_call(lambda: session.run(None, {"input": x}), repeats)
     if save:
-        np.save(save, y)
-    return {"median_s": statistics.median(times), "times_s": times, "process_peak_rss_mb": max(peak_rss_mb(), before)}
+        np.save(save, session.run(None, {"input": x})[0])
+    return result
 
 
 def main() -> None:
@@ -103,10 +96,7 @@ def main() -> None:
             "fused_vs_plain_peak_rss": results["ort-fused"]["process_peak_rss_mb"] / results["ort-plain"]["process_peak_rss_mb"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, report)
     print(json.dumps({k: report[k] for k in ("fuse_s", "patterns", "max_abs_error_over_max_abs", "ratios")}, indent=2))
     print(f"wrote {args.out}")
 

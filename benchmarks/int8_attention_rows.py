@@ -15,7 +15,6 @@ source at a time: the body's 8-bit probability codes alone, V's int8 alone, and 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,6 +26,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _measure import write_json  # noqa: E402
 
 from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
@@ -97,8 +99,7 @@ def main() -> None:
             sources = ", ".join(f"{k} {v:.5f}" for k, v in rows[-1]["torch_error_sources_cosine"].items())
             print(f"{rows[-1]['model']:16s} N={rows[-1]['N']:<6} branch cosine {rows[-1]['branch_cosine']:.5f}  ({sources})", flush=True)
     report = {"benchmark": "int8_attention_rows", "platform": platform.platform(), "versions": library_versions(), "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _measure import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from _measure import measure_call, write_json  # noqa: E402
 
 SHAPE = (1, 256, 120, 140)
 CASES = ("ort-fused", "ort-seed", "torch-op", "torch-seed")
@@ -74,22 +72,7 @@ def run_case(case: str, model_path: str | None, repeats: int) -> dict[str, float
         x = torch.randn(SHAPE)
         torch.set_grad_enabled(False)
         call = lambda: module(x)  # noqa: E731
-    before = rss_mb()
-    reset_peak_rss()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    peak_since = peak_rss_mb()
-    return {
-        "median_s": statistics.median(times),
-        "times_s": times,
-        "rss_before_mb": before,
-        "peak_rss_during_mb": peak_since,
-        "extra_mb": peak_since - before,
-        "process_peak_rss_mb": max(peak_since, before),
-    }
+    return measure_call(call, repeats)
 
 
 def main() -> None:
@@ -138,10 +121,7 @@ def main() -> None:
             "torch_op_vs_seed_extra_mem": results["torch-op"]["extra_mb"] / results["torch-seed"]["extra_mb"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, report)
     print(json.dumps(report["bounds"], indent=2))
     print(f"wrote {args.out}")
 

@@ -14,7 +14,7 @@ float model lowered the same way, so the report separates the two gains. Speed-u
 to fp32 as exported.
 
 Within a case every model runs in the same process, in turns of a few runs with a pause between
-turns (``attn_deploy.quantize.report.interleaved_latency``), so load changes hit all alike and one
+turns (``attn_deploy.bench.timing.interleaved``), so load changes hit all alike and one
 session's spinning threads do not slow another; compare ratios, on a quiet machine.
 
     python benchmarks/quantize_speed.py [--cases sagan-2048,mha-encoder,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
@@ -23,7 +23,6 @@ session's spinning threads do not slow another; compare ratios, on a quiet machi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,6 +37,9 @@ import onnx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _measure import write_json  # noqa: E402
 
 from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
@@ -46,7 +48,8 @@ from attn_deploy.export.manifest import library_versions  # noqa: E402
 from attn_deploy.lower import lower_file  # noqa: E402
 from attn_deploy.quantize import QuantizeOptions, quantize_model  # noqa: E402
 from attn_deploy.quantize.prepare import prepare  # noqa: E402
-from attn_deploy.quantize.report import TimingRunner, detection_parity, interleaved_latency  # noqa: E402
+from attn_deploy.bench.timing import interleaved  # noqa: E402
+from attn_deploy.quantize.report import TimingRunner, detection_parity  # noqa: E402
 from attn_deploy.runtime import OrtRunner  # noqa: E402
 
 CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")
@@ -93,7 +96,7 @@ def run_case(name: str, iterations: int) -> dict[str, Any]:
         paths, feeds, info = _variants(name, Path(tmp_dir))
         runners = {k: TimingRunner(p) for k, p in paths.items()}
         outputs = {k: r.infer(feeds) for k, r in runners.items()}
-        samples = interleaved_latency(list(runners.values()), feeds, iterations)
+        samples = interleaved([lambda r=r: r.infer(feeds) for r in runners.values()], iterations)
     reference = outputs["fp32"]
     base_ms, base_min = statistics.median(samples[0]) * 1e3, min(samples[0]) * 1e3
     result: dict[str, Any] = {"case": name, "iterations": iterations, "input_shapes": {k: list(v.shape) for k, v in feeds.items()}, **info, "variants": {}}
@@ -172,8 +175,7 @@ def main() -> None:
     }
     for key, value in report["acceptance"].items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -10,7 +10,7 @@ Writes JSON (default benchmarks/results/zoo_parity.json).
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +22,9 @@ from attn_deploy.runtime import OrtRunner, TorchRunner
 from attn_deploy.zoo import list_entries
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _measure import write_json  # noqa: E402
 
 
 def run(name: str, exporter: str, work: Path) -> dict:
@@ -61,10 +64,7 @@ def main() -> None:
                 print(f"{row['entry']:26s} {row['exporter']:11s} nodes {row['fused_attention']}/{row['attention_blocks']}  "
                       f"worst max-abs/max|out| {row['worst_rel_to_max']:.2e}  export {row['export_s']:.1f} s", flush=True)
     report = {"benchmark": "zoo_parity", "bound": 1e-4, "pass": all(r["worst_rel_to_max"] <= 1e-4 and r["fused_attention"] == r["attention_blocks"] for r in rows), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    write_json(args.out, report)
     print(f"pass: {report['pass']}; wrote {args.out}")
 
 
