@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -62,4 +62,35 @@ def measure(
         call()
         samples.append(time.perf_counter() - t0)
         tick()
+    return samples
+
+
+#: Pause before each turn of ``interleaved``, so the previous session's worker threads stop spinning and park.
+PARK_SECONDS = 0.1
+#: Timed runs per turn of ``interleaved``: as many as fit in this many seconds (1 to 10).
+TURN_SECONDS = 0.05
+
+
+def interleaved(calls: Sequence[Callable[[], object]], iterations: int) -> list[list[float]]:
+    """Seconds per call for each of ``calls``: ``iterations`` timed calls each, taken in turns.
+
+    Turns share load changes between the models being compared. ONNX Runtime's idle worker
+    threads spin for tens of milliseconds after a run; a session timed while another's threads
+    still spin ran 2.6x slower (a 2.7 ms model on 2 cores). So each turn starts after a pause and
+    one untimed call, and within a turn a session's own spinning helps it, as in a deployment. A
+    turn is one timed call for models slower than ``TURN_SECONDS``, up to 10 for fast ones.
+    """
+    samples: list[list[float]] = [[] for _ in calls]
+    while min(len(s) for s in samples) < iterations:
+        for call, out in zip(calls, samples):
+            if len(out) >= iterations:
+                continue
+            time.sleep(PARK_SECONDS)
+            start = time.perf_counter()
+            call()
+            block = max(1, min(10, int(TURN_SECONDS / max(time.perf_counter() - start, 1e-9))))
+            for _ in range(min(block, iterations - len(out))):
+                start = time.perf_counter()
+                call()
+                out.append(time.perf_counter() - start)
     return samples

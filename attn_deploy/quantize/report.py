@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import onnx
 
+from attn_deploy.bench.timing import interleaved
 from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionThresholds, match_detections
 from attn_deploy.check.stats import compare_outputs
 from attn_deploy.quantize.dynamic import Candidate
@@ -38,37 +38,6 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunner:  # noqa: N802 - reads as a runner type
     """An ONNX Runtime CPU runner with the session defaults a deployment gets (idle threads spin)."""
     return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads)
-
-
-#: Pause before each turn, so the previous session's worker threads stop spinning and park.
-PARK_SECONDS = 0.1
-#: Timed runs per turn: as many as fit in this many seconds (1 to 10).
-TURN_SECONDS = 0.05
-
-
-def interleaved_latency(runners: Sequence[OrtRunner], feeds: Feeds, iterations: int) -> list[list[float]]:
-    """Seconds per run for each runner: ``iterations`` runs each, in turns.
-
-    Turns share load changes between the models. ONNX Runtime's idle worker threads spin for tens
-    of milliseconds after a run; a session timed while another's threads still spin ran 2.6x
-    slower (a 2.7 ms model on 2 cores). So each turn starts after a pause and one untimed run, and
-    within a turn the session's own spinning helps it, as in a deployment. A turn is one run for
-    models slower than ``TURN_SECONDS``, up to 10 for fast ones.
-    """
-    samples: list[list[float]] = [[] for _ in runners]
-    while min(len(s) for s in samples) < iterations:
-        for runner, out in zip(runners, samples):
-            if len(out) >= iterations:
-                continue
-            time.sleep(PARK_SECONDS)
-            start = time.perf_counter()
-            runner.infer(feeds)
-            block = max(1, min(10, int(TURN_SECONDS / max(time.perf_counter() - start, 1e-9))))
-            for _ in range(min(block, iterations - len(out))):
-                start = time.perf_counter()
-                runner.infer(feeds)
-                out.append(time.perf_counter() - start)
-    return samples
 
 
 def node_report(candidates: Sequence[Candidate], quantized: set[str]) -> dict[str, Any]:
@@ -103,7 +72,7 @@ def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, th
     runners = [float_runner, int8_runner]
     if float_lowered_path is not None:
         runners.append(TimingRunner(float_lowered_path, threads))
-    samples = interleaved_latency(runners, feeds, iterations)
+    samples = interleaved([lambda r=r: r.infer(feeds) for r in runners], iterations)
     float_ms, int8_ms = (statistics.median(s) * 1e3 for s in samples[:2])
     result["latency"] = {
         "backend": "onnxruntime CPUExecutionProvider",

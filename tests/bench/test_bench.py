@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from attn_deploy.bench.timing import latency_stats, measure
+from attn_deploy.bench import timing
+from attn_deploy.bench.timing import interleaved, latency_stats, measure
 from attn_deploy.cli import app
 
 runner = CliRunner()
@@ -28,6 +29,16 @@ def test_measure_honours_iterations_and_seconds() -> None:
     samples = measure(lambda: calls.append(1), warmup=2, iterations=5, min_seconds=0.0)
     assert len(samples) == 5 and len(calls) == 7
     assert len(measure(lambda: None, warmup=0, iterations=1, min_seconds=0.05)) > 1
+
+
+def test_interleaved_takes_turns_and_times_each_call_the_same_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timing, "PARK_SECONDS", 0.0)
+    order: list[str] = []
+    samples = interleaved([lambda: order.append("a"), lambda: order.append("b")], iterations=25)
+    assert [len(s) for s in samples] == [25, 25]
+    # Fast calls get turns of 10 timed calls after one untimed: a x11, b x11, a x11, ...
+    assert order[:22] == ["a"] * 11 + ["b"] * 11
+    assert order.count("a") == order.count("b") == 25 + 3  # three turns each, one untimed call per turn
 
 
 def test_bench_cli_outputs(tmp_path: Path) -> None:
