@@ -297,7 +297,7 @@ def build_plugin(
     as_json: Annotated[bool, typer.Option("--json", help="Print the library paths as JSON on stdout.")] = False,
 ) -> None:
     """Build the FusedAttention TensorRT plugin (C++/CUDA) with CMake and print the library path."""
-    from attn_deploy.plugin.build import PluginBuildOptions, build_plugin as run_build
+    from attn_deploy.trt_plugin.build import PluginBuildOptions, build_plugin as run_build
 
     options = PluginBuildOptions(build_dir, source, tensorrt_root, cuda_arch, build_type, jobs)
     with err.status("building the FusedAttention plugin ..."):
@@ -470,8 +470,8 @@ def build_trt(
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON on stdout.")] = False,
 ) -> None:
     """Build a TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and MODEL.engine.json."""
-    from attn_deploy.build import BuildOptions, build_engine
-    from attn_deploy.build.profiles import parse_named_shapes
+    from attn_deploy.engine import BuildOptions, build_engine
+    from attn_deploy.engine.profiles import parse_named_shapes
 
     options = BuildOptions(
         runtime=runtime,

@@ -1,4 +1,4 @@
-"""Errors the CLI turns into one-line messages and exit codes."""
+"""Errors the library raises. Messages name the problem and what to do; only the CLI maps them to exit codes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ class InputError(AttnDeployError):
     exit_code = 2
 
 
-class ParityError(AttnDeployError):
-    """A parity gate failed: exit code 1."""
-
-    exit_code = 1
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``error``'s message (its type name when the message is empty)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(error).__name__

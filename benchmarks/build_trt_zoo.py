@@ -29,7 +29,7 @@ DETECTOR_PARTS = {"frcnn-r50-fpn-layer4": "backbone", "frcnn-r50-fpn-multiscale"
 
 
 def _build(onnx_path: Path, fp16: bool) -> dict:
-    from attn_deploy.build import BuildOptions, build_engine
+    from attn_deploy.engine import BuildOptions, build_engine
     from attn_deploy.errors import AttnDeployError
 
     engine = onnx_path.with_name(onnx_path.stem + ("-fp16" if fp16 else "-fp32") + ".engine")

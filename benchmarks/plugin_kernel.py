@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attn_deploy.fileio import write_bytes_atomic
+from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.ops import reference_attention  # noqa: F401 - registers torch.ops.attn_deploy
-from attn_deploy.plugin.torch_ext import load_torch_extension
+from attn_deploy.trt_plugin.torch_ext import load_torch_extension
 
 SHAPES = {"sagan-c256-n16800": (1, 1, 16800, 16800, 32, 256), "mha-h8-n4096-d64": (1, 8, 4096, 4096, 64, 64)}
 

@@ -44,7 +44,7 @@ from _measure import write_json  # noqa: E402
 from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
 from attn_deploy.export.loading import load_model  # noqa: E402
-from attn_deploy.export.manifest import library_versions  # noqa: E402
+from attn_deploy.artifact.manifest import library_versions  # noqa: E402
 from attn_deploy.lower import lower_file  # noqa: E402
 from attn_deploy.quantize import QuantizeOptions, quantize_model  # noqa: E402
 from attn_deploy.quantize.prepare import prepare  # noqa: E402

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from attn_deploy.cli import app
-from attn_deploy.export.finalize import fused_attention_nodes
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.zoo import get_entry
 
 runner = CliRunner()

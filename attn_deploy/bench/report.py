@@ -12,7 +12,7 @@ from rich.table import Table
 from attn_deploy.bench.run import BackendResult, BenchReport
 from attn_deploy.bench.timing import CV_WARN
 from attn_deploy.errors import InputError
-from attn_deploy.fileio import write_bytes_atomic
+from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.runtime.backends import short_label
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.bench.timing import LatencyStats, latency_stats, measure
-from attn_deploy.export.manifest import library_versions
+from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.runtime.backends import Skipped
 from attn_deploy.runtime.inputs import InputSpec, random_feeds
 from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload

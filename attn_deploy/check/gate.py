@@ -16,7 +16,7 @@ from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionResult, Dete
 from attn_deploy.check.stats import ErrorStats, error_stats
 from attn_deploy.check.tolerances import PRESETS, Tolerance, ToleranceOverrides, detect_precision
 from attn_deploy.errors import InputError
-from attn_deploy.export.manifest import library_versions
+from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.runtime.backends import Planned, Skipped
 from attn_deploy.runtime.inputs import Feeds, load_samples
 from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload

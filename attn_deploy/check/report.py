@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from attn_deploy.check.gate import CheckReport, Comparison
-from attn_deploy.fileio import write_bytes_atomic
+from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.runtime.backends import short_label
 
 

@@ -78,14 +78,19 @@ def parse_per_output(values: list[str], option: str, cast: type = float) -> dict
 
 
 def detect_precision(path: str | Path) -> str:
-    """``int8`` if the model has integer matmul/conv ops, ``fp16`` if it holds fp16 tensors, else ``fp32``."""
-    path = Path(path)
-    if path.suffix != ".onnx":
-        report = path.with_name(path.name + ".json")
-        if report.exists() and '"fp16": true' in report.read_text():
-            return "fp16"
-        return "fp32"
-    model = onnx.load(str(path), load_external_data=False)
+    """The precision preset for an artifact: its manifest's (engine: its build report's), else read off the graph.
+
+    A graph with integer matmul/conv ops is ``int8``, one holding float16 tensors ``fp16``, else ``fp32``.
+    """
+    from attn_deploy.artifact.io import engine_report_path, is_onnx_path, load_onnx, read_json, read_manifest
+
+    if not is_onnx_path(path):
+        report = read_json(engine_report_path(path))
+        return "fp16" if isinstance(report, dict) and report.get("precision") == "float16" else "fp32"
+    manifest = read_manifest(path)
+    if manifest is not None:
+        return manifest.precision
+    model = load_onnx(path)
     if any(n.op_type in _INT8_OPS for n in model.graph.node):
         return "int8"
     fp16 = onnx.TensorProto.FLOAT16

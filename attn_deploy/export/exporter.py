@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -14,12 +13,14 @@ from typing import Any, Literal
 import onnx
 import torch
 
+from attn_deploy import defaults
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.export.finalize import finalize, fused_attention_nodes
+from attn_deploy.artifact.graph import fused_attention_nodes
+from attn_deploy.artifact.finalize import finalize
 from attn_deploy.export.loading import LoadedModel
-from attn_deploy.export.manifest import build_manifest
+from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
-from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.io import save_artifact
 from attn_deploy.ops.symbolic import dynamo_translation_table, register_torchscript_symbolic
 from attn_deploy.zoo.registry import Shape
 
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 Exporter = Literal["auto", "dynamo", "torchscript"]
 #: Accepted by ONNX Runtime 1.2x/1.3x and TensorRT 10.x; also the dynamo exporter's native opset,
 #: so no version conversion (which would inline our function) happens.
-DEFAULT_OPSET = 18
-MIN_OPSET = 17
+DEFAULT_OPSET = defaults.OPSET
+MIN_OPSET = defaults.MIN_OPSET
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,20 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    onnx_path: Path
-    manifest_path: Path
+    artifact: Artifact
     exporter: str
-    manifest: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    onnx_path: Path | None = None
+    manifest_path: Path | None = None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as written to ``OUT.json``."""
+        return self.artifact.manifest.to_json()
 
     @property
     def fused_attention_count(self) -> int:
-        return len(self.manifest["fused_attention"])
+        return len(self.artifact.manifest.fused_attention)
 
 
 def _check_shapes(loaded: LoadedModel, shapes: tuple[Shape, ...]) -> None:
@@ -157,13 +163,8 @@ def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
     raise AttnDeployError("export failed: " + "; ".join(notes) + ("; try --exporter torchscript" if options.exporter == "dynamo" else ""))
 
 
-def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
-    """Export ``loaded`` to ``out`` (``.onnx``) and its manifest (``.json`` beside it).
-
-    Both files appear only if everything succeeded; the same model and options give a
-    byte-identical ONNX file.
-    """
-    out = Path(out)
+def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export ``loaded`` to an in-memory Artifact; the same model and options give byte-identical ONNX."""
     if options.opset < MIN_OPSET:
         raise InputError(f"--opset {options.opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
     if options.submodule:
@@ -186,19 +187,22 @@ def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = 
         expected = None
     if expected is not None and found != expected:
         raise AttnDeployError(f"export produced {found} FusedAttention nodes for {expected} attention blocks; please report this model")
+    artifact = Artifact.describe(
+        model,
+        source=loaded.source,
+        exporter=exporter,
+        source_sha256=loaded.source_sha256,
+        export_input_shapes=[list(s) for s in shapes],
+        export_dynamic_axes=list(options.dynamic_axes),
+        preprocess=loaded.preprocess,
+        stages=[f"export:{exporter}"],
+        notes=list(notes),
+    )
+    return ExportResult(artifact, exporter, notes)
 
-    manifest_path = out.with_suffix(".json")
-    with atomic_path(out) as tmp_onnx, atomic_path(manifest_path) as tmp_json:
-        onnx.save_model(model, tmp_onnx)
-        manifest = build_manifest(
-            model,
-            source=loaded.source,
-            source_sha256=loaded.source_sha256,
-            output_sha256=sha256_file(tmp_onnx),
-            exporter=exporter,
-            input_shapes=[list(s) for s in shapes],
-            dynamic_axes=list(options.dynamic_axes),
-            preprocess=loaded.preprocess,
-        )
-        tmp_json.write_text(json.dumps(manifest, indent=2) + "\n")
-    return ExportResult(out, manifest_path, exporter, manifest, notes)
+
+def export_model(loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export ``loaded`` to ``out`` (``.onnx``) and its manifest (``.json`` beside it), both or neither."""
+    result = export_artifact(loaded, options)
+    result.onnx_path, result.manifest_path = save_artifact(result.artifact, out)
+    return result

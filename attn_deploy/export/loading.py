@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from attn_deploy.errors import InputError
-from attn_deploy.fileio import sha256_file
+from attn_deploy.artifact.fileio import sha256_file
 from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
 
 ZOO_PREFIX = "zoo:"

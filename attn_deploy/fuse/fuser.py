@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +12,12 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.export.finalize import default_opset, finalize, fused_attention_nodes
-from attn_deploy.export.manifest import attention_nodes_info, build_manifest
-from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
+from attn_deploy.artifact.finalize import finalize
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.artifact.manifest import SiteRecord
+from attn_deploy.artifact.sites import attention_sites
 from attn_deploy.fuse import ms_mha, onnx_attention, sagan, sdpa
 from attn_deploy.fuse.graph import is_op, refine_reshape_shapes
 from attn_deploy.fuse.match import Attention, NearMiss
@@ -155,7 +157,7 @@ def fuse_model(model: onnx.ModelProto) -> FuseOutcome:
         onnx.checker.check_model(result, full_check=True)
     except Exception as e:  # noqa: BLE001
         raise AttnDeployError(f"the fused model does not validate ({str(e).splitlines()[0][:300]}); please report this model") from None
-    info = {r["name"]: r for r in attention_nodes_info(result)}
+    info = {site.name: SiteRecord.of(site).to_json() for site in attention_sites(result)}
     records = [{"pattern": pattern, **info[name]} for name, pattern in fused]
     return FuseOutcome(result, records, misses, existing)
 
@@ -184,18 +186,15 @@ def fuse_file(source: str | Path, out: str | Path, *, always_write: bool = False
     outcome = fuse_model(load_checked(source))
     if not outcome.fused and not always_write:
         return FuseResult(outcome, None, None)
-    manifest_path = out.with_suffix(".json")
     shapes, dynamic = _export_shapes(outcome.model)
-    with atomic_path(out) as tmp_onnx, atomic_path(manifest_path) as tmp_json:
-        onnx.save_model(outcome.model, tmp_onnx)
-        manifest = build_manifest(
-            outcome.model,
-            source=str(source),
-            source_sha256=sha256_file(source),
-            output_sha256=sha256_file(tmp_onnx),
-            exporter="fuse",
-            input_shapes=shapes,  # type: ignore[arg-type]
-            dynamic_axes=dynamic,
-        )
-        tmp_json.write_text(json.dumps(manifest, indent=2) + "\n")
-    return FuseResult(outcome, out, manifest_path)
+    artifact = Artifact.describe(
+        outcome.model,
+        source=str(source),
+        exporter="fuse",
+        source_sha256=sha256_file(source),
+        export_input_shapes=shapes,
+        export_dynamic_axes=dynamic,
+        stages=["fuse"],
+    )
+    onnx_path, manifest_path = artifact.save(out)
+    return FuseResult(outcome, onnx_path, manifest_path)

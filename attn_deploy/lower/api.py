@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,11 +10,13 @@ from typing import Any
 import onnx
 
 from attn_deploy.errors import InputError
-from attn_deploy.export.manifest import attention_nodes_info, build_manifest
-from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.artifact.io import load_artifact
+from attn_deploy.artifact.manifest import Lowering
 from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, PREFERENCES, NodeChoice, Prefer
-from attn_deploy.lower.ort import lower_ort, name_attention_nodes
-from attn_deploy.lower.sites import ORT_DOMAIN, attention_sites
+from attn_deploy.lower.ort import lower_ort
+from attn_deploy.ops.contract import LOWERED_DOMAIN
 
 TARGETS: tuple[str, ...] = ("ort",)
 
@@ -42,19 +44,53 @@ def lower_model(
 
 @dataclass
 class LowerResult:
-    onnx_path: Path
-    manifest_path: Path
+    artifact: Artifact
     choices: list[NodeChoice]
-    manifest: dict[str, Any]
+    onnx_path: Path | None = None
+    manifest_path: Path | None = None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.artifact.manifest.to_json()
 
 
-def load_onnx(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputError(f"no such file: {path}; pass an .onnx file written by `attn-deploy export`")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise InputError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
+def lower_artifact(
+    artifact: Artifact,
+    target: str = "ort",
+    max_attn_mem: int = DEFAULT_MAX_ATTN_MEM,
+    prefer: Prefer = "auto",
+) -> LowerResult:
+    """``artifact`` lowered for ``target``; its manifest records each site's implementation and why.
+
+    Raises ``InputError`` when there is nothing to lower (no FusedAttention, or already lowered).
+    """
+    sites = artifact.sites
+    where = artifact.path or artifact.manifest.source
+    if not sites:
+        raise InputError(f"{where} has no FusedAttention node; export it with `attn-deploy export` first")
+    if all(site.domain == LOWERED_DOMAIN for site in sites):
+        raise InputError(f"{where} is already lowered; lower the exported model instead")
+    lowered, choices = lower_model(artifact.proto, target, max_attn_mem, prefer)
+    by_node = {c.node: c for c in choices}
+    records = []
+    for record in artifact.manifest.fused_attention:
+        choice = by_node.get(record.name)
+        if choice is not None:
+            record = dataclasses.replace(
+                record, implementation=choice.implementation, op_type=choice.op_type, reason=choice.reason, block_rows=choice.block_rows
+            )
+        records.append(record)
+    manifest = artifact.manifest
+    result = artifact.evolve(
+        lowered,
+        stage=f"lower:{target}",
+        source=str(artifact.path) if artifact.path else manifest.source,
+        source_sha256=sha256_file(artifact.path) if artifact.path else manifest.source_sha256,
+        exporter=f"{manifest.exporter} + lower --target {target}",
+        fused_attention=records,
+        lowering=Lowering(target, max_attn_mem, prefer),
+    )
+    return LowerResult(result, choices)
 
 
 def lower_file(
@@ -65,53 +101,12 @@ def lower_file(
     max_attn_mem: int = DEFAULT_MAX_ATTN_MEM,
     prefer: Prefer = "auto",
 ) -> LowerResult:
-    """Lower ``in_path`` into ``out_path`` and write its manifest (``OUT.json``) beside it, atomically.
-
-    The manifest is the export manifest's format; each ``fused_attention`` record gains
-    ``implementation``, ``op_type``, ``reason`` and ``block_rows``; ``lowering`` records the options.
-    """
+    """Lower ``in_path`` into ``out_path`` and its manifest (``OUT.json``), both or neither."""
     src, out = Path(in_path), Path(out_path)
     if out.suffix != ".onnx":
         raise InputError(f"output {out} must end in .onnx")
     if out.resolve() == src.resolve():
         raise InputError("output would overwrite the input; pass another -o path")
-    model = load_onnx(src)
-    if not attention_sites(model):
-        raise InputError(f"{src} has no FusedAttention node; export it with `attn-deploy export` first")
-    if not any(n.domain != ORT_DOMAIN for n in _attention_nodes(model)):
-        raise InputError(f"{src} is already lowered; lower the exported model instead")
-    lowered, choices = lower_model(model, target, max_attn_mem, prefer)
-
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    name_attention_nodes(named)
-    records = attention_nodes_info(named, {c.node: {k: v for k, v in c.to_json().items() if k != "node"} for c in choices})
-    source_manifest = _read_manifest(src.with_suffix(".json"))
-    manifest_path = out.with_suffix(".json")
-    with atomic_path(out) as tmp_onnx, atomic_path(manifest_path) as tmp_json:
-        onnx.save(lowered, str(tmp_onnx))
-        manifest = build_manifest(
-            lowered,
-            source=str(src),
-            source_sha256=sha256_file(src),
-            output_sha256=sha256_file(tmp_onnx),
-            exporter=f"{source_manifest.get('exporter', 'unknown')} + lower --target {target}",
-            input_shapes=source_manifest.get("export_input_shapes", []),
-            dynamic_axes=source_manifest.get("export_dynamic_axes", []),
-        )
-        manifest["fused_attention"] = records
-        manifest["lowering"] = {"target": target, "max_attn_mem": max_attn_mem, "impl": prefer}
-        tmp_json.write_text(json.dumps(manifest, indent=2) + "\n")
-    return LowerResult(out, manifest_path, choices, manifest)
-
-
-def _attention_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [model.graph.node[s.index] for s in attention_sites(model)]
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    result = lower_artifact(load_artifact(src), target, max_attn_mem, prefer)
+    result.onnx_path, result.manifest_path = result.artifact.save(out)
+    return result

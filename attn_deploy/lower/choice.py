@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from attn_deploy.lower.sites import AttentionSite
+from attn_deploy.artifact.sites import AttentionSite
 from attn_deploy.ops.contract import balanced_rows, block_rows
 
 Implementation = Literal["mha", "blocked", "plain", "body"]
@@ -117,9 +117,3 @@ def choose_ort(site: AttentionSite, max_attn_mem: int = DEFAULT_MAX_ATTN_MEM, pr
 
 def _mib(n: int | None, times: int) -> str:
     return "?" if n is None else f"{times * n / 2**20:.1f} MiB"
-
-
-def trt_choice(site: AttentionSite) -> str:
-    """What TensorRT would run (DESIGN §3): the plugin if loaded, else native Attention or the body."""
-    native = site.dk == site.dv and isinstance(site.dk, int) and site.dtype in ("float16", "bfloat16")
-    return "plugin if loaded, else " + ("native Attention (opset 23)" if native else "body")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from attn_deploy.lower.sites import ORT_DOMAIN
+from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops.onnx_body import make_function
 
 _FLOAT = TensorProto.FLOAT
@@ -51,7 +51,7 @@ def plain_function(opset: int, *, with_bias: bool) -> onnx.FunctionProto:
         helper.make_node("CastLike", ["Of", "Q"], ["O"]),
     ]
     return helper.make_function(
-        ORT_DOMAIN, "FusedAttentionPlain" + ("Bias" if with_bias else ""),
+        LOWERED_DOMAIN, "FusedAttentionPlain" + ("Bias" if with_bias else ""),
         ["Q", "K", "V"] + (["bias"] if with_bias else []), ["O"], nodes,
         [helper.make_opsetid("", opset)], attributes=["scale"],
         doc_string="softmax(scale * Q @ K^T [+ bias]) @ V over the whole score matrix, float32 inside.",
@@ -61,7 +61,7 @@ def plain_function(opset: int, *, with_bias: bool) -> onnx.FunctionProto:
 def blocked_function(opset: int, *, with_bias: bool, budget_elements: int) -> onnx.FunctionProto:
     """The query-blocked Loop body (``ops/onnx_body.py``) with this model's score-block budget."""
     return make_function(opset, with_bias=with_bias, budget_elements=budget_elements,
-                         domain=ORT_DOMAIN, name="FusedAttentionBlocked" + ("Bias" if with_bias else ""))
+                         domain=LOWERED_DOMAIN, name="FusedAttentionBlocked" + ("Bias" if with_bias else ""))
 
 
 def mha_function(opset: int) -> onnx.FunctionProto:
@@ -92,7 +92,7 @@ def mha_function(opset: int) -> onnx.FunctionProto:
         helper.make_node("Transpose", ["o4"], ["O"], perm=[0, 2, 1, 3]),
     ]
     return helper.make_function(
-        ORT_DOMAIN, "FusedAttentionMHA", ["Q", "K", "V"], ["O"], nodes,
+        LOWERED_DOMAIN, "FusedAttentionMHA", ["Q", "K", "V"], ["O"], nodes,
         [helper.make_opsetid("", opset), helper.make_opsetid(MS_DOMAIN, 1)], attributes=["scale", "num_heads"],
         doc_string="FusedAttention as ORT's MultiHeadAttention (CPU flash kernel for float32 without bias).",
     )

@@ -7,8 +7,10 @@ from typing import Any
 
 import onnx
 
-from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, choose_ort, trt_choice
-from attn_deploy.lower.sites import ORT_DOMAIN, AttentionSite, attention_sites
+from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, choose_ort
+from attn_deploy.lower.trt import trt_choice
+from attn_deploy.artifact.sites import AttentionSite, attention_sites
+from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops.contract import DOMAIN
 
 
@@ -20,7 +22,7 @@ def implementation_of(site: AttentionSite) -> str:
 
 
 def _site_record(site: AttentionSite, max_attn_mem: int) -> dict[str, Any]:
-    if site.domain == ORT_DOMAIN:
+    if site.domain == LOWERED_DOMAIN:
         ort = {"implementation": implementation_of(site), "reason": "already lowered"}
         trt = "lowered for ONNX Runtime: lower the exported model for TensorRT"
     else:
@@ -45,6 +47,6 @@ def inspect_model(model: onnx.ModelProto, max_attn_mem: int = DEFAULT_MAX_ATTN_M
 
 
 def inspect_file(path: str | Path, max_attn_mem: int = DEFAULT_MAX_ATTN_MEM) -> list[dict[str, Any]]:
-    from attn_deploy.lower.api import load_onnx
+    from attn_deploy.artifact.io import load_onnx
 
-    return inspect_model(load_onnx(Path(path)), max_attn_mem)
+    return inspect_model(load_onnx(path), max_attn_mem)

@@ -12,10 +12,12 @@ import onnx
 from onnx import helper
 
 from attn_deploy.errors import InputError
-from attn_deploy.export.finalize import ZERO_BIAS, default_opset
+from attn_deploy.artifact.graph import default_opset
+from attn_deploy.artifact.finalize import ZERO_BIAS
 from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, NodeChoice, Prefer, block_elements, choose_ort
 from attn_deploy.lower.functions import MS_DOMAIN, blocked_function, mha_function, plain_function
-from attn_deploy.lower.sites import ORT_DOMAIN, attention_sites
+from attn_deploy.artifact.sites import attention_sites
+from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 
 
@@ -71,13 +73,13 @@ def lower_ort(
             attrs.append(helper.make_attribute("num_heads", site.H))
         del node.attribute[:]
         node.attribute.extend(attrs)
-        node.domain, node.op_type = ORT_DOMAIN, choice.op_type
+        node.domain, node.op_type = LOWERED_DOMAIN, choice.op_type
         choices.append(choice)
 
-    used = {n.op_type for n in lowered.graph.node if n.domain == ORT_DOMAIN}
+    used = {n.op_type for n in lowered.graph.node if n.domain == LOWERED_DOMAIN}
     still_fused = any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in lowered.graph.node)
     functions = [f for f in lowered.functions
-                 if f.domain != ORT_DOMAIN and not (f.domain == DOMAIN and f.name == OP_TYPE and not still_fused)]
+                 if f.domain != LOWERED_DOMAIN and not (f.domain == DOMAIN and f.name == OP_TYPE and not still_fused)]
     functions += [_function(op, opset, max_attn_mem) for op in sorted(used)]
     del lowered.functions[:]
     lowered.functions.extend(functions)
@@ -87,7 +89,7 @@ def lower_ort(
         lowered.graph.initializer.extend(kept)
     if not still_fused:
         _set_opset(lowered, DOMAIN, None)
-    _set_opset(lowered, ORT_DOMAIN, 1)
+    _set_opset(lowered, LOWERED_DOMAIN, 1)
     if any(op.startswith("FusedAttentionMHA") for op in used):
         _set_opset(lowered, MS_DOMAIN, 1)
     return lowered, choices

@@ -24,8 +24,8 @@ from typing import Literal
 import onnx
 from onnx import TensorProto, helper, version_converter
 
-from attn_deploy.export.finalize import default_opset, fused_attention_nodes
-from attn_deploy.export.manifest import attention_nodes_info, value_shapes
+from attn_deploy.artifact.graph import default_opset, fused_attention_nodes, typed_values
+from attn_deploy.artifact.sites import AttentionSite, attention_sites
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
 
 Choice = Literal["plugin", "native-attention", "body"]
@@ -84,48 +84,54 @@ def tensorrt_body(opset: int, *, with_bias: bool) -> onnx.FunctionProto:
     )
 
 
-def _input_dtypes(model: onnx.ModelProto) -> dict[str, int]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - best effort; unknown dtype means "not float16"
-        inferred = model
-    g = inferred.graph
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.value_info, *g.output)}
-    types.update({i.name: i.data_type for i in g.initializer})
-    return types
+#: Input types TensorRT's native attention layer builds (it refuses float32).
+NATIVE_ATTENTION_DTYPES = ("float16", "bfloat16")
 
 
-def _query_blocks(info: dict, budget: int) -> int:
-    dims = [info[k] for k in ("B", "H", "Nq", "Nk")]
+def native_attention_blocker(site: AttentionSite) -> str | None:
+    """Why TensorRT's native attention layer cannot take ``site`` (None: it can)."""
+    if site.dtype not in NATIVE_ATTENTION_DTYPES:
+        return f"{site.dtype or 'unknown'} inputs: TensorRT's native attention needs float16 or bfloat16 (build with --fp16)"
+    if not site.head_sizes_match:
+        return f"dk={site.dk} != dv={site.dv}: TensorRT's native attention needs K and V of one shape"
+    return None
+
+
+def _query_blocks(site: AttentionSite, budget: int) -> int:
+    dims = (site.B, site.H, site.Nq, site.Nk)
     if not all(isinstance(d, int) and d > 0 for d in dims):
         return 1
-    b, h, nq, nk = dims
+    b, h, nq, nk = (int(d) for d in dims)  # type: ignore[arg-type]
     if b * h * nq * nk <= budget:
         return 1
     rows = min(nq, block_rows(b * h, nk, budget))
     return -(-nq // rows)
 
 
+def plan_site(site: AttentionSite, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> NodeLowering:
+    """How TensorRT builds one site, and why."""
+    blocker = native_attention_blocker(site)
+    if plugin:
+        choice, reason = "plugin", "a FusedAttention plugin creator is registered"
+    elif blocker is not None:
+        choice, reason = "body", blocker
+    else:
+        choice, reason = "native-attention", f"{site.dtype} and dk == dv == {site.dk}"
+    blocks = _query_blocks(site, budget) if choice == "body" else 1
+    if blocks > 1:
+        reason += f"; {blocks} query blocks (score matrix {(site.score_matrix_bytes or 0) / 2**30:.1f} GiB in float32)"
+    return NodeLowering(site.name, choice, reason, site.dk, site.dv, site.dtype or "unknown", site.has_bias, blocks)  # type: ignore[arg-type]
+
+
+def trt_choice(site: AttentionSite) -> str:
+    """What TensorRT would run (DESIGN §3): the plugin if loaded, else native Attention or the body."""
+    native = native_attention_blocker(site) is None
+    return "plugin if loaded, else " + ("native Attention (opset 23)" if native else "body")
+
+
 def plan_lowering(model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
     """Choose, for every FusedAttention node in graph order, how TensorRT builds it."""
-    dtypes = _input_dtypes(model)
-    plans = []
-    for info in attention_nodes_info(model):
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(dtypes[info["inputs"][0]]).name if dtypes.get(info["inputs"][0]) else "unknown"
-        dk, dv = info["dk"], info["dv"]
-        if plugin:
-            choice, reason = "plugin", "a FusedAttention plugin creator is registered"
-        elif dtype != "float16":
-            choice, reason = "body", f"{dtype} inputs: TensorRT's native attention needs float16 (build with --fp16)"
-        elif not (isinstance(dk, int) and dk == dv):
-            choice, reason = "body", f"dk={dk} != dv={dv}: TensorRT's native attention needs K and V of one shape"
-        else:
-            choice, reason = "native-attention", f"float16 and dk == dv == {dk}"
-        blocks = _query_blocks(info, budget) if choice == "body" else 1
-        if blocks > 1:
-            reason += f"; {blocks} query blocks (score matrix {info['B'] * info['H'] * info['Nq'] * info['Nk'] * 4 / 2**30:.1f} GiB in float32)"
-        plans.append(NodeLowering(info["name"], choice, reason, dk, dv, dtype, info["has_bias"], blocks))  # type: ignore[arg-type]
-    return plans
+    return [plan_site(site, plugin=plugin, budget=budget) for site in attention_sites(model) if site.domain == DOMAIN]
 
 
 def _blocked_nodes(node: onnx.NodeProto, blocks: int, nq: int, bias_rows: int | None) -> list[onnx.NodeProto]:
@@ -177,17 +183,20 @@ def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering]) -> None:
     blocked = {p.node: p for p in plans if p.choice == "body" and p.query_blocks > 1}
     if not blocked:
         return
-    shapes = value_shapes(model)
-    infos = {i["name"]: i for i in attention_nodes_info(model)}
+    values = typed_values(model)
+    sites = {site.name: site for site in attention_sites(model)}
     new_nodes: list[onnx.NodeProto] = []
     for node in model.graph.node:
-        plan = blocked.get(node.name) if node.domain == DOMAIN and node.op_type == OP_TYPE else None
+        plan = blocked.get(node.name or node.output[0]) if node.domain == DOMAIN and node.op_type == OP_TYPE else None
         if plan is None:
             new_nodes.append(node)
             continue
-        bias_shape = shapes.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        bias_value = values.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        bias_shape = bias_value.dims if bias_value is not None else None
         bias_rows = bias_shape[-2] if bias_shape and len(bias_shape) >= 2 and isinstance(bias_shape[-2], int) else None
-        new_nodes.extend(_blocked_nodes(node, plan.query_blocks, infos[node.name]["Nq"], bias_rows))
+        nq = sites[node.name or node.output[0]].Nq
+        assert isinstance(nq, int)  # query_blocks > 1 only when Nq is static
+        new_nodes.extend(_blocked_nodes(node, plan.query_blocks, nq, bias_rows))
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
 
@@ -215,7 +224,7 @@ def lower_for_tensorrt(
         model = _to_attention_opset(model)
     by_name = {p.node: p for p in plans}
     for node in fused_attention_nodes(model):
-        if by_name[node.name].choice != "native-attention":
+        if by_name[node.name or node.output[0]].choice != "native-attention":
             continue
         scale = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale")
         inputs = list(node.input[:4]) if len(node.input) > 3 and node.input[3] else list(node.input[:3])

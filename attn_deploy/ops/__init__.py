@@ -1,6 +1,20 @@
-"""The one op every stage shares: ``attn_deploy::FusedAttention`` (DESIGN.md §2)."""
+"""The one op every stage shares: ``attn_deploy::FusedAttention`` (DESIGN.md §2).
+
+``contract`` (names, block sizes) imports nothing heavy; the PyTorch op loads torch on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION
-from attn_deploy.ops.torch_op import fused_attention, reference_attention
 
 __all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "fused_attention", "reference_attention"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("fused_attention", "reference_attention"):
+        from attn_deploy.ops import torch_op
+
+        return getattr(torch_op, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

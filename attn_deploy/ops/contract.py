@@ -9,6 +9,8 @@ from __future__ import annotations
 
 DOMAIN = "attn_deploy"
 OP_TYPE = "FusedAttention"
+#: Domain of the nodes ``lower --target ort`` writes; each op type names one implementation.
+LOWERED_DOMAIN = "attn_deploy.ort"
 OPSET_VERSION = 1
 PLUGIN_NAMESPACE = "attn_deploy"
 PLUGIN_VERSION = "1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from attn_deploy.export.finalize import default_opset
+from attn_deploy.artifact.graph import default_opset
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.ops.onnx_body import make_function
 

@@ -15,8 +15,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from attn_deploy.errors import InputError
-from attn_deploy.export.finalize import IR_VERSION, fused_attention_nodes
-from attn_deploy.fileio import atomic_path
+from attn_deploy.artifact.graph import IR_VERSION, fused_attention_nodes
+from attn_deploy.artifact.fileio import atomic_path
 from attn_deploy.lower import lower_model
 from attn_deploy.ops.contract import OP_TYPE
 from attn_deploy.quantize.attention import use_int8_attention_body
@@ -34,6 +34,9 @@ class QuantizeOptions:
     #: fnmatch patterns on node names or op types to keep float.
     exclude: tuple[str, ...] = ()
     include_convs: bool = False
+    #: 7-bit weights, so ONNX Runtime's int8 kernels cannot saturate on CPUs without VNNI (see
+    #: ``quantize.dynamic.quantize``); False uses all 8 bits, for VNNI/AMX deployment targets only.
+    reduce_range: bool = True
     #: Also run FusedAttention's P·V product in int8 (a different function body).
     quantize_attention: bool = False
     #: Keep the 1x1 Conv projections feeding FusedAttention's Q and K float. Softmax's exponential
@@ -157,7 +160,7 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
             raise _nothing_to_quantize(spec, prepared, options)
         if options.include_convs and any(c.op_type == "Conv" for c in wanted):
             warnings.append("--include-convs: ONNX Runtime's ConvInteger is often slower than fp32 Conv on CPU; compare the latencies below")
-        quantized = quantize(prepared, candidates, per_channel=options.per_channel, weight_type=options.weight_type) if wanted else prepared
+        quantized = quantize(prepared, candidates, per_channel=options.per_channel, weight_type=options.weight_type, reduce_range=options.reduce_range) if wanted else prepared
         if options.quantize_attention and has_attention:
             use_int8_attention_body(quantized)
         done = quantized_node_names(prepared, quantized, candidates)
@@ -186,6 +189,7 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
                 "weight_type": options.weight_type,
                 "exclude": list(options.exclude),
                 "include_convs": options.include_convs,
+                "reduce_range": options.reduce_range,
                 "quantize_attention": options.quantize_attention,
                 "float_qk": options.float_qk,
                 "lower": options.lower,
@@ -218,6 +222,6 @@ def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeO
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
-    from attn_deploy.fileio import write_bytes_atomic
+    from attn_deploy.artifact.fileio import write_bytes_atomic
 
     write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import onnx
 import onnx_ir as ir
 
-from attn_deploy.export.finalize import IR_VERSION
+from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.quantize.conv_to_matmul import convs_to_matmul
 from attn_deploy.quantize.gemm_to_matmul import gemms_to_matmul
 

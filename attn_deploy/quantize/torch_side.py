@@ -76,7 +76,7 @@ def quantize_torch(module: nn.Module) -> tuple[nn.Module, int, int]:
 
 def save_torch_quantized(module: nn.Module, path: Path) -> dict[str, Any]:
     """Write the int8 module with ``torch.save`` (a whole-module pickle) and describe it."""
-    from attn_deploy.fileio import atomic_path
+    from attn_deploy.artifact.fileio import atomic_path
 
     quantized, converted, linears = quantize_torch(module)
     with atomic_path(path) as tmp:

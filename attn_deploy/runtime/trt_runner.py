@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from attn_deploy.build.backend import select_backend
-from attn_deploy.build.plugins import load_plugins
-from attn_deploy.build.profiles import InputProfile, describe, outside_profile
+from attn_deploy.engine.backend import select_backend
+from attn_deploy.engine.plugins import load_plugins
+from attn_deploy.engine.profiles import InputProfile, describe, outside_profile
 from attn_deploy.errors import AttnDeployError, InputError
 from attn_deploy.runtime.base import Feeds
 from attn_deploy.runtime.gpu import require_gpu

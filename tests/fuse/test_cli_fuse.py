@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from attn_deploy.cli import app
-from attn_deploy.export.finalize import fused_attention_nodes
+from attn_deploy.artifact.graph import fused_attention_nodes
 from tests.fuse import models as M
 
 runner = CliRunner()

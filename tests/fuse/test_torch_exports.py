@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from torch import nn
 
-from attn_deploy.export.finalize import fused_attention_nodes
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.fuse import fuse_model
 from tests.fuse import models as M
 

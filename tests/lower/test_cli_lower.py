@@ -90,7 +90,7 @@ def test_inspect_static_counts(tmp_path: Path) -> None:
     ("make", "extra", "match"),
     [
         (lambda d: d / "missing.onnx", [], "no such file"),
-        (lambda d: (d / "junk.onnx").write_bytes(b"\x00not onnx\xff" * 10) and d / "junk.onnx", [], "not a readable ONNX"),
+        (lambda d: (d / "junk.onnx").write_bytes(b"\x00not onnx\xff" * 10) and d / "junk.onnx", [], "is not an ONNX model"),
         ("plain", [], "no FusedAttention node"),
         ("sagan", ["--impl", "fastest"], "unknown --impl"),
         ("sagan", ["--target", "tvm"], "unknown --target"),

@@ -9,10 +9,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from attn_deploy.errors import InputError
-from attn_deploy.export.finalize import ZERO_BIAS
+from attn_deploy.artifact.finalize import ZERO_BIAS
 from attn_deploy.lower import lower_model
 from attn_deploy.lower.choice import block_elements
-from attn_deploy.lower.sites import ORT_DOMAIN, attention_sites
+from attn_deploy.artifact.sites import attention_sites
+from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops import reference_attention
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.ops.onnx_body import make_function
@@ -57,7 +58,7 @@ def _assert_lowering_matches(model: onnx.ModelProto, feeds: dict[str, np.ndarray
     onnx.checker.check_model(lowered, full_check=True)
     assert [c.implementation for c in choices] == [impl]
     assert not [n for n in lowered.graph.node if n.domain == DOMAIN]
-    (node,) = [n for n in lowered.graph.node if n.domain == ORT_DOMAIN]
+    (node,) = [n for n in lowered.graph.node if n.domain == LOWERED_DOMAIN]
     assert node.op_type == choices[0].op_type and node.name == "attn"
     (want,) = run_ort(model, feeds)  # the exported body
     (got,) = run_ort(lowered, feeds)
@@ -142,8 +143,8 @@ def test_fp16_blocked_computes_in_fp32_and_mha_is_refused() -> None:
 def test_structure_of_lowered_model() -> None:
     lowered, _ = lower_model(_model(_dims(1, 1, 64, 64, 8, 16)), prefer="mha")
     imports = {i.domain: i.version for i in lowered.opset_import}
-    assert imports == {"": 18, ORT_DOMAIN: 1, "com.microsoft": 1}
-    assert [(f.domain, f.name) for f in lowered.functions] == [(ORT_DOMAIN, "FusedAttentionMHA")]
+    assert imports == {"": 18, LOWERED_DOMAIN: 1, "com.microsoft": 1}
+    assert [(f.domain, f.name) for f in lowered.functions] == [(LOWERED_DOMAIN, "FusedAttentionMHA")]
     assert lowered.ir_version == 10
     attrs = {a.name: helper.get_attribute_value(a) for a in lowered.graph.node[0].attribute}
     assert attrs == {"scale": pytest.approx(SCALE), "num_heads": 1}

@@ -7,8 +7,8 @@ import onnx
 import pytest
 
 from attn_deploy.check.stats import error_stats
-from attn_deploy.convert import convert_to_fp16
-from attn_deploy.export.finalize import default_opset, fused_attention_nodes
+from attn_deploy.lower.fp16 import convert_to_fp16
+from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.lower.trt import ATTENTION_OPSET, lower_for_tensorrt, plan_lowering
 from tests.attention_graphs import encoder_block, example_feeds
 from tests.conftest import run_ort
@@ -88,7 +88,7 @@ def test_large_score_matrix_is_inlined_as_static_query_blocks(bias: bool) -> Non
         values = np.random.default_rng(1).standard_normal((1, 1, 16, 16)).astype(np.float32)
         model.graph.initializer.append(onnx.numpy_helper.from_array(values, "rel_bias"))
         node.input.append("rel_bias")
-        from attn_deploy.export.finalize import attach_fused_attention_function
+        from attn_deploy.artifact.finalize import attach_fused_attention_function
 
         attach_fused_attention_function(model)
     # 2 heads x 16 x 16 scores = 512 elements; a 200-element budget gives 16 / (200 // 32 = 6 rows) = 3 blocks

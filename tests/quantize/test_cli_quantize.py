@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from attn_deploy.cli import app
-from attn_deploy.export.finalize import IR_VERSION
+from attn_deploy.artifact.graph import IR_VERSION
 
 runner = CliRunner()
 

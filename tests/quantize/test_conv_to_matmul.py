@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from attn_deploy.export.finalize import IR_VERSION
+from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.quantize.prepare import prepare
 from tests.conftest import run_ort
 

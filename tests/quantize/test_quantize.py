@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from attn_deploy.check.stats import error_stats
-from attn_deploy.export.finalize import IR_VERSION
+from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.quantize import QuantizeOptions, quantize_model
 from attn_deploy.quantize.attention import use_int8_attention_body
 from attn_deploy.quantize.torch_side import PointwiseLinear, quantize_torch

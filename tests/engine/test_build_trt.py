@@ -141,7 +141,7 @@ def test_unsupported_op_names_node_and_op_type(tmp_path: Path) -> None:
 def test_not_an_onnx_file(tmp_path: Path) -> None:
     bogus = tmp_path / "m.onnx"
     bogus.write_bytes(b"\x00garbage" * 10)
-    _assert_input_error(tmp_path, [str(bogus)], "not a readable ONNX model")
+    _assert_input_error(tmp_path, [str(bogus)], "is not an ONNX model")
 
 
 def test_running_without_a_gpu_says_so(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from attn_deploy.ops import reference_attention
-from attn_deploy.plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_HEADER, KERNEL_SOURCE
-from attn_deploy.plugin.tiling_model import TileConstants, broadcast_strides, read_tile_constants, tiled_attention
+from attn_deploy.trt_plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_HEADER, KERNEL_SOURCE
+from attn_deploy.trt_plugin.tiling_model import TileConstants, broadcast_strides, read_tile_constants, tiled_attention
 
 TILES = read_tile_constants()
 

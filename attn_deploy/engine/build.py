@@ -21,14 +21,14 @@ from typing import Any
 
 import onnx
 
-from attn_deploy.build.backend import TrtBackend, select_backend
-from attn_deploy.build.plugins import PluginState, load_plugins
-from attn_deploy.build.profiles import InputProfile, Shape, resolve_profile
-from attn_deploy.build.report import engine_layers, layer_summary, network_layers
-from attn_deploy.convert.fp16 import convert_to_fp16
+from attn_deploy.engine.backend import TrtBackend, select_backend
+from attn_deploy.engine.plugins import PluginState, load_plugins
+from attn_deploy.engine.profiles import InputProfile, Shape, resolve_profile
+from attn_deploy.engine.report import engine_layers, layer_summary, network_layers
+from attn_deploy.lower.fp16 import convert_to_fp16
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.export.manifest import library_versions
-from attn_deploy.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.manifest import library_versions
+from attn_deploy.artifact.fileio import atomic_path, sha256_file
 from attn_deploy.lower.trt import lower_for_tensorrt
 
 REPORT_FORMAT = "attn-deploy-engine-report/1"

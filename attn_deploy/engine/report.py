@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from attn_deploy.build.backend import TrtBackend
+from attn_deploy.engine.backend import TrtBackend
 
 
 def _name(value: Any) -> str:

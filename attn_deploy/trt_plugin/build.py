@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.plugin.sources import plugin_dir
-from attn_deploy.plugin.toolchain import find_nvcc, find_tensorrt, is_pip_nvcc
+from attn_deploy.trt_plugin.sources import plugin_dir
+from attn_deploy.trt_plugin.toolchain import find_nvcc, find_tensorrt, is_pip_nvcc
 
 DYNAMIC_LIBRARY = "libattn_deploy_fused_attention.so"
 STATIC_LIBRARY = "libattn_deploy_fused_attention_static.so"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attn_deploy.plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_HEADER
+from attn_deploy.trt_plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_HEADER
 
 _CONSTANT = re.compile(r"^\s*constexpr\s+int\s+(k\w+)\s*=\s*(\d+)\s*;", re.MULTILINE)
 

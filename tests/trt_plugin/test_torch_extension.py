@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attn_deploy.ops import reference_attention
-from attn_deploy.plugin.toolchain import find_nvcc
+from attn_deploy.trt_plugin.toolchain import find_nvcc
 
 pytestmark = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found (the cuda-build extra installs it)")
 needs_gpu = pytest.mark.skipif(
@@ -16,7 +16,7 @@ needs_gpu = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def ext(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a compiled module
-    from attn_deploy.plugin.torch_ext import load_torch_extension
+    from attn_deploy.trt_plugin.torch_ext import load_torch_extension
 
     return load_torch_extension(tmp_path_factory.mktemp("torch_ext"))
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from attn_deploy.plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
-from attn_deploy.plugin.tiling_model import broadcast_strides, read_tile_constants
-from attn_deploy.plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc, pip_nvcc
+from attn_deploy.trt_plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
+from attn_deploy.trt_plugin.tiling_model import broadcast_strides, read_tile_constants
+from attn_deploy.trt_plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc, pip_nvcc
 
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (make install adds it: the cuda-build extra, nvidia-cuda-nvcc)")

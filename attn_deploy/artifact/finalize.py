@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-import numpy as np
 
+from attn_deploy.artifact.graph import IR_VERSION, default_opset, fused_attention_nodes
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION
 from attn_deploy.ops.onnx_body import make_function
 
-#: ONNX Runtime 1.2x accepts IR 10; onnx 1.23 would write 14 by default, which it rejects.
-IR_VERSION = 10
+#: The all-zero bias given to nodes without one when other nodes of the model pass a bias.
 ZERO_BIAS = "attn_deploy_zero_bias"
-
-
-def fused_attention_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """FusedAttention nodes of the main graph, in graph order."""
-    return [n for n in model.graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE]
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    raise ValueError("model has no default-domain opset import")
 
 
 def attach_fused_attention_function(model: onnx.ModelProto) -> None:

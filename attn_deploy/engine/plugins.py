@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn_deploy.build.backend import TrtBackend
+from attn_deploy.engine.backend import TrtBackend
 from attn_deploy.errors import InputError
 from attn_deploy.ops.contract import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 

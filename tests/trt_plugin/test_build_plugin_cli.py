@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attn_deploy.cli import app
-from attn_deploy.plugin.toolchain import find_tensorrt
+from attn_deploy.trt_plugin.toolchain import find_tensorrt
 
 runner = CliRunner()
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 from attn_deploy.errors import InputError
-from attn_deploy.plugin.sources import KERNEL_SOURCE, TORCH_BINDING, plugin_dir
-from attn_deploy.plugin.toolchain import cuda_home, find_nvcc, is_pip_nvcc
+from attn_deploy.trt_plugin.sources import KERNEL_SOURCE, TORCH_BINDING, plugin_dir
+from attn_deploy.trt_plugin.toolchain import cuda_home, find_nvcc, is_pip_nvcc
 
 EXTENSION_NAME = "attn_deploy_fused_attention_ext"
 

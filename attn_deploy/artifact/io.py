@@ -1,0 +1,104 @@
+"""Loading and saving artifacts: the one place ONNX files and manifests are read and written.
+
+Every failure to read is an ``InputError`` that says what to do. Writes are atomic and paired: the
+model and its manifest appear together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.manifest import FORMAT, Manifest
+from attn_deploy.errors import InputError, first_line
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def manifest_path_for(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.json``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def engine_report_path(engine_path: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.json`` (the engine's build report)."""
+    path = Path(engine_path)
+    return path.with_name(path.name + ".json")
+
+
+def is_onnx_path(path: str | Path) -> bool:
+    return str(path).endswith(".onnx")
+
+
+def is_engine_path(path: str | Path) -> bool:
+    return str(path).endswith(ENGINE_SUFFIXES)
+
+
+def load_onnx(path: str | Path, *, hint: str = "pass an .onnx file written by `attn-deploy export`") -> onnx.ModelProto:
+    """Parse an ONNX file (external data included); ``InputError`` with ``hint`` if it cannot be."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; {hint}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; {hint}")
+    try:
+        model = onnx.load_model(str(path))
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, ValueError, RuntimeError ...
+        raise InputError(f"{path} is not an ONNX model ({first_line(e)}); {hint}") from None
+    if model.ir_version <= 0 or not model.graph.node:
+        raise InputError(f"{path} is not an ONNX model (no graph in it); {hint}")
+    return model
+
+
+def read_json(path: Path) -> object | None:
+    """A JSON file's content, None when absent or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_manifest(onnx_path: str | Path) -> Manifest | None:
+    """The manifest beside ``onnx_path``; None when there is none or the JSON there is not one of ours."""
+    path = manifest_path_for(onnx_path)
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return Manifest.from_json(data, str(path))
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """The model at ``path`` with its manifest; one is read off the graph when the file has none."""
+    path = Path(path)
+    model = load_onnx(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        return Artifact.describe(model, source=str(path), exporter="unknown", path=path)
+    return Artifact(model, manifest, path=path)
+
+
+def _check_output(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"output {path} is a directory; pass a file name ending in .onnx")
+    if path.suffix != ".onnx":
+        raise InputError(f"output {path} must end in .onnx")
+
+
+def save_artifact(artifact: Artifact, path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` and ``path``'s manifest atomically; the manifest records the model's sha256."""
+    onnx_path = Path(path)
+    _check_output(onnx_path)
+    json_path = manifest_path_for(onnx_path)
+    if json_path.is_dir():
+        raise InputError(f"{json_path} is a directory; the manifest goes there: pick another output name")
+    with atomic_path(onnx_path) as tmp_onnx, atomic_path(json_path) as tmp_json:
+        onnx.save_model(artifact.proto, str(tmp_onnx))
+        manifest = artifact.manifest.replace(output_sha256=sha256_file(tmp_onnx))
+        tmp_json.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    artifact.manifest = manifest
+    artifact.path = onnx_path
+    return onnx_path, json_path
