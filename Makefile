@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 ORT    ?= cpu
 STAMP  := $(VENV)/.installed-$(ORT)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/attn-deploy demo
 
-test: $(STAMP)
+# Lint and type-check first: they take a minute and fail fast.
+lint: $(STAMP)
+	$(BIN)/ruff check attn_deploy tests benchmarks
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -26,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_cpu.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,14 @@
 """attn-deploy: ship attention-augmented vision models to ONNX Runtime and TensorRT.
 
-The public API (``attn_deploy.api``) is re-exported here and imported on first use, so
-``import attn_deploy`` stays light::
+The public Python API is ``attn_deploy.api`` (one function per stage)::
 
-    import attn_deploy as ad
+    import attn_deploy.api as ad
     artifact = ad.export("zoo:sagan-256")
     assert ad.check("zoo:sagan-256", artifact).passed
+
+It is a module of its own because the stage packages (``attn_deploy.export``, ``.fuse``,
+``.lower``, ``.quantize``, ``.check``, ``.bench``) own those names here. ``Artifact`` and ``load``
+are re-exported at the top; everything is imported on first use, so ``import attn_deploy`` is light.
 """
 
 from __future__ import annotations
@@ -13,18 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-
-_API = ("Artifact", "StageResult", "as_artifact", "bench", "build_engine", "check", "export", "fuse", "load", "load_model", "lower", "quantize", "to_fp16")
-__all__ = ["__version__", *_API]
+__all__ = ["Artifact", "__version__", "load"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
-        from attn_deploy import api
+    if name == "Artifact":
+        from attn_deploy.artifact.artifact import Artifact
 
-        if name == "StageResult":
-            from attn_deploy.artifact.stage import StageResult
+        return Artifact
+    if name == "load":
+        from attn_deploy.api import load
 
-            return StageResult
-        return getattr(api, name)
+        return load
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

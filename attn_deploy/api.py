@@ -1,6 +1,6 @@
 """The public Python API: one function per pipeline stage, each taking objects in memory or paths.
 
-    import attn_deploy as ad
+    import attn_deploy.api as ad
 
     artifact = ad.export("zoo:sagan-256")            # or an nn.Module with input_shapes=...
     lowered = ad.lower(artifact).artifact            # StageResult: .artifact and .summary
@@ -51,9 +51,9 @@ def as_artifact(model: ModelLike) -> Artifact:
     """An Artifact for any model argument: an Artifact as is, a ModelProto described, a path loaded."""
     if isinstance(model, Artifact):
         return model
-    if isinstance(model, onnx.ModelProto):
-        return Artifact.describe(model, source="<in memory>", exporter="unknown")
-    return load_artifact(model)
+    if isinstance(model, (str, os.PathLike)):
+        return load_artifact(model)
+    return Artifact.describe(model, source="<in memory>", exporter="unknown")
 
 
 def load_model(model: nn.Module | PathLike, *, arch: str | None = None, unsafe_load: bool = False, input_shapes: Sequence[Sequence[int]] = ()) -> LoadedModel:
@@ -141,7 +141,7 @@ def build_engine(model: PathLike, engine: PathLike, options: BuildOptions | None
     """A TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and its report ``ENGINE.json``."""
     from attn_deploy.engine.build import BuildOptions, build_engine as build
 
-    return build(model, engine, options or BuildOptions())
+    return build(Path(model), Path(engine), options or BuildOptions())
 
 
 def check(reference: PathLike, *candidates: PathLike, options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:

@@ -7,6 +7,7 @@ model and its manifest appear together or not at all.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import onnx
@@ -16,29 +17,31 @@ from attn_deploy.artifact.fileio import atomic_path, sha256_file
 from attn_deploy.artifact.manifest import FORMAT, Manifest
 from attn_deploy.errors import InputError, first_line
 
+PathLike = str | os.PathLike[str]
+
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def manifest_path_for(onnx_path: str | Path) -> Path:
+def manifest_path_for(onnx_path: PathLike) -> Path:
     """``model.onnx`` -> ``model.json``."""
     return Path(onnx_path).with_suffix(".json")
 
 
-def engine_report_path(engine_path: str | Path) -> Path:
+def engine_report_path(engine_path: PathLike) -> Path:
     """``model.engine`` -> ``model.engine.json`` (the engine's build report)."""
     path = Path(engine_path)
     return path.with_name(path.name + ".json")
 
 
-def is_onnx_path(path: str | Path) -> bool:
+def is_onnx_path(path: PathLike) -> bool:
     return str(path).endswith(".onnx")
 
 
-def is_engine_path(path: str | Path) -> bool:
+def is_engine_path(path: PathLike) -> bool:
     return str(path).endswith(ENGINE_SUFFIXES)
 
 
-def load_onnx(path: str | Path, *, hint: str = "pass an .onnx file written by `attn-deploy export`") -> onnx.ModelProto:
+def load_onnx(path: PathLike, *, hint: str = "pass an .onnx file written by `attn-deploy export`") -> onnx.ModelProto:
     """Parse an ONNX file (external data included); ``InputError`` with ``hint`` if it cannot be."""
     path = Path(path)
     if path.is_dir():
@@ -57,12 +60,13 @@ def load_onnx(path: str | Path, *, hint: str = "pass an .onnx file written by `a
 def read_json(path: Path) -> object | None:
     """A JSON file's content, None when absent or not JSON."""
     try:
-        return json.loads(path.read_text())
+        data: object = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data
 
 
-def read_manifest(onnx_path: str | Path) -> Manifest | None:
+def read_manifest(onnx_path: PathLike) -> Manifest | None:
     """The manifest beside ``onnx_path``; None when there is none or the JSON there is not one of ours."""
     path = manifest_path_for(onnx_path)
     data = read_json(path)
@@ -71,7 +75,7 @@ def read_manifest(onnx_path: str | Path) -> Manifest | None:
     return Manifest.from_json(data, str(path))
 
 
-def load_artifact(path: str | Path) -> Artifact:
+def load_artifact(path: PathLike) -> Artifact:
     """The model at ``path`` with its manifest; one is read off the graph when the file has none."""
     path = Path(path)
     model = load_onnx(path)
@@ -88,7 +92,7 @@ def _check_output(path: Path) -> None:
         raise InputError(f"output {path} must end in .onnx")
 
 
-def save_artifact(artifact: Artifact, path: str | Path) -> tuple[Path, Path]:
+def save_artifact(artifact: Artifact, path: PathLike) -> tuple[Path, Path]:
     """Write ``path`` and ``path``'s manifest atomically; the manifest records the model's sha256."""
     onnx_path = Path(path)
     _check_output(onnx_path)

@@ -191,7 +191,6 @@ _ENTRIES: tuple[ZooEntry, ...] = (
 )
 
 _BY_NAME = {e.name: e for e in _ENTRIES}
-DEFAULT_ENTRY = "sagan-256"
 
 
 def list_entries() -> tuple[ZooEntry, ...]:
