@@ -40,7 +40,7 @@ def load_torch_extension(build_dir: Path | None = None, *, source: Path | None =
     if build_dir is not None:
         Path(build_dir).mkdir(parents=True, exist_ok=True)
     extra_ldflags = _pip_cudart_flags(home, Path(build_dir or tempfile.gettempdir())) if is_pip_nvcc(nvcc) else []
-    return cpp_extension.load(
+    extension: ModuleType = cpp_extension.load(
         name=EXTENSION_NAME,
         sources=[str(folder / TORCH_BINDING), str(folder / KERNEL_SOURCE)],
         extra_include_paths=[str(folder)],
@@ -51,6 +51,7 @@ def load_torch_extension(build_dir: Path | None = None, *, source: Path | None =
         verbose=verbose,
         with_cuda=bool(torch.version.cuda),
     )
+    return extension
 
 
 def _pip_cudart_flags(home: Path, scratch: Path) -> list[str]:

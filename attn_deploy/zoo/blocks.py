@@ -54,7 +54,8 @@ class SelfAttention(nn.Module):
         self.return_attention = return_attention
 
     def scaled_query(self, x: Tensor) -> Tensor:
-        return self.query(x)
+        out: Tensor = self.query(x)
+        return out
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
@@ -77,7 +78,8 @@ class DynamicAttention(SelfAttention):
         self.temperature = nn.Parameter(torch.tensor(float(temperature)))
 
     def scaled_query(self, x: Tensor) -> Tensor:
-        return self.query(x) / self.temperature
+        out: Tensor = self.query(x) / self.temperature
+        return out
 
 
 class MultiScaleAttention(nn.Module):
@@ -103,7 +105,8 @@ class SmallObjectAttention(nn.Module):
         self.attention = SelfAttention(channels, reduction)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.attention(self.context(x))
+        out: Tensor = self.attention(self.context(x))
+        return out
 
 
 class CrossRegionAttention(nn.Module):
@@ -123,6 +126,7 @@ class CrossRegionAttention(nn.Module):
         self.g = nn.Conv2d(channels, inter, kernel_size=1)
         self.out = nn.Conv2d(inter, channels, kernel_size=1)
         nn.init.zeros_(self.out.weight)  # the block starts as the identity, as in the non-local paper
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
         self.return_attention = return_attention
 
@@ -133,7 +137,7 @@ class CrossRegionAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         b, _, h, w = x.shape
-        if not torch.jit.is_tracing() and h % self.strips:
+        if torch._C._get_tracing_state() is None and h % self.strips:
             raise ValueError(f"input height {h} is not a multiple of strips={self.strips}")
         q, k, v = (self._strip_tokens(conv(x)) for conv in (self.theta, self.phi, self.g))
         y, attn = _attend(q, k, v, 1.0, self.training)

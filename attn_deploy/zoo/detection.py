@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -22,7 +22,8 @@ class _ThenAttend(nn.Module):
         self.attention = attention
 
     def forward(self, x: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
-        return self.attention(self.inner(x))
+        out: OrderedDict[str, Tensor] = self.attention(self.inner(x))
+        return out
 
 
 class _OnLevel(nn.Module):
@@ -43,7 +44,7 @@ def add_attention(model: nn.Module, where: Where = "layer4") -> nn.Module:
     ``layer4``: SelfAttention(2048) after ResNet layer4; ``fpn``: one SelfAttention per FPN level
     (pool included); ``fpn-finest``: SmallObjectAttention on the finest level only.
     """
-    backbone = getattr(model, "backbone", None)
+    backbone: Any = getattr(model, "backbone", None)  # torchvision is untyped
     body, fpn = getattr(backbone, "body", None), getattr(backbone, "fpn", None)
     if body is None or fpn is None:
         raise ValueError("add_attention expects a torchvision detector with a ResNet-FPN backbone (model.backbone.body/.fpn)")

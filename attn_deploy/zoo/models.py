@@ -48,7 +48,8 @@ class EncoderBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm1(x)
         x = x + self.attn(h, h, h)[0]
-        return x + self.mlp(self.norm2(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class MHAEncoder(nn.Module):
@@ -60,7 +61,8 @@ class MHAEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return self.norm(self.blocks(tokens))
+        out: Tensor = self.norm(self.blocks(tokens))
+        return out
 
 
 class SDPAAttention(nn.Module):
@@ -76,7 +78,8 @@ class SDPAAttention(nn.Module):
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+        out: Tensor = self.proj(x.transpose(1, 2).reshape(b, n, d))
+        return out
 
 
 class ViTBlock(nn.Module):
@@ -89,7 +92,8 @@ class ViTBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class TinyViT(nn.Module):
@@ -107,4 +111,5 @@ class TinyViT(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         x = self.embed(images).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
-        return self.head(self.norm(self.blocks(x))[:, 0])
+        out: Tensor = self.head(self.norm(self.blocks(x))[:, 0])
+        return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ class ZooEntry:
     #: Runs after seeding, to make random weights behave like trained ones (see ``_condition_detector``).
     condition: Callable[[nn.Module], None] | None = None
     #: How a real image becomes this model's input (``check --data photo.jpg``); None: not an image model.
-    preprocess: dict[str, object] | None = None
+    preprocess: dict[str, Any] | None = None
 
     def build(self, seed: int = 0) -> nn.Module:
         """Build in eval mode, deterministically, with zero-initialised parameters seeded."""
@@ -90,8 +91,8 @@ def _condition_detector(model: nn.Module) -> None:
     """
     from torchvision.models.resnet import Bottleneck
 
-    detector = model.detector if isinstance(model, DetectorOutputs) else model
-    body = detector.backbone.body
+    detector: Any = model.detector if isinstance(model, DetectorOutputs) else model  # torchvision is untyped
+    body: nn.Module = detector.backbone.body
     norms = [m for m in body.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in norms:
         bn.reset_running_stats()
