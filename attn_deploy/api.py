@@ -13,8 +13,9 @@ The CLI calls these functions and renders what they return; the tests call them 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from attn_deploy.lower.choice import NodeChoice, Prefer
     from attn_deploy.lower.fp16 import Fp16Summary
     from attn_deploy.quantize.pipeline import QuantizeOptions, QuantizeResult
+    from attn_deploy.runtime.workload import WorkloadOptions
 
 PathLike = str | os.PathLike[str]
 ModelLike = Artifact | onnx.ModelProto | PathLike
@@ -144,15 +146,58 @@ def build_engine(model: PathLike, engine: PathLike, options: BuildOptions | None
     return build(model, engine, options or BuildOptions())
 
 
-def check(reference: PathLike, *candidates: PathLike, options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:
-    """Run ``reference`` and every candidate on the same inputs; ``report.passed`` is the parity verdict."""
+def check(
+    reference: nn.Module | LoadedModel | ModelLike,
+    *candidates: ModelLike,
+    options: CheckOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    **workload: Any,
+) -> CheckReport:
+    """Run ``reference`` and every candidate on the same inputs; ``report.passed`` is the parity verdict.
+
+    ``reference`` is an ``nn.Module`` (give ``input_shapes``), a loaded model, an Artifact, a
+    ModelProto, or a path / MODEL spec as the CLI takes it; candidates are Artifacts, ModelProtos,
+    or .onnx / .engine paths. With no candidate a PyTorch reference is exported in memory and
+    checked in ONNX Runtime. ``workload`` keywords (``backends``, ``input_shapes``, ``arch``, ...)
+    replace those of ``options.workload``.
+    """
     from attn_deploy.check.gate import CheckOptions, run_check
 
-    return run_check(os.fspath(reference), [os.fspath(c) for c in candidates], options or CheckOptions(), **kwargs)
+    options = options or CheckOptions()
+    if workload:
+        options = dataclasses.replace(options, workload=_workload_options(options.workload, workload))
+    return run_check(reference, list(candidates), options, progress)
 
 
-def bench(reference: PathLike, *candidates: PathLike, options: BenchOptions | None = None, **kwargs: Any) -> BenchReport:
-    """Latency and memory of ``reference`` and every candidate, one backend at a time."""
+def bench(
+    reference: nn.Module | LoadedModel | ModelLike,
+    *candidates: ModelLike,
+    options: BenchOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    **workload: Any,
+) -> BenchReport:
+    """Latency and memory of ``reference`` and every candidate, one backend at a time (arguments as for ``check``)."""
     from attn_deploy.bench.run import BenchOptions, run_bench
 
-    return run_bench(os.fspath(reference), [os.fspath(c) for c in candidates], options or BenchOptions(), **kwargs)
+    options = options or BenchOptions()
+    if workload:
+        options = dataclasses.replace(options, workload=_workload_options(options.workload, workload))
+    return run_bench(reference, list(candidates), options, progress)
+
+
+def _workload_options(base: WorkloadOptions, changes: dict[str, Any]) -> WorkloadOptions:
+    """``base`` with keyword changes; ``input_shapes`` may be a list of shapes (one per input, in order)."""
+    shapes = changes.get("input_shapes")
+    if shapes is not None and not isinstance(shapes, Mapping):
+        changes = {**changes, "input_shapes": _shapes_by_position(shapes)}
+    try:
+        return dataclasses.replace(base, **changes)
+    except TypeError as e:
+        raise InputError(f"{e}; check and bench take the fields of WorkloadOptions as keywords") from None
+
+
+def _shapes_by_position(shapes: Sequence[Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    """``[(1, 3, 8, 8)]`` -> ``{"": (1, 3, 8, 8)}`` (the one input's shape)."""
+    if len(shapes) != 1:
+        raise InputError("input_shapes: give one shape for a model with one input, else a {input name: shape} mapping")
+    return {"": tuple(int(d) for d in shapes[0])}
