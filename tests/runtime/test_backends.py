@@ -16,7 +16,7 @@ from attn_deploy.runtime.torch_runner import TorchRunner
 from attn_deploy.runtime.trt_runner import TrtRunner
 
 
-def _matmul(batch: int | str = 2, weight: np.dtype = np.dtype(np.float32)) -> onnx.ModelProto:
+def _matmul(batch: int | str = 2, weight: type[np.floating] = np.float32) -> onnx.ModelProto:
     w = numpy_helper.from_array(np.eye(3, dtype=weight), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
@@ -59,7 +59,7 @@ def test_batch_rule_and_precision_come_from_the_registry() -> None:
     assert "static batch of 2" in (REGISTRY["ort"].batch_limit(static, 4) or "")
     assert REGISTRY["ort"].batch_limit(dynamic, 4) is None
     assert REGISTRY["torch"].precision(Target("pytorch", "zoo:x")) == "fp32"
-    fp16 = _artifact(_matmul(weight=np.dtype(np.float16)))
+    fp16 = _artifact(_matmul(weight=np.float16))
     assert artifact_precision(fp16) == "fp16"  # no manifest from a stage: read off the graph
     stamped = Artifact(fp16.proto, fp16.manifest.replace(stages=["export:dynamo"], precision="fp32"))
     assert artifact_precision(stamped) == "fp32"  # a stage's manifest is believed
