@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import onnx
 
@@ -25,7 +25,7 @@ from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.io import load_artifact
 from attn_deploy.artifact.stage import StageResult
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from attn_deploy.lower.choice import NodeChoice, Prefer
     from attn_deploy.lower.fp16 import Fp16Summary
     from attn_deploy.quantize.pipeline import QuantizeOptions, QuantizeResult
-    from attn_deploy.runtime.workload import WorkloadOptions
 
 PathLike = str | os.PathLike[str]
 ModelLike = Artifact | onnx.ModelProto | PathLike
@@ -151,22 +150,19 @@ def check(
     *candidates: ModelLike,
     options: CheckOptions | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    **workload: Any,
+    **changes: Any,
 ) -> CheckReport:
     """Run ``reference`` and every candidate on the same inputs; ``report.passed`` is the parity verdict.
 
     ``reference`` is an ``nn.Module`` (give ``input_shapes``), a loaded model, an Artifact, a
     ModelProto, or a path / MODEL spec as the CLI takes it; candidates are Artifacts, ModelProtos,
     or .onnx / .engine paths. With no candidate a PyTorch reference is exported in memory and
-    checked in ONNX Runtime. ``workload`` keywords (``backends``, ``input_shapes``, ``arch``, ...)
-    replace those of ``options.workload``.
+    checked in ONNX Runtime. Keywords set fields of ``CheckOptions`` (``seed``, ``precision``, ...)
+    or of its ``WorkloadOptions`` (``backends``, ``input_shapes``, ``arch``, ...).
     """
     from attn_deploy.check.gate import CheckOptions, run_check
 
-    options = options or CheckOptions()
-    if workload:
-        options = dataclasses.replace(options, workload=_workload_options(options.workload, workload))
-    return run_check(reference, list(candidates), options, progress)
+    return run_check(reference, list(candidates), _with_changes(options or CheckOptions(), changes), progress)
 
 
 def bench(
@@ -174,30 +170,34 @@ def bench(
     *candidates: ModelLike,
     options: BenchOptions | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    **workload: Any,
+    **changes: Any,
 ) -> BenchReport:
-    """Latency and memory of ``reference`` and every candidate, one backend at a time (arguments as for ``check``)."""
+    """Latency and memory of ``reference`` and every candidate, one backend at a time.
+
+    Arguments as for ``check``; keywords set fields of ``BenchOptions`` (``iterations``,
+    ``batches``, ...) or of its ``WorkloadOptions``.
+    """
     from attn_deploy.bench.run import BenchOptions, run_bench
 
-    options = options or BenchOptions()
-    if workload:
-        options = dataclasses.replace(options, workload=_workload_options(options.workload, workload))
-    return run_bench(reference, list(candidates), options, progress)
+    return run_bench(reference, list(candidates), _with_changes(options or BenchOptions(), changes), progress)
 
 
-def _workload_options(base: WorkloadOptions, changes: dict[str, Any]) -> WorkloadOptions:
-    """``base`` with keyword changes; ``input_shapes`` may be a list of shapes (one per input, in order)."""
-    shapes = changes.get("input_shapes")
+_Options = TypeVar("_Options", "CheckOptions", "BenchOptions")
+
+
+def _with_changes(options: _Options, changes: dict[str, Any]) -> _Options:
+    """``options`` with keyword changes to its fields or its workload's; ``input_shapes`` may be a list of one shape."""
+    if not changes:
+        return options
+    own = {f.name for f in dataclasses.fields(options)}
+    mine = {k: v for k, v in changes.items() if k in own}
+    workload = {k: v for k, v in changes.items() if k not in own}
+    shapes = workload.get("input_shapes")
     if shapes is not None and not isinstance(shapes, Mapping):
-        changes = {**changes, "input_shapes": _shapes_by_position(shapes)}
+        if len(shapes) != 1:
+            raise InputError("input_shapes: give one shape for a model with one input, else a {input name: shape} mapping")
+        workload["input_shapes"] = {"": tuple(int(d) for d in shapes[0])}
     try:
-        return dataclasses.replace(base, **changes)
+        return dataclasses.replace(options, **mine, workload=dataclasses.replace(options.workload, **workload))
     except TypeError as e:
-        raise InputError(f"{e}; check and bench take the fields of WorkloadOptions as keywords") from None
-
-
-def _shapes_by_position(shapes: Sequence[Sequence[int]]) -> dict[str, tuple[int, ...]]:
-    """``[(1, 3, 8, 8)]`` -> ``{"": (1, 3, 8, 8)}`` (the one input's shape)."""
-    if len(shapes) != 1:
-        raise InputError("input_shapes: give one shape for a model with one input, else a {input name: shape} mapping")
-    return {"": tuple(int(d) for d in shapes[0])}
+        raise InputError(f"{first_line(e)}; keywords are fields of {type(options).__name__} or WorkloadOptions") from None
