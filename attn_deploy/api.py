@@ -13,10 +13,11 @@ The CLI calls these functions and renders what they return; the tests call them 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import onnx
 
@@ -24,7 +25,7 @@ from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.io import load_artifact
 from attn_deploy.artifact.stage import StageResult
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -144,15 +145,59 @@ def build_engine(model: PathLike, engine: PathLike, options: BuildOptions | None
     return build(Path(model), Path(engine), options or BuildOptions())
 
 
-def check(reference: PathLike, *candidates: PathLike, options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:
-    """Run ``reference`` and every candidate on the same inputs; ``report.passed`` is the parity verdict."""
+def check(
+    reference: nn.Module | LoadedModel | ModelLike,
+    *candidates: ModelLike,
+    options: CheckOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    **changes: Any,
+) -> CheckReport:
+    """Run ``reference`` and every candidate on the same inputs; ``report.passed`` is the parity verdict.
+
+    ``reference`` is an ``nn.Module`` (give ``input_shapes``), a loaded model, an Artifact, a
+    ModelProto, or a path / MODEL spec as the CLI takes it; candidates are Artifacts, ModelProtos,
+    or .onnx / .engine paths. With no candidate a PyTorch reference is exported in memory and
+    checked in ONNX Runtime. Keywords set fields of ``CheckOptions`` (``seed``, ``precision``, ...)
+    or of its ``WorkloadOptions`` (``backends``, ``input_shapes``, ``arch``, ...).
+    """
     from attn_deploy.check.gate import CheckOptions, run_check
 
-    return run_check(os.fspath(reference), [os.fspath(c) for c in candidates], options or CheckOptions(), **kwargs)
+    return run_check(reference, list(candidates), _with_changes(options or CheckOptions(), changes), progress)
 
 
-def bench(reference: PathLike, *candidates: PathLike, options: BenchOptions | None = None, **kwargs: Any) -> BenchReport:
-    """Latency and memory of ``reference`` and every candidate, one backend at a time."""
+def bench(
+    reference: nn.Module | LoadedModel | ModelLike,
+    *candidates: ModelLike,
+    options: BenchOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    **changes: Any,
+) -> BenchReport:
+    """Latency and memory of ``reference`` and every candidate, one backend at a time.
+
+    Arguments as for ``check``; keywords set fields of ``BenchOptions`` (``iterations``,
+    ``batches``, ...) or of its ``WorkloadOptions``.
+    """
     from attn_deploy.bench.run import BenchOptions, run_bench
 
-    return run_bench(os.fspath(reference), [os.fspath(c) for c in candidates], options or BenchOptions(), **kwargs)
+    return run_bench(reference, list(candidates), _with_changes(options or BenchOptions(), changes), progress)
+
+
+_Options = TypeVar("_Options", "CheckOptions", "BenchOptions")
+
+
+def _with_changes(options: _Options, changes: dict[str, Any]) -> _Options:
+    """``options`` with keyword changes to its fields or its workload's; ``input_shapes`` may be a list of one shape."""
+    if not changes:
+        return options
+    own = {f.name for f in dataclasses.fields(options)}
+    mine = {k: v for k, v in changes.items() if k in own}
+    workload = {k: v for k, v in changes.items() if k not in own}
+    shapes = workload.get("input_shapes")
+    if shapes is not None and not isinstance(shapes, Mapping):
+        if len(shapes) != 1:
+            raise InputError("input_shapes: give one shape for a model with one input, else a {input name: shape} mapping")
+        workload["input_shapes"] = {"": tuple(int(d) for d in shapes[0])}
+    try:
+        return dataclasses.replace(options, **mine, workload=dataclasses.replace(options.workload, **workload))
+    except TypeError as e:
+        raise InputError(f"{first_line(e)}; keywords are fields of {type(options).__name__} or WorkloadOptions") from None

@@ -1,4 +1,7 @@
-"""``attn-deploy demo``: export a zoo model, then check and bench it in PyTorch and ONNX Runtime."""
+"""``attn-deploy demo``: export a zoo model, then check and bench it in PyTorch and ONNX Runtime.
+
+The PyTorch model is loaded once and exported once; check and bench share one workload.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attn_deploy.bench.run import BenchOptions, BenchReport, run_bench
-from attn_deploy.check.gate import CheckOptions, CheckReport, run_check
+from attn_deploy.bench.run import BenchOptions, BenchReport, bench_workload
+from attn_deploy.check.gate import CheckOptions, CheckReport, check_workload
 from attn_deploy.export import ExportOptions, ExportResult, export_model
 from attn_deploy.export.loading import load_model
-from attn_deploy.runtime.workload import WorkloadOptions
+from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload
 
 
 @dataclass
@@ -25,11 +28,14 @@ class DemoResult:
 
 
 def run_demo(model: str, out_dir: Path, iterations: int = 10, min_seconds: float = 1.0, progress: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Export ``model`` into ``out_dir``, then check and bench PyTorch against the exported model."""
+    progress(f"loading {model}")
+    loaded = load_model(model)
     progress(f"exporting {model}")
     name = model.split(":", 1)[-1]
-    exported = export_model(load_model(model), out_dir / f"{name}.onnx", ExportOptions())
-    artifacts = [str(exported.onnx_path)]
-    workload = WorkloadOptions(backends=("torch", "ort", "trt"))
-    check = run_check(model, artifacts, CheckOptions(workload=workload, seed=1), progress)
-    bench = run_bench(model, artifacts, BenchOptions(workload=workload, iterations=iterations, min_seconds=min_seconds, warmup=2), progress)
+    exported = export_model(loaded, out_dir / f"{name}.onnx", ExportOptions())
+    options = WorkloadOptions(backends=("torch", "ort", "trt"))
+    work = prepare_workload(loaded, [exported.artifact], options, progress)
+    check = check_workload(work, CheckOptions(workload=options, seed=1), progress)
+    bench = bench_workload(work, BenchOptions(workload=options, iterations=iterations, min_seconds=min_seconds, warmup=2), progress)
     return DemoResult(exported, check, bench)

@@ -9,15 +9,19 @@ from typing import Any
 
 from rich.table import Table
 
+from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.bench.run import BackendResult, BenchReport
 from attn_deploy.bench.timing import CV_WARN
 from attn_deploy.errors import InputError
-from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.runtime.backends import short_label
 
 
 def to_dict(report: BenchReport) -> dict[str, Any]:
-    """JSON: machine, versions, settings, skipped backends, and per (backend, batch) stats, memory and all samples."""
+    """JSON: machine, versions, settings, skipped backends, and per (backend, batch) stats, memory and all samples.
+
+    ``device_peak_mb`` is PyTorch's CUDA allocator peak: set for the torch backend on a CUDA device
+    only, null for ort and trt (their device allocations are invisible to it).
+    """
     return {
         "format": "attn-deploy-bench/1",
         "source": report.source,

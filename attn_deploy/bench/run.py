@@ -4,21 +4,32 @@ Memory is the process's peak RSS while a backend runs (reset before each one whe
 and its extra over the RSS just before; models loaded earlier stay resident, so for the most honest
 peaks run one backend per process (``--backends ort``). On a GPU, runners return host arrays, which
 synchronises each timed call with the device.
+
+``device_peak_mb`` is ``torch.cuda.max_memory_allocated`` during the torch backend's runs, on a CUDA
+device; it cannot see ONNX Runtime's or TensorRT's device allocations, so it is None for those
+backends (and everywhere without CUDA).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.bench.timing import LatencyStats, latency_stats, measure
-from attn_deploy.artifact.manifest import library_versions
-from attn_deploy.runtime.backends import Skipped
+from attn_deploy.runtime.backends import Planned, Skipped
+from attn_deploy.runtime.base import Feeds, Runner
 from attn_deploy.runtime.inputs import InputSpec, random_feeds
-from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload
+from attn_deploy.runtime.workload import (
+    Candidate,
+    Reference,
+    Workload,
+    WorkloadOptions,
+    prepare_workload,
+)
 
 Tick = Callable[[str, int, int], None]
 
@@ -35,6 +46,8 @@ class BenchOptions:
 
 @dataclass(frozen=True)
 class BackendResult:
+    """One (backend, batch) measurement; ``device_peak_mb`` is PyTorch's CUDA peak, torch backend only (else None)."""
+
     label: str
     backend: str
     batch: int
@@ -62,10 +75,8 @@ class BenchReport:
 def machine_info() -> dict[str, object]:
     cpu = platform.processor()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
     except OSError:
         pass
     info: dict[str, object] = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count()}
@@ -83,63 +94,62 @@ def _with_batch(specs: list[InputSpec], batch: int) -> list[InputSpec]:
     return [InputSpec(s.name, (batch, *s.shape[1:]), s.dtype) for s in specs]
 
 
-def _batch_skip_reason(backend: str, artifact: str, batch: int, is_detector: bool) -> str | None:
+def _batch_skip_reason(planned: Planned, batch: int, is_detector: bool) -> str | None:
     if batch == 1:
         return None
     if is_detector:
         return f"batch {batch}: the detector takes one image per call"
-    if backend in ("ort", "trt"):
-        import onnx
-
-        if artifact.endswith(".onnx"):
-            graph = onnx.load(artifact, load_external_data=False).graph
-            initializers = {i.name for i in graph.initializer}
-            for vi in graph.input:
-                dims = vi.type.tensor_type.shape.dim
-                if vi.name not in initializers and dims and dims[0].HasField("dim_value") and dims[0].dim_value != batch:
-                    return f"batch {batch}: {vi.name} has a static batch of {dims[0].dim_value} (export with --dynamic 0)"
-    return None
+    return planned.backend.batch_limit(planned.target, batch)
 
 
-def run_bench(source: str, artifacts: list[str], options: BenchOptions = BenchOptions(), progress: Callable[[str], None] = lambda _: None, tick: Tick = lambda *_: None) -> BenchReport:
+def run_bench(
+    source: Reference,
+    artifacts: Sequence[Candidate] = (),
+    options: BenchOptions = BenchOptions(),
+    progress: Callable[[str], None] = lambda _: None,
+    tick: Tick = lambda *_: None,
+) -> BenchReport:
     """Time every runnable backend at every batch size; ``tick(label, done, total)`` after each timed call."""
-    work = prepare_workload(source, artifacts, options.workload, progress)
+    return bench_workload(prepare_workload(source, artifacts, options.workload, progress), options, progress, tick)
+
+
+def bench_workload(
+    work: Workload, options: BenchOptions = BenchOptions(), progress: Callable[[str], None] = lambda _: None, tick: Tick = lambda *_: None
+) -> BenchReport:
+    """``run_bench`` on a prepared workload (``demo`` checks and benches one workload)."""
     skipped = list(work.skipped)
     results: list[BackendResult] = []
     for planned in work.planned:
         progress(f"loading {planned.label}")
-        runner = planned.make()
-        try:
+        with work.make_runner(planned) as runner:
             for batch in options.batches:
-                reason = _batch_skip_reason(planned.backend, planned.artifact, batch, work.is_detector)
+                reason = _batch_skip_reason(planned, batch, work.is_detector)
                 if reason:
                     skipped.append(Skipped(planned.label, reason))
                     continue
                 feeds = random_feeds(_with_batch(work.specs, batch), options.seed, None, work.preprocess)
                 done = 0
 
-                def on_tick(label: str = planned.label) -> None:
+                def on_tick(label: str = planned.label, batch: int = batch) -> None:
                     nonlocal done
                     done += 1
                     tick(f"{label} b{batch}", done, options.iterations)
 
-                device_peak = _reset_device_peak()
+                def call(runner: Runner = runner, feeds: Feeds = feeds) -> object:
+                    return runner.infer(feeds)
+
+                device = planned.backend.torch_allocates and _reset_device_peak()
                 before = rss_mb()
                 reset_peak_rss()
-                samples = measure(lambda: runner.infer(feeds), warmup=options.warmup, iterations=options.iterations,
-                                  min_seconds=options.min_seconds, tick=on_tick)
-                results.append(BackendResult(planned.label, planned.backend, batch, samples, latency_stats(samples, batch),
-                                             before, max(peak_rss_mb(), before), _device_peak() if device_peak else None))
-        finally:
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+                samples = measure(call, warmup=options.warmup, iterations=options.iterations, min_seconds=options.min_seconds, tick=on_tick)
+                results.append(BackendResult(planned.label, planned.backend.name, batch, samples, latency_stats(samples, batch),
+                                             before, max(peak_rss_mb(), before), _device_peak() if device else None))
     return BenchReport(
-        source=source,
+        source=work.source,
         results=results,
         skipped=skipped,
         settings={
-            "backends": list(options.workload.backends),
+            "backends": list(work.options.backends),
             "warmup": options.warmup,
             "iterations": options.iterations,
             "min_seconds": options.min_seconds,
@@ -151,6 +161,7 @@ def run_bench(source: str, artifacts: list[str], options: BenchOptions = BenchOp
 
 
 def _reset_device_peak() -> bool:
+    """Start PyTorch's CUDA peak counter afresh; False when there is no CUDA device (or no torch)."""
     try:
         import torch
     except ImportError:  # pragma: no cover
@@ -164,4 +175,4 @@ def _reset_device_peak() -> bool:
 def _device_peak() -> float:
     import torch
 
-    return torch.cuda.max_memory_allocated() / 2**20
+    return float(torch.cuda.max_memory_allocated()) / 2**20

@@ -1,25 +1,40 @@
 """``check``: run SOURCE and every ARTIFACT on the same inputs and judge each against SOURCE.
 
 The first runnable backend is the reference (PyTorch for a PyTorch SOURCE, else ONNX Runtime on
-the SOURCE .onnx). Each other runner is judged output by output (tolerances.py) or, for detector
+the SOURCE .onnx); each candidate's tolerance preset is its backend's precision rule
+(``runtime/backends.py``) unless ``--precision`` names one. Each other runner is judged output by output (tolerances.py) or, for detector
 outputs, by detection matching (detection.py). The report feeds the table, JSON, Markdown and
 JUnit writers in report.py; ``passed`` is the gate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionResult, DetectionThresholds, is_detection_output, match_detections
-from attn_deploy.check.stats import ErrorStats, error_stats
-from attn_deploy.check.tolerances import PRESETS, Tolerance, ToleranceOverrides, detect_precision
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.manifest import library_versions
-from attn_deploy.runtime.backends import Planned, Skipped
-from attn_deploy.runtime.inputs import Feeds, load_samples
-from attn_deploy.runtime.workload import WorkloadOptions, prepare_workload
+from attn_deploy.check.detection import (
+    DETECTION_OUTPUTS,
+    DetectionResult,
+    DetectionThresholds,
+    is_detection_output,
+    match_detections,
+)
+from attn_deploy.check.stats import ErrorStats, error_stats
+from attn_deploy.check.tolerances import Tolerance, ToleranceOverrides, tolerances_for
+from attn_deploy.errors import InputError
+from attn_deploy.runtime.backends import Skipped
+from attn_deploy.runtime.base import Feeds
+from attn_deploy.runtime.inputs import load_samples
+from attn_deploy.runtime.workload import (
+    Candidate,
+    Reference,
+    Workload,
+    WorkloadOptions,
+    prepare_workload,
+)
 
 Progress = Callable[[str], None]
 
@@ -32,7 +47,7 @@ class CheckOptions:
     data: Path | None = None
     overrides: ToleranceOverrides = field(default_factory=lambda: ToleranceOverrides({}, {}, {}))
     precision: str = "auto"
-    detection: DetectionThresholds = DetectionThresholds()
+    detection: DetectionThresholds = field(default_factory=DetectionThresholds)
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class CheckReport:
     source: str
     reference: str
     samples: int
-    inputs: list[dict[str, object]]
+    inputs: list[dict[str, Any]]
     comparisons: list[Comparison]
     skipped: list[Skipped]
     settings: dict[str, object]
@@ -112,54 +127,50 @@ def _judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tol
     return verdicts
 
 
-def _precision_of(planned: Planned, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if planned.backend == "torch":
-        return "fp32"
-    return detect_precision(planned.artifact)
-
-
-def run_check(source: str, artifacts: list[str], options: CheckOptions = CheckOptions(), progress: Progress = lambda _: None) -> CheckReport:
+def run_check(
+    source: Reference, artifacts: Sequence[Candidate] = (), options: CheckOptions = CheckOptions(), progress: Progress = lambda _: None
+) -> CheckReport:
     """Run the gate. Raises ``InputError`` for usage problems (exit 2); ``report.passed`` is the verdict."""
-    work = prepare_workload(source, artifacts, options.workload, progress)
+    return check_workload(prepare_workload(source, artifacts, options.workload, progress), options, progress)
+
+
+def _run_all(work: Workload, samples: list[Feeds], progress: Progress) -> dict[str, list[Feeds]]:
+    results: dict[str, list[Feeds]] = {}
+    for p in work.planned:
+        progress(f"running {p.label} on {len(samples)} sample(s)")
+        with work.make_runner(p) as runner:
+            results[p.label] = [runner.infer(s) for s in samples]
+    return results
+
+
+def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progress: Progress = lambda _: None) -> CheckReport:
+    """``run_check`` on a prepared workload (``demo`` checks and benches one workload)."""
     planned, skipped, specs, output_names = work.planned, work.skipped, work.specs, work.output_names
     if len(planned) < 2:
         why = "; ".join(f"{s.label}: {s.reason}" for s in skipped) or "give an ARTIFACT or more --backends"
         raise InputError(f"check needs a reference and at least one candidate that can run here ({why})")
     samples = load_samples(options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess)
-
-    results: dict[str, list[Feeds]] = {}
-    for p in planned:
-        progress(f"running {p.label} on {len(samples)} sample(s)")
-        runner = p.make()
-        try:
-            results[p.label] = [runner.infer(s) for s in samples]
-        finally:
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+    results = _run_all(work, samples, progress)
     reference = planned[0]
     detection_mode = is_detection_output(output_names)
     comparisons = []
     for p in planned[1:]:
-        precision = _precision_of(p, options.precision)
-        preset = PRESETS[precision]
-        tolerances = {n: options.overrides.for_output(n, preset) for n in output_names}
+        precision = p.precision if options.precision == "auto" else options.precision
+        tolerances = tolerances_for(output_names, precision, options.overrides)
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
             verdicts = _judge_outputs(ref, cand, tolerances, detection_mode)
             detection = match_detections(ref, cand, options.detection) if detection_mode else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
             comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed))
     return CheckReport(
-        source=source,
+        source=work.source,
         reference=reference.label,
         samples=len(samples),
         inputs=[{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in specs],
         comparisons=comparisons,
         skipped=skipped,
         settings={
-            "backends": list(options.workload.backends),
+            "backends": list(work.options.backends),
             "seed": options.seed,
             "val_range": list(options.val_range) if options.val_range else None,
             "data": str(options.data) if options.data else None,

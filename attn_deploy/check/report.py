@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from attn_deploy.check.gate import CheckReport, Comparison
 from attn_deploy.artifact.fileio import write_bytes_atomic
+from attn_deploy.check.gate import CheckReport, Comparison
 from attn_deploy.runtime.backends import short_label
 
 
@@ -103,8 +103,8 @@ def to_markdown(report: CheckReport) -> str:
             lines.append(f"| `{_label(c, report.samples)}` | detections | {d.matched}/{max(d.reference_count, d.candidate_count)} matched "
                          f"at IoU≥{d.thresholds.iou} | mean IoU {d.mean_iou:.4f} | score err {d.max_score_error:.2g} | | | "
                          f"{'pass' if d.passed else '**FAIL**'} |")
-    for s in report.skipped:
-        lines.append(f"| `{s.label}` | | | | | | | skipped: {s.reason} |")
+    for skip in report.skipped:
+        lines.append(f"| `{skip.label}` | | | | | | | skipped: {skip.reason} |")
     return "\n".join(lines) + "\n"
 
 

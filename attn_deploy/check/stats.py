@@ -49,18 +49,28 @@ def _nonfinite(a: np.ndarray) -> int:
     return int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind in "fc" else 0
 
 
+def _uniform(
+    name: str, shape_ref: tuple[int, ...], shape_out: tuple[int, ...], error: float, cosine: float, nonfinite: int, nonfinite_ref: int
+) -> ErrorStats:
+    """Stats where every error statistic is ``error`` (shape mismatch: inf; empty outputs: 0)."""
+    return ErrorStats(
+        name, shape_ref, shape_out, max_abs=error, mean_abs=error, median_abs=error, p99_abs=error, max_rel=error,
+        mean_rel=error, median_rel=error, p99_rel=error, rel_to_max=error, cosine=cosine, nonfinite=nonfinite,
+        nonfinite_ref=nonfinite_ref,
+    )
+
+
 def error_stats(name: str, reference: np.ndarray, candidate: np.ndarray) -> ErrorStats:
     """Compare two arrays; mismatched shapes give infinite errors rather than an exception."""
     ref = np.asarray(reference)
     out = np.asarray(candidate)
     counts = {"nonfinite": _nonfinite(out), "nonfinite_ref": _nonfinite(ref)}
     if ref.shape != out.shape:
-        inf = float("inf")
-        return ErrorStats(name, ref.shape, out.shape, *([inf] * 9), 0.0, **counts)
+        return _uniform(name, ref.shape, out.shape, float("inf"), 0.0, **counts)
     r = ref.astype(np.float64).ravel()
     o = out.astype(np.float64).ravel()
     if r.size == 0:
-        return ErrorStats(name, ref.shape, out.shape, *([0.0] * 9), 1.0, **counts)
+        return _uniform(name, ref.shape, out.shape, 0.0, 1.0, **counts)
     diff = np.abs(r - o)
     diff[~np.isfinite(diff)] = np.inf
     rel = diff / np.maximum(np.abs(r), 1e-12)

@@ -14,13 +14,16 @@ reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
-import onnx
-
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.manifest import Precision
 from attn_deploy.errors import InputError
 
+T = TypeVar("T")
 ERROR_STATS = ("elemwise", "max", "mean", "median")
 
 
@@ -38,8 +41,6 @@ PRESETS: dict[str, Tolerance] = {
     "int8": Tolerance(5e-2, 5e-2, "median", 0.99),
 }
 
-_INT8_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
-
 
 @dataclass(frozen=True)
 class ToleranceOverrides:
@@ -51,7 +52,7 @@ class ToleranceOverrides:
     min_cosine: float | None = None
 
     def for_output(self, name: str, preset: Tolerance) -> Tolerance:
-        def pick(values: dict, default):  # noqa: ANN001, ANN202 - tiny local helper
+        def pick(values: Mapping[str, T], default: T) -> T:
             return values.get(name, values.get("", default))
 
         tol = replace(
@@ -63,7 +64,7 @@ class ToleranceOverrides:
         return replace(tol, min_cosine=self.min_cosine) if self.min_cosine is not None else tol
 
 
-def parse_per_output(values: list[str], option: str, cast: type = float) -> dict[str, object]:
+def parse_per_output(values: list[str], option: str, cast: Callable[[str], object] = float) -> dict[str, object]:
     """``["1e-3", "boxes=0.5"]`` -> ``{"": 1e-3, "boxes": 0.5}``."""
     parsed: dict[str, object] = {}
     for item in values:
@@ -77,25 +78,20 @@ def parse_per_output(values: list[str], option: str, cast: type = float) -> dict
     return parsed
 
 
-def detect_precision(path: str | Path) -> str:
-    """The precision preset for an artifact: its manifest's (engine: its build report's), else read off the graph.
+def detect_precision(model: Artifact | str | Path) -> Precision:
+    """The precision preset of an Artifact, an .onnx file or an engine file (see ``runtime/precision.py``):
+    the manifest's (an engine's: its build report's), else read off the graph."""
+    from attn_deploy.artifact.io import is_engine_path, load_artifact
+    from attn_deploy.runtime.precision import artifact_precision, engine_precision
 
-    A graph with integer matmul/conv ops is ``int8``, one holding float16 tensors ``fp16``, else ``fp32``.
-    """
-    from attn_deploy.artifact.io import engine_report_path, is_onnx_path, load_onnx, read_json, read_manifest
+    if isinstance(model, Artifact):
+        return artifact_precision(model)
+    if is_engine_path(model):
+        return engine_precision(model)
+    return artifact_precision(load_artifact(model))
 
-    if not is_onnx_path(path):
-        report = read_json(engine_report_path(path))
-        return "fp16" if isinstance(report, dict) and report.get("precision") == "float16" else "fp32"
-    manifest = read_manifest(path)
-    if manifest is not None:
-        return manifest.precision
-    model = load_onnx(path)
-    if any(n.op_type in _INT8_OPS for n in model.graph.node):
-        return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(i.data_type == fp16 for i in model.graph.initializer) or any(
-        v.type.tensor_type.elem_type == fp16 for v in (*model.graph.input, *model.graph.value_info)
-    ):
-        return "fp16"
-    return "fp32"
+
+def tolerances_for(output_names: list[str], precision: str, overrides: ToleranceOverrides) -> dict[str, Tolerance]:
+    """Each output's tolerance: the preset of ``precision`` under the user's overrides."""
+    preset = PRESETS[precision]
+    return {n: overrides.for_output(n, preset) for n in output_names}

@@ -1,10 +1,14 @@
-"""The runner interface and a simple latency measurement."""
+"""The runner interface: a context manager that maps named numpy inputs to named numpy outputs.
+
+As with Polygraphy's runners, making a runner is cheap and checks only what it can without loading
+anything; ``activate`` (``__enter__``) loads the model; ``close`` (``__exit__``) frees it. ``infer`` on
+a runner that is not active activates it first, so a runner also works outside a ``with`` block.
+"""
 
 from __future__ import annotations
 
-import statistics
-import time
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -12,7 +16,7 @@ Feeds = dict[str, np.ndarray]
 
 
 class Runner(Protocol):
-    """A backend ready to run: ``infer`` maps input names to arrays and returns outputs by name."""
+    """A backend runner: ``with runner: runner.infer(feeds)``."""
 
     name: str
 
@@ -24,18 +28,46 @@ class Runner(Protocol):
 
     def infer(self, feeds: Feeds) -> Feeds: ...
 
+    def activate(self) -> None: ...
 
-def time_runner(runner: Runner, feeds: Feeds, *, warmup: int = 1, iterations: int = 5) -> list[float]:
-    """Seconds per ``infer`` call over ``iterations`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        runner.infer(feeds)
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        runner.infer(feeds)
-        samples.append(time.perf_counter() - start)
-    return samples
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None: ...
 
 
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
+class RunnerBase:
+    """The lifecycle every runner shares; subclasses implement ``_activate`` and ``_close``."""
+
+    name: str
+    _active: bool = False
+
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Free what ``_activate`` loaded (nothing by default)."""
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    def activate(self) -> None:
+        """Load the model (idempotent)."""
+        if not self._active:
+            self._activate()
+            self._active = True
+
+    def close(self) -> None:
+        """Free the model (idempotent); the runner can be activated again."""
+        if self._active:
+            self._active = False
+            self._close()
+
+    def __enter__(self) -> Self:
+        self.activate()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,18 +1,23 @@
-"""Inputs for check and bench: random, an .npz, or real images resized and normalised per the manifest."""
+"""Inputs for check and bench: random, an .npz, or real images resized and normalised per the manifest.
+
+Shapes come from an Artifact in memory (its graph and manifest): nothing here reads a model file.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.graph import dims_of, dims_product, dtype_name, graph_inputs
 from attn_deploy.errors import InputError
+from attn_deploy.runtime.base import Feeds
 
-Feeds = dict[str, np.ndarray]
+Preprocess = Mapping[str, Any]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -23,47 +28,30 @@ class InputSpec:
     dtype: np.dtype
 
 
-def read_manifest(model_path: str | Path) -> dict[str, Any] | None:
-    """The export manifest beside ``model.onnx`` (``model.json``), if any."""
-    path = Path(model_path).with_suffix(".json")
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def input_specs(model_path: str | Path, overrides: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
-    """Concrete input shapes: ``--input-shape`` overrides, else the manifest's export shapes, else static dims."""
-    try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise InputError(f"{model_path} is not a readable ONNX model ({type(e).__name__}); is it truncated?") from None
-    initializers = {i.name for i in model.graph.initializer}
-    manifest = read_manifest(model_path) or {}
-    export_shapes = manifest.get("export_input_shapes") or []
+def input_specs(artifact: Artifact, overrides: Mapping[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
+    """Concrete input shapes: ``--input-shape`` overrides, else static dims, else the manifest's export shapes."""
+    export_shapes = artifact.manifest.export_input_shapes
     overrides = overrides or {}
     specs = []
-    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
-    for idx, vi in enumerate(graph_inputs):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        if vi.name in overrides or (len(graph_inputs) == 1 and "" in overrides):
+    inputs = graph_inputs(artifact.proto)
+    for idx, vi in enumerate(inputs):
+        dims = dims_of(vi.type) or []
+        if vi.name in overrides or (len(inputs) == 1 and "" in overrides):
             shape = overrides.get(vi.name) or overrides[""]
             if len(shape) != len(dims):
                 raise InputError(f"--input-shape for {vi.name!r} has rank {len(shape)}, the model's input has rank {len(dims)}")
-        elif None not in dims:
-            shape = tuple(dims)
-        elif idx < len(export_shapes):
-            shape = tuple(export_shapes[idx])
+        elif dims_product(dims) is not None:
+            shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]  # dims_product checked they are ints
+        elif idx < len(export_shapes) and dims_product(export_shapes[idx]) is not None:
+            shape = tuple(int(d) for d in export_shapes[idx])  # type: ignore[arg-type]
         else:
             raise InputError(f"input {vi.name!r} has dynamic dims {dims}; pass --input-shape {vi.name}:1x3x224x224")
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        dtype = dtype_name(vi.type.tensor_type.elem_type) or "float32"
         specs.append(InputSpec(vi.name, tuple(int(d) for d in shape), np.dtype(dtype)))
     return specs
 
 
-def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, float] | None, preprocess: dict | None) -> Feeds:
+def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, float] | None, preprocess: Preprocess | None) -> Feeds:
     """Uniform in ``val_range`` if given; images in [0, 1] for models that take raw images; else N(0, 1)."""
     rng = np.random.default_rng(seed)
     feeds = {}
@@ -72,7 +60,8 @@ def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, floa
             feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
             continue
         if val_range is None and preprocess and preprocess.get("mean") is None:
-            val_range = tuple(preprocess.get("range", (0.0, 1.0)))  # type: ignore[assignment]
+            low, high = preprocess.get("range", (0.0, 1.0))
+            val_range = (float(low), float(high))
         if val_range is not None:
             data = rng.uniform(val_range[0], val_range[1], spec.shape)
         else:
@@ -82,6 +71,7 @@ def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, floa
 
 
 def npz_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
+    """The arrays of an .npz named like the inputs (a single array feeds a single input)."""
     try:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
@@ -109,7 +99,7 @@ def _image_files(path: Path) -> list[Path]:
     return [path]
 
 
-def image_feeds(path: Path, specs: list[InputSpec], preprocess: dict | None) -> list[Feeds]:
+def image_feeds(path: Path, specs: list[InputSpec], preprocess: Preprocess | None) -> list[Feeds]:
     """One sample per image: RGB, resized to the input's H x W, scaled to [0, 1], normalised by mean/std."""
     from PIL import Image, UnidentifiedImageError
 
@@ -139,7 +129,7 @@ def load_samples(
     *,
     seed: int = 0,
     val_range: tuple[float, float] | None = None,
-    preprocess: dict | None = None,
+    preprocess: Preprocess | None = None,
 ) -> list[Feeds]:
     """The samples to run: random (one), an .npz (one), or an image file/folder (one per image)."""
     if data is None:

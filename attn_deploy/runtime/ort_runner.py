@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from attn_deploy.errors import InputError
-from attn_deploy.runtime.base import Feeds
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.errors import InputError, first_line
+from attn_deploy.runtime.base import Feeds, RunnerBase
+
+#: Protobuf cannot serialize a model of 2 GiB or more: such an artifact's session is built from its file.
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 def quiet_polygraphy() -> None:
@@ -24,54 +29,81 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
-class OrtRunner:
-    """An InferenceSession over an .onnx file; FusedAttention runs as its inlined function body."""
+def session_model(model: Artifact | str | Path) -> bytes | str:
+    """What ``InferenceSession`` gets: the Artifact's bytes (no second parse of its file), or a path.
+
+    A path is used for a path, and for an Artifact loaded from a file too large to serialize
+    (a model with external data over protobuf's 2 GiB limit).
+    """
+    if not isinstance(model, Artifact):
+        return str(model)
+    if model.path is not None and model.proto.ByteSize() >= PROTOBUF_LIMIT:
+        return str(model.path)
+    data: bytes = model.proto.SerializeToString()
+    return data
+
+
+class OrtRunner(RunnerBase):
+    """An InferenceSession over an Artifact (or an .onnx file); FusedAttention runs as its inlined function body."""
 
     name = "ort"
 
-    def __init__(self, model_path: str | Path, providers: list[str] | None = None, threads: int | None = None, spinning: bool = True) -> None:
+    def __init__(
+        self, model: Artifact | str | Path, providers: list[str] | None = None, threads: int | None = None, spinning: bool = True
+    ) -> None:
         """``spinning=False`` stops idle worker threads from spinning after a run (ONNX Runtime's
         default is to spin: faster for back-to-back runs, but it takes CPU from anything else)."""
+        self.model = model
+        self.where = str(model.path or model.name) if isinstance(model, Artifact) else str(model)
+        self.providers = providers
+        self.threads = threads
+        self.spinning = spinning
+        self._runner: Any = None
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
+
+    def _activate(self) -> None:
         quiet_polygraphy()
         import onnxruntime as ort
         from polygraphy.backend.onnxrt import OnnxrtRunner
 
-        self.model_path = Path(model_path)
-        self.providers = providers or default_providers()
+        self.providers = self.providers or default_providers()
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spinning:
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             # Polygraphy's SessionFromOnnx takes no SessionOptions, so the session is built here.
-            session = ort.InferenceSession(str(model_path), options, providers=self.providers)
-            self._runner = OnnxrtRunner(session)
-            self._runner.activate()
+            session = ort.InferenceSession(session_model(self.model), options, providers=self.providers)
+            runner = OnnxrtRunner(session)
+            runner.activate()
         except Exception as e:  # noqa: BLE001 - ORT and Polygraphy raise their own types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"ONNX Runtime cannot load {model_path}: {first}") from None
-        session = self._runner.sess
-        self._inputs = [i.name for i in session.get_inputs()]
-        self._outputs = [o.name for o in session.get_outputs()]
+            raise InputError(f"ONNX Runtime cannot load {self.where}: {first_line(e)}") from None
+        self._runner = runner
+        self._inputs = [i.name for i in runner.sess.get_inputs()]
+        self._outputs = [o.name for o in runner.sess.get_outputs()]
+
+    def _close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None and runner.is_active:
+            runner.deactivate()
 
     @property
     def input_names(self) -> list[str]:
+        self.activate()
         return self._inputs
 
     @property
     def output_names(self) -> list[str]:
+        self.activate()
         return self._outputs
 
     def infer(self, feeds: Feeds) -> Feeds:
+        self.activate()
         outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
         return {name: np.asarray(outputs[name]) for name in self._outputs}
-
-    def close(self) -> None:
-        runner = getattr(self, "_runner", None)
-        if runner is not None and runner.is_active:
-            runner.deactivate()
 
     def __del__(self) -> None:
         # Polygraphy warns on stdout when an active runner is collected; a script reading --json would choke.

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attn_deploy.runtime.base import Feeds
+from attn_deploy.runtime.base import Feeds, RunnerBase
 
 
 def _flatten(value: object) -> list[torch.Tensor]:
@@ -21,15 +21,18 @@ def _flatten(value: object) -> list[torch.Tensor]:
     return []
 
 
-class TorchRunner:
-    """Runs ``module`` under ``torch.no_grad`` with inputs in ``input_names`` order."""
+class TorchRunner(RunnerBase):
+    """Runs ``module`` (already in memory) under ``torch.no_grad`` with inputs in ``input_names`` order."""
 
     name = "torch"
 
     def __init__(self, module: nn.Module, input_names: Sequence[str], output_names: Sequence[str]) -> None:
-        self.module = module.eval()
+        self.module = module
         self._inputs = list(input_names)
         self._outputs = list(output_names)
+
+    def _activate(self) -> None:
+        self.module.eval()
 
     @property
     def input_names(self) -> list[str]:
@@ -40,6 +43,7 @@ class TorchRunner:
         return self._outputs
 
     def infer(self, feeds: Feeds) -> Feeds:
+        self.activate()
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self._inputs]
         with torch.no_grad():
             tensors = _flatten(self.module(*args))

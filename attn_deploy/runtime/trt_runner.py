@@ -2,56 +2,65 @@
 
 Same interface as ``OrtRunner``. The runtime flavour and plugin libraries default to what the
 engine's build report (``ENGINE.json``) records. ``infer`` copies outputs to the host, which
-synchronises the stream, so ``time_runner`` measures device time plus transfers.
+synchronises the stream, so a timed ``infer`` measures device time plus transfers.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attn_deploy.engine.backend import select_backend
-from attn_deploy.engine.plugins import load_plugins
+from attn_deploy.artifact.io import engine_report_path, read_json
 from attn_deploy.engine.profiles import InputProfile, describe, outside_profile
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.runtime.base import Feeds
+from attn_deploy.runtime.base import Feeds, RunnerBase
 from attn_deploy.runtime.gpu import require_gpu
 
 
-def _report(engine_path: Path) -> dict[str, Any]:
-    path = engine_path.with_name(engine_path.name + ".json")
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+def build_report(engine_path: str | Path) -> dict[str, Any]:
+    """The engine's build report (``ENGINE.json``), empty when there is none or it is not JSON."""
+    report = read_json(engine_report_path(engine_path))
+    return report if isinstance(report, dict) else {}
 
 
-class TrtRunner:
-    """Runs a serialized engine with its first optimisation profile."""
+class TrtRunner(RunnerBase):
+    """Runs a serialized engine with its first optimisation profile; ``flavour`` is the TensorRT build that runs it."""
 
-    name = "tensorrt"
+    name = "trt"
 
     def __init__(self, engine_path: str | Path, *, runtime: str | None = None, plugins: Sequence[str | Path] | None = None) -> None:
-        engine_path = Path(engine_path)
-        if not engine_path.is_file():
-            raise InputError(f"{engine_path}: no such engine; build one with `attn-deploy build-trt`")
-        require_gpu(str(engine_path))
-        report = _report(engine_path)
-        backend = select_backend(runtime or report.get("runtime", "auto"))
-        self.name = backend.name
-        load_plugins(backend, plugins if plugins is not None else report.get("plugins", {}).get("libraries", []))
+        """Checks the engine file and the GPU; ``activate`` deserializes the engine."""
+        self.engine_path = Path(engine_path)
+        if not self.engine_path.is_file():
+            raise InputError(f"{self.engine_path}: no such engine; build one with `attn-deploy build-trt`")
+        require_gpu(str(self.engine_path))
+        self.report = build_report(self.engine_path)
+        self.runtime = runtime
+        self.plugins = plugins
+        self.flavour: str | None = None
+        self._runner: Any = None
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
+        self.profile: dict[str, InputProfile] = {}
 
+    def _activate(self) -> None:
         from polygraphy.backend.trt import EngineFromBytes
         from polygraphy.backend.trt import TrtRunner as PolygraphyTrtRunner
 
-        engine = EngineFromBytes(engine_path.read_bytes())()
+        from attn_deploy.engine.backend import select_backend
+        from attn_deploy.engine.plugins import load_plugins
+
+        report = self.report
+        backend = select_backend(self.runtime or report.get("runtime", "auto"))
+        self.flavour = backend.name
+        load_plugins(backend, self.plugins if self.plugins is not None else report.get("plugins", {}).get("libraries", []))
+        engine = EngineFromBytes(self.engine_path.read_bytes())()
         if engine is None:
             raise AttnDeployError(
-                f"{engine_path} does not deserialize with {backend.name} {backend.version} on this GPU "
+                f"{self.engine_path} does not deserialize with {backend.name} {backend.version} on this GPU "
                 f"(built by {report.get('runtime', '?')} {report.get('versions', {}).get(report.get('runtime', ''), '?')} "
                 f"for compute capabilities {report.get('compute_capabilities', '?')}); rebuild it for this GPU"
             )
@@ -66,15 +75,23 @@ class TrtRunner:
         self._runner = PolygraphyTrtRunner(engine)
         self._runner.activate()
 
+    def _close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None and runner.is_active:
+            runner.deactivate()
+
     @property
     def input_names(self) -> list[str]:
+        self.activate()
         return list(self._inputs)
 
     @property
     def output_names(self) -> list[str]:
+        self.activate()
         return list(self._outputs)
 
     def infer(self, feeds: Feeds) -> Feeds:
+        self.activate()
         for name in self._inputs:
             if name not in feeds:
                 raise InputError(f"missing input {name!r}; the engine takes {', '.join(self._inputs)}")
@@ -86,6 +103,3 @@ class TrtRunner:
                 )
         outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()}, copy_outputs_to_host=True)
         return {name: np.asarray(outputs[name]) for name in self._outputs}
-
-    def close(self) -> None:
-        self._runner.deactivate()

@@ -1,112 +1,213 @@
-"""What ``check`` and ``bench`` share: resolve SOURCE and ARTIFACTs into inputs and planned runners.
+"""What ``check`` and ``bench`` share: SOURCE and ARTIFACTs resolved into targets, inputs and planned runners.
 
-A PyTorch SOURCE with no .onnx ARTIFACT is exported first (into ``work_dir``), so
-``attn-deploy check zoo:NAME`` compares PyTorch with ONNX Runtime out of the box.
+Each model is loaded once per workload: every .onnx file is parsed once into an ``Artifact`` (inputs,
+outputs, precision, batch limits and the ONNX Runtime session all come from it), and a PyTorch
+SOURCE is loaded once, on first use. A PyTorch SOURCE with no .onnx ARTIFACT is exported in memory,
+so ``attn-deploy check zoo:NAME`` compares PyTorch with ONNX Runtime out of the box; ``--lower``
+lowers in memory too. Nothing is written to disk.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import onnx
 
-from attn_deploy.runtime.backends import Planned, Skipped, is_engine, is_onnx, plan_runners, validate_artifacts
+from attn_deploy import defaults
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.io import is_engine_path, is_onnx_path, load_artifact
+from attn_deploy.errors import InputError
+from attn_deploy.runtime.backends import (
+    Planned,
+    Skipped,
+    Target,
+    plan_runners,
+    validate_paths,
+)
 from attn_deploy.runtime.base import Runner
-from attn_deploy.runtime.inputs import InputSpec, input_specs, read_manifest
+from attn_deploy.runtime.inputs import InputSpec, input_specs
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from attn_deploy.export.loading import LoadedModel
 
 Progress = Callable[[str], None]
+#: SOURCE: a MODEL spec or .onnx/.engine path, a PyTorch model in memory, or an ONNX model in memory.
+Reference: TypeAlias = "str | os.PathLike[str] | Artifact | onnx.ModelProto | LoadedModel | nn.Module"
+#: An ARTIFACT: an .onnx or .engine path, or an ONNX model in memory.
+Candidate: TypeAlias = str | os.PathLike[str] | Artifact | onnx.ModelProto
+#: Applied to every ONNX ARTIFACT before it runs (``--lower``).
+Transform: TypeAlias = Callable[[Artifact], Artifact]
 
 
 @dataclass(frozen=True)
 class WorkloadOptions:
-    backends: tuple[str, ...] = ("torch", "ort", "trt")
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    backends: tuple[str, ...] = defaults.BACKENDS
+    #: ``{"": shape}`` for a single input, else by input name (``--input-shape``); also the shapes of an ``nn.Module`` SOURCE.
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     arch: str | None = None
     unsafe_load: bool = False
-    #: Where a PyTorch SOURCE is exported when no .onnx ARTIFACT is given (default: a temp dir).
-    work_dir: Path | None = None
-    #: Applied to every .onnx ARTIFACT before it runs (``--lower``); returns the path to run.
-    transform: Callable[[str], str] | None = None
+    transform: Transform | None = None
 
 
-def ort_lowering(work_dir: Path | None = None) -> Callable[[str], str]:
-    """A ``transform`` for ``--lower``: each .onnx ARTIFACT with FusedAttention nodes is lowered for
-    ONNX Runtime into ``work_dir`` first; others (already lowered, quantized bodies, no attention) run as given."""
-    from attn_deploy.errors import InputError
-    from attn_deploy.lower import lower_file
+def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
+    """A ``transform`` for ``--lower``: each ONNX ARTIFACT with FusedAttention nodes is lowered for ONNX
+    Runtime in memory; others (already lowered, quantized bodies, no attention) run as given."""
 
-    def lower(path: str) -> str:
-        out_dir = work_dir or Path(tempfile.mkdtemp(prefix="attn-deploy-lower-"))
+    def lower(artifact: Artifact) -> Artifact:
+        from attn_deploy.lower import lower_artifact
+
         try:
-            return str(lower_file(path, out_dir / (Path(path).stem + ".ort.onnx")).onnx_path)
+            return lower_artifact(artifact, "ort", max_attn_mem).artifact
         except InputError:
-            return path
+            return artifact
 
     return lower
 
 
 @dataclass
 class Workload:
+    """Resolved SOURCE (``targets[0]``) and ARTIFACTs, their inputs, and the runners to build."""
+
     source: str
-    artifacts: list[str]
+    targets: list[Target]
     specs: list[InputSpec]
     output_names: list[str]
-    preprocess: dict | None
+    preprocess: Mapping[str, Any] | None
     planned: list[Planned]
     skipped: list[Skipped]
+    options: WorkloadOptions
     is_detector: bool = False
 
+    def make_runner(self, planned: Planned) -> Runner:
+        """A runner for ``planned`` fed this workload's inputs; use it as a context manager."""
+        return planned.make([s.name for s in self.specs], self.output_names)
 
-def prepare_workload(source: str, artifacts: list[str], options: WorkloadOptions, progress: Progress = lambda _: None) -> Workload:
-    """Load/export what is needed and plan one runner per (backend, artifact); the first is the reference."""
-    from attn_deploy.export import ExportOptions, export_model
-    from attn_deploy.export.loading import load_model
-    from attn_deploy.runtime.ort_runner import OrtRunner
-    from attn_deploy.runtime.torch_runner import TorchRunner
 
-    validate_artifacts(source, artifacts)
-    artifacts = list(artifacts)
-    cache: dict[str, object] = {}
+def _torch_target(name: str, load: Callable[[], LoadedModel]) -> Target:
+    cache: list[LoadedModel] = []
 
-    def loaded_model():  # noqa: ANN202 - loads once, on first use
-        if "model" not in cache:
-            progress(f"loading {source}")
-            cache["model"] = load_model(source, arch=options.arch, unsafe_load=options.unsafe_load)
-        return cache["model"]
+    def model() -> LoadedModel:
+        if not cache:
+            cache.append(load())
+        return cache[0]
 
-    source_is_torch = not (is_onnx(source) or is_engine(source))
-    if source_is_torch and "ort" in options.backends and not any(is_onnx(a) for a in artifacts):
-        work = options.work_dir or Path(tempfile.mkdtemp(prefix="attn-deploy-"))
-        progress(f"exporting {source} to ONNX")
-        name = Path(source.split(":", 1)[-1]).stem or "model"
-        shapes = tuple(options.input_shapes.values())
-        exported = export_model(loaded_model(), work / f"{name}.onnx", ExportOptions(input_shapes=shapes))  # type: ignore[arg-type]
-        artifacts.insert(0, str(exported.onnx_path))
+    return Target("pytorch", name, model=model)
+
+
+def _module_model(module: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> LoadedModel:
+    from attn_deploy.export.loading import LoadedModel
+
+    if not shapes:
+        raise InputError(f"give the input shapes of the {type(module).__name__} (WorkloadOptions(input_shapes={{'': (1, 3, 224, 224)}}))")
+    names = tuple(n for n in shapes if n)
+    return LoadedModel(module=module, source=type(module).__name__, input_shapes=tuple(shapes.values()),
+                       input_names=names if len(names) == len(shapes) else ())
+
+
+def _onnx_target(model: Artifact | onnx.ModelProto | str) -> Target:
+    if isinstance(model, str):
+        return Target("onnx", model, artifact=load_artifact(model))
+    if isinstance(model, onnx.ModelProto):
+        model = Artifact.describe(model, source="<in memory>", exporter="unknown")
+    name = str(model.path) if model.path is not None else f"{model.name}.onnx"
+    return Target("onnx", name, artifact=model)
+
+
+def resolve_source(source: Reference, options: WorkloadOptions, progress: Progress) -> Target:
+    """SOURCE as a target; a PyTorch MODEL spec is loaded on first use, once."""
+    from torch import nn
+
+    from attn_deploy.export.loading import LoadedModel, load_model
+
+    if isinstance(source, LoadedModel):
+        return _torch_target(source.source, lambda: source)
+    if isinstance(source, nn.Module):
+        loaded = _module_model(source, options.input_shapes)
+        return _torch_target(loaded.source, lambda: loaded)
+    if isinstance(source, (Artifact, onnx.ModelProto)):
+        return _onnx_target(source)
+    spec = os.fspath(source)
+    if is_onnx_path(spec):
+        return _onnx_target(spec)
+    if is_engine_path(spec):
+        return Target("engine", spec, engine=Path(spec))
+
+    def load() -> LoadedModel:
+        progress(f"loading {spec}")
+        return load_model(spec, arch=options.arch, unsafe_load=options.unsafe_load)
+
+    return _torch_target(spec, load)
+
+
+def resolve_candidate(candidate: Candidate) -> Target:
+    """An ARTIFACT as a target: an .onnx file parsed once into an Artifact, an engine by path."""
+    if isinstance(candidate, (Artifact, onnx.ModelProto)):
+        return _onnx_target(candidate)
+    path = os.fspath(candidate)
+    return Target("engine", path, engine=Path(path)) if is_engine_path(path) else _onnx_target(path)
+
+
+def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Target:
+    """The PyTorch SOURCE exported in memory (no file)."""
+    from attn_deploy.export import ExportOptions, export_artifact
+
+    assert source.model is not None
+    loaded = source.model()
+    progress(f"exporting {source.name} to ONNX")
+    artifact = export_artifact(loaded, ExportOptions(input_shapes=tuple(options.input_shapes.values()))).artifact
+    return Target("onnx", f"{Path(source.name.split(':', 1)[-1]).stem or 'model'}.onnx", artifact=artifact)
+
+
+def _transformed(target: Target, transform: Transform) -> Target:
+    artifact = transform(target.artifact) if target.artifact is not None else None
+    if artifact is None or artifact is target.artifact:
+        return target
+    tag = artifact.manifest.lowering.target if artifact.manifest.lowering else "out"
+    path = Path(target.name)
+    return Target("onnx", str(path.with_name(f"{path.stem}.{tag}.onnx")), artifact=artifact)
+
+
+def _specs_from_model(loaded: LoadedModel, overrides: Mapping[str, tuple[int, ...]]) -> list[InputSpec]:
+    shapes = tuple(overrides.values()) or loaded.input_shapes
+    names = loaded.input_names or tuple(f"input_{i}" for i in range(len(shapes)))
+    return [InputSpec(n, tuple(s), np.dtype(np.float32)) for n, s in zip(names, shapes)]
+
+
+def prepare_workload(
+    source: Reference, artifacts: Sequence[Candidate], options: WorkloadOptions, progress: Progress = lambda _: None
+) -> Workload:
+    """Resolve SOURCE and ARTIFACTs (each loaded once) and plan one runner per (backend, target); the first is the reference."""
+    validate_paths([os.fspath(a) for a in artifacts if isinstance(a, (str, os.PathLike))],
+                   os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    reference = resolve_source(source, options, progress)
+    candidates = [resolve_candidate(a) for a in artifacts]
+    export = reference.kind == "pytorch" and "ort" in options.backends and not any(c.kind == "onnx" for c in candidates)
+    if export:
+        candidates.insert(0, _export(reference, options, progress))
     if options.transform is not None:
-        artifacts = [options.transform(a) if is_onnx(a) else a for a in artifacts]
+        candidates = [_transformed(c, options.transform) for c in candidates]
+    targets = [reference, *candidates]
 
-    onnx_files = [p for p in [source, *artifacts] if is_onnx(p)]
-    if onnx_files:
-        specs = input_specs(onnx_files[0], options.input_shapes)
-        preprocess = (read_manifest(onnx_files[0]) or {}).get("preprocess")
-        graph = onnx.load(onnx_files[0], load_external_data=False).graph
-        output_names = [o.name for o in graph.output]
+    first_onnx = next((t.artifact for t in targets if t.artifact is not None), None)
+    needs_model = export or first_onnx is None or "torch" in options.backends
+    loaded = reference.model() if reference.model is not None and needs_model else None
+    if first_onnx is not None:
+        specs = input_specs(first_onnx, options.input_shapes)
+        preprocess = first_onnx.manifest.preprocess
+        output_names = [o.name for o in first_onnx.proto.graph.output]
     else:
-        lm = loaded_model()
-        shapes = tuple(options.input_shapes.values()) or lm.input_shapes
-        names = lm.input_names or tuple(f"input_{i}" for i in range(len(shapes)))
-        specs = [InputSpec(n, tuple(s), np.dtype(np.float32)) for n, s in zip(names, shapes)]
-        preprocess, output_names = None, list(lm.output_names)
-    if preprocess is None and source_is_torch and "torch" in options.backends:
-        preprocess = loaded_model().preprocess
+        assert loaded is not None, "a workload without ONNX has a PyTorch SOURCE"
+        specs, preprocess, output_names = _specs_from_model(loaded, options.input_shapes), None, list(loaded.output_names)
+    if preprocess is None and loaded is not None:
+        preprocess = loaded.preprocess
 
-    def make_torch() -> Runner:
-        return TorchRunner(loaded_model().module, [s.name for s in specs], output_names)
-
-    planned, skipped = plan_runners(source, artifacts, options.backends, make_torch, OrtRunner)
-    is_detector = bool(cache) and getattr(cache["model"], "is_detector", False)
-    return Workload(source, artifacts, specs, output_names, preprocess, planned, skipped, is_detector)
+    planned, skipped = plan_runners(targets, options.backends)
+    is_detector = loaded is not None and loaded.is_detector
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector)

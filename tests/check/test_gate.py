@@ -48,7 +48,7 @@ def _check(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _variant(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001 - a callable editing the model in place
+def _variant(src: Path, dst: Path, edit) -> Path:
     model = onnx.load(src)
     edit(model)
     onnx.save(model, dst)

@@ -7,7 +7,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from attn_deploy.check.tolerances import PRESETS, ToleranceOverrides, detect_precision, parse_per_output
+from attn_deploy.check.tolerances import (
+    PRESETS,
+    ToleranceOverrides,
+    detect_precision,
+    parse_per_output,
+)
 from attn_deploy.errors import InputError
 
 

@@ -9,7 +9,12 @@ import pytest
 from PIL import Image
 
 from attn_deploy.errors import InputError
-from attn_deploy.runtime.inputs import InputSpec, image_feeds, load_samples, random_feeds
+from attn_deploy.runtime.inputs import (
+    InputSpec,
+    image_feeds,
+    load_samples,
+    random_feeds,
+)
 
 IMG = [InputSpec("images", (1, 3, 6, 8), np.dtype(np.float32))]
 

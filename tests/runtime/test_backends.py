@@ -1,0 +1,70 @@
+"""The backend registry and runner lifecycles, on tiny models built in code."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from attn_deploy import defaults
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.runtime.backends import REGISTRY, Target, plan_runners
+from attn_deploy.runtime.ort_runner import OrtRunner
+from attn_deploy.runtime.precision import artifact_precision
+from attn_deploy.runtime.torch_runner import TorchRunner
+from attn_deploy.runtime.trt_runner import TrtRunner
+
+
+def _matmul(batch: int | str = 2, weight: type[np.floating] = np.float32) -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.eye(3, dtype=weight), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], [w],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
+def _artifact(model: onnx.ModelProto) -> Artifact:
+    return Artifact.describe(model, source="test", exporter="unknown")
+
+
+def test_one_name_per_backend() -> None:
+    assert tuple(REGISTRY) == defaults.BACKENDS
+    assert (TorchRunner.name, OrtRunner.name, TrtRunner.name) == defaults.BACKENDS
+
+
+def test_plan_skips_with_reasons() -> None:
+    targets = [Target("onnx", "m.onnx", artifact=_artifact(_matmul()))]
+    planned, skipped = plan_runners(targets, defaults.BACKENDS)
+    assert [p.label for p in planned] == ["ort:m.onnx"]
+    assert [s.label for s in skipped] == ["torch", "trt"]
+    assert "not a PyTorch model" in skipped[0].reason and "build-trt" in skipped[1].reason
+
+
+def test_ort_runner_is_a_context_manager_over_an_artifact_in_memory() -> None:
+    runner = OrtRunner(_artifact(_matmul()))
+    assert not runner.is_active
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with runner as active:
+        assert active is runner and runner.is_active
+        np.testing.assert_array_equal(runner.infer({"x": x})["y"], x)
+    assert not runner.is_active
+    np.testing.assert_array_equal(runner.infer({"x": x})["y"], x)  # outside `with`: activates on first use
+    runner.close()
+
+
+def test_batch_rule_and_precision_come_from_the_registry() -> None:
+    static, dynamic = (Target("onnx", "m.onnx", artifact=_artifact(_matmul(b))) for b in (2, "N"))
+    assert "static batch of 2" in (REGISTRY["ort"].batch_limit(static, 4) or "")
+    assert REGISTRY["ort"].batch_limit(dynamic, 4) is None
+    assert REGISTRY["torch"].precision(Target("pytorch", "zoo:x")) == "fp32"
+    fp16 = _artifact(_matmul(weight=np.float16))
+    assert artifact_precision(fp16) == "fp16"  # no manifest from a stage: read off the graph
+    stamped = Artifact(fp16.proto, fp16.manifest.replace(stages=["export:dynamo"], precision="fp32"))
+    assert artifact_precision(stamped) == "fp32"  # a stage's manifest is believed
+
+
+@pytest.mark.parametrize("kind", ["pytorch", "onnx", "engine"])
+def test_every_kind_has_a_backend(kind: str) -> None:
+    assert [b.name for b in REGISTRY.values() if b.runs == kind]
