@@ -240,6 +240,7 @@ def demo(
 
 def build_plugin(options: PluginBuildOptions | None = None) -> PluginBuildResult:
     """Build the FusedAttention TensorRT plugin (C++/CUDA) with CMake; the result has the library paths."""
-    from attn_deploy.trt_plugin.build import PluginBuildOptions, build_plugin as build
+    from attn_deploy.trt_plugin.build import PluginBuildOptions
+    from attn_deploy.trt_plugin.build import build_plugin as build
 
     return build(options or PluginBuildOptions())

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import (
     BACKENDS,
@@ -26,7 +26,6 @@ from attn_deploy.cli.options import (
 )
 
 
-@app.command()
 @one_line_errors
 def bench(
     source: Annotated[str, typer.Argument(help="A PyTorch MODEL (as for export) or an .onnx file.")],
@@ -47,7 +46,13 @@ def bench(
     as_json: Annotated[bool, json_flag("Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from attn_deploy import api
     from attn_deploy.bench.report import render_table, to_dict, write_reports

@@ -9,12 +9,11 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err
+from attn_deploy.cli.app import err
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import json_flag
 
 
-@app.command("build-plugin")
 @one_line_errors
 def build_plugin(
     build_dir: Annotated[Path, typer.Option("--build-dir", help="CMake build folder; the libraries land here.")] = Path(defaults.PLUGIN_BUILD_DIR),

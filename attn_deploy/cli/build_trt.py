@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import json_flag
 from attn_deploy.shapes import parse_named_shapes
 
 
-@app.command("build-trt")
 @one_line_errors
 def build_trt(
     model: Annotated[Path, typer.Argument(help="Exported .onnx (its OUT.json manifest, if beside it, gives default profiles).")],
@@ -37,7 +36,12 @@ def build_trt(
     """Build a TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and MODEL.engine.json."""
     from attn_deploy import api
     from attn_deploy.engine import BuildOptions
-    from attn_deploy.engine.render import lowering_table, note_lines, to_json, written_line
+    from attn_deploy.engine.render import (
+        lowering_table,
+        note_lines,
+        to_json,
+        written_line,
+    )
 
     options = BuildOptions(
         runtime=runtime,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import (
     BACKENDS,
@@ -27,7 +27,6 @@ from attn_deploy.cli.options import (
 )
 
 
-@app.command()
 @one_line_errors
 def check(
     source: Annotated[str, typer.Argument(help="Reference: a PyTorch MODEL (as for export) or an .onnx file.")],
@@ -66,7 +65,11 @@ def check(
     from attn_deploy.check.detection import DetectionThresholds
     from attn_deploy.check.gate import CheckOptions
     from attn_deploy.check.report import render_table, to_dict, write_reports
-    from attn_deploy.check.tolerances import PRESETS, ToleranceOverrides, parse_per_output
+    from attn_deploy.check.tolerances import (
+        PRESETS,
+        ToleranceOverrides,
+        parse_per_output,
+    )
 
     options = CheckOptions(
         workload=workload(backends, input_shape, arch, unsafe_load, lower),

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 
 
-@app.command()
 @one_line_errors
 def demo(
     model: Annotated[str, typer.Option(help="Model to demonstrate.")] = defaults.DEMO_MODEL,

@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err
+from attn_deploy.cli.app import err
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import Arch, UnsafeLoad, json_flag, parse_axes
 from attn_deploy.shapes import parse_shape
 
 
-@app.command()
 @one_line_errors
 def export(
     model: Annotated[str, typer.Argument(help="zoo:NAME, package.module:factory, TorchScript .pt, torch.export .pt2, or a torch.save file.")],

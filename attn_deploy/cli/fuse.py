@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import json_flag
 
 
-@app.command()
 @one_line_errors
 def fuse(
     model: Annotated[Path, typer.Argument(help="An ONNX model exported without attn-deploy (plain MatMul/Softmax/MatMul, Attention or MultiHeadAttention).")],
@@ -24,7 +23,12 @@ def fuse(
 ) -> None:
     """Find attention subgraphs in an ONNX model and replace each with one FusedAttention node."""
     from attn_deploy import api
-    from attn_deploy.fuse.render import fused_table, near_miss_lines, summary_lines, to_json
+    from attn_deploy.fuse.render import (
+        fused_table,
+        near_miss_lines,
+        summary_lines,
+        to_json,
+    )
 
     with err.status(f"fusing {model} ..."):
         result = api.fuse_file(model, output, always_write=always_write)

@@ -9,12 +9,16 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
-from attn_deploy.cli.options import MAX_ATTN_MEM, json_flag, max_attn_mem_option, parse_bytes
+from attn_deploy.cli.options import (
+    MAX_ATTN_MEM,
+    json_flag,
+    max_attn_mem_option,
+    parse_bytes,
+)
 
 
-@app.command()
 @one_line_errors
 def lower(
     model: Annotated[Path, typer.Argument(help="ONNX model written by `attn-deploy export` (with FusedAttention nodes).")],
@@ -36,7 +40,6 @@ def lower(
     err.print(f"wrote {result.onnx_path} and {result.manifest_path}")
 
 
-@app.command("inspect")
 @one_line_errors
 def inspect_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX model, exported or lowered.")],

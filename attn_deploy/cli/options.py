@@ -7,7 +7,6 @@ command go through the small factories (``json_flag``, ``file_option``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer

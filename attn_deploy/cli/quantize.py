@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
-from attn_deploy.cli.app import app, err, out
+from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import Arch, UnsafeLoad, choose, file_option, json_flag
 from attn_deploy.shapes import parse_shape
 
 
-@app.command()
 @one_line_errors
 def quantize(
     model: Annotated[str, typer.Argument(help="An .onnx file, or any MODEL that `export` accepts (exported first).")],

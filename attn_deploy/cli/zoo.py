@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from attn_deploy.cli.app import out, zoo_app
+from attn_deploy.cli.app import out
 from attn_deploy.cli.options import json_flag
 
 
-@zoo_app.command("list")
 def zoo_list(as_json: Annotated[bool, json_flag("Print as JSON.")] = False) -> None:
     """List the built-in models with their default input shapes."""
     from attn_deploy.zoo import list_entries
