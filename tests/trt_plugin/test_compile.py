@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from attn_deploy.trt_plugin.sources import (
-    DEFAULT_PLUGIN_DIR,
-    KERNEL_SOURCE,
-    PLUGIN_SOURCE,
-)
+from attn_deploy.trt_plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
 from attn_deploy.trt_plugin.tiling_model import broadcast_strides, read_tile_constants
-from attn_deploy.trt_plugin.toolchain import (
-    cuda_home,
-    find_nvcc,
-    find_tensorrt,
-    is_pip_nvcc,
-    pip_nvcc,
-)
+from attn_deploy.trt_plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc, pip_nvcc
 from tests.conftest import RunCli
 
 NVCC = find_nvcc()
