@@ -100,3 +100,19 @@ def test_include_convs_quantizes_convs_with_a_warning(run_cli: RunCli, tmp_path:
     report = json.loads(stdout)
     assert report["nodes"]["quantized"] == ["conv3x3"] and report["parity"][0]["cosine"] > 0.99
     assert "ConvInteger" in {n.op_type for n in onnx.load(out).graph.node}
+
+
+def test_full_range_turns_reduce_range_off(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attn_deploy import api
+    from attn_deploy.errors import InputError
+
+    seen = []
+
+    def fake_quantize(model: str, output: Path, options: object) -> None:
+        seen.append(options)
+        raise InputError("stopped here")
+
+    monkeypatch.setattr(api, "quantize", fake_quantize)
+    run_cli("quantize", "m.onnx", "-o", str(tmp_path / "q.onnx")).assert_error("stopped here")
+    run_cli("quantize", "m.onnx", "-o", str(tmp_path / "q.onnx"), "--full-range").assert_error("stopped here")
+    assert [o.reduce_range for o in seen] == [True, False]
