@@ -170,16 +170,17 @@ def bench(
     *candidates: ModelLike,
     options: BenchOptions | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    tick: Callable[[str, int, int], None] = lambda *_: None,
     **changes: Any,
 ) -> BenchReport:
     """Latency and memory of ``reference`` and every candidate, one backend at a time.
 
-    Arguments as for ``check``; keywords set fields of ``BenchOptions`` (``iterations``,
-    ``batches``, ...) or of its ``WorkloadOptions``.
+    Arguments as for ``check``; ``tick(label, done, total)`` follows the timed runs. Keywords set
+    fields of ``BenchOptions`` (``iterations``, ``batches``, ...) or of its ``WorkloadOptions``.
     """
     from attn_deploy.bench.run import BenchOptions, run_bench
 
-    return run_bench(reference, list(candidates), _with_changes(options or BenchOptions(), changes), progress)
+    return run_bench(reference, list(candidates), _with_changes(options or BenchOptions(), changes), progress, tick)
 
 
 _Options = TypeVar("_Options", "CheckOptions", "BenchOptions")
@@ -201,3 +202,89 @@ def _with_changes(options: _Options, changes: dict[str, Any]) -> _Options:
         return dataclasses.replace(options, **mine, workload=dataclasses.replace(options.workload, **workload))
     except TypeError as e:
         raise InputError(f"{first_line(e)}; keywords are fields of {type(options).__name__} or WorkloadOptions") from None
+
+
+# --- File in, files out: one call per CLI command (default output names are decided here). ---
+
+if TYPE_CHECKING:
+    from attn_deploy.demo import DemoResult
+    from attn_deploy.export.exporter import ExportResult
+    from attn_deploy.fuse.fuser import FuseResult
+    from attn_deploy.lower.api import LowerResult
+    from attn_deploy.trt_plugin.build import PluginBuildOptions, PluginBuildResult
+
+
+def export_output(model: PathLike, submodule: str | None = None) -> Path:
+    """Where ``export`` writes by default: ``NAME.onnx`` here (``zoo:sagan-256`` -> ``sagan-256.onnx``),
+    with ``-PART`` for a ``submodule`` (``backbone.body`` -> ``NAME-backbone-body.onnx``)."""
+    stem = Path(os.fspath(model).split(":", 1)[-1]).stem
+    return Path(stem + (f"-{submodule.replace('.', '-')}" if submodule else "") + ".onnx")
+
+
+def engine_output(model: PathLike) -> Path:
+    """Where ``build-trt`` writes by default: ``MODEL.engine`` beside ``MODEL.onnx``."""
+    return Path(model).with_suffix(".engine")
+
+
+def export_file(model: nn.Module | PathLike, output: PathLike | None = None, *, submodule: str | None = None, **options: Any) -> ExportResult:
+    """``export`` written to ``output`` (default: ``export_output``) and its manifest beside it.
+
+    ``options`` are ``export``'s keywords. The output name and the exporter are checked before the
+    model is loaded. The result has the paths written and the exporters' notes.
+    """
+    from attn_deploy.export.exporter import ExportResult
+
+    exporter = options.get("exporter", defaults.EXPORTER)
+    if exporter not in defaults.EXPORTERS:
+        raise InputError(f"--exporter must be {', '.join(defaults.EXPORTERS[:-1])} or {defaults.EXPORTERS[-1]}, not {exporter!r}")
+    target = Path(output) if output is not None else export_output(model if isinstance(model, (str, os.PathLike)) else "model", submodule)
+    if target.suffix != ".onnx":
+        raise InputError(f"output {target} must end in .onnx")
+    artifact = export(model, submodule=submodule, **options)
+    onnx_path, manifest_path = artifact.save(target)
+    return ExportResult(artifact, artifact.manifest.exporter, list(artifact.manifest.notes), onnx_path, manifest_path)
+
+
+def fuse_file(model: PathLike, output: PathLike, *, always_write: bool = False) -> FuseResult:
+    """``fuse`` from file to file; ``output`` is written only when attention was found, or ``always_write``."""
+    from attn_deploy.fuse.fuser import fuse_file as fuse_path
+
+    return fuse_path(model, output, always_write=always_write)
+
+
+def lower_file(
+    model: PathLike, output: PathLike, *, target: str = defaults.LOWER_TARGET, max_attn_mem: int = defaults.MAX_ATTN_MEM, impl: Prefer = "auto"
+) -> LowerResult:
+    """``lower`` from file to file: ``output`` and its manifest, both or neither."""
+    from attn_deploy.lower.api import lower_file as lower_path
+
+    return lower_path(model, output, target=target, max_attn_mem=max_attn_mem, prefer=impl)
+
+
+def inspect(model: PathLike, *, max_attn_mem: int = defaults.MAX_ATTN_MEM) -> list[dict[str, Any]]:
+    """One record per FusedAttention node: shapes, score-matrix bytes, FLOPs and each target's choice."""
+    from attn_deploy.lower.inspect import inspect_file
+
+    return inspect_file(model, max_attn_mem)
+
+
+def demo(
+    model: str = defaults.DEMO_MODEL,
+    out_dir: PathLike = defaults.DEMO_OUT_DIR,
+    *,
+    iterations: int = defaults.DEMO_ITERATIONS,
+    min_seconds: float = defaults.DEMO_MIN_SECONDS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> DemoResult:
+    """Export a zoo model into ``out_dir``, then check and bench it in PyTorch and ONNX Runtime."""
+    from attn_deploy.demo import run_demo
+
+    return run_demo(model, Path(out_dir), iterations, min_seconds, progress)
+
+
+def build_plugin(options: PluginBuildOptions | None = None) -> PluginBuildResult:
+    """Build the FusedAttention TensorRT plugin (C++/CUDA) with CMake; the result has the library paths."""
+    from attn_deploy.trt_plugin.build import PluginBuildOptions
+    from attn_deploy.trt_plugin.build import build_plugin as build
+
+    return build(options or PluginBuildOptions())

@@ -11,3 +11,38 @@ MIN_OPSET = 17
 MAX_ATTN_MEM = 256 << 20
 #: ``check``/``bench`` backends, in reference-first order.
 BACKENDS: tuple[str, ...] = ("torch", "ort", "trt")
+#: Exporter tried first (``auto``: dynamo, then TorchScript if that fails).
+EXPORTER = "auto"
+EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "torchscript")
+#: Runtime ``lower`` targets, and which implementation it picks per node.
+LOWER_TARGET = "ort"
+LOWER_IMPL = "auto"
+#: Seed of the random inputs of ``check`` and ``bench``.
+SEED = 0
+#: ``check``: tolerance preset (``auto``: from each artifact's precision).
+PRECISION = "auto"
+#: ``check`` on detectors: IoU at which boxes match, matched fraction and score difference allowed.
+DETECTION_IOU = 0.5
+DETECTION_MIN_MATCHED = 0.99
+DETECTION_MAX_SCORE_ERROR = 0.05
+#: ``bench``: untimed runs, then at least this many timed runs and at least this many seconds of them.
+BENCH_WARMUP = 3
+BENCH_ITERATIONS = 20
+BENCH_MIN_SECONDS = 2.0
+#: ``demo``: the model, where it is exported, and its (shorter) timing per backend.
+DEMO_MODEL = "zoo:sagan-256"
+DEMO_OUT_DIR = "build/demo"
+DEMO_ITERATIONS = 10
+DEMO_MIN_SECONDS = 1.0
+#: ``quantize``: weight type, and timed runs per model for the report's latency (0 skips parity).
+WEIGHT_TYPE = "int8"
+WEIGHT_TYPES: tuple[str, ...] = ("int8", "uint8")
+QUANTIZE_ITERATIONS = 5
+#: ``build-trt``: ``auto`` is TensorRT if importable, else TensorRT-RTX.
+TRT_RUNTIME = "auto"
+#: ``build-plugin``: CMake build folder, CMAKE_CUDA_ARCHITECTURES, CMAKE_BUILD_TYPE, parallel jobs.
+PLUGIN_BUILD_DIR = "build/plugin"
+PLUGIN_CUDA_ARCHITECTURES = "80;86;89;90"
+PLUGIN_BUILD_TYPE = "Release"
+PLUGIN_JOBS = 2
+BENCH_BATCHES: tuple[int, ...] = (1,)

@@ -6,13 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from attn_deploy.bench import timing
 from attn_deploy.bench.timing import interleaved, latency_stats, measure
-from attn_deploy.cli import app
-
-runner = CliRunner()
+from tests.conftest import RunCli
 
 
 def test_latency_stats_order_and_cv() -> None:
@@ -41,14 +38,14 @@ def test_interleaved_takes_turns_and_times_each_call_the_same_number_of_times(mo
     assert order.count("a") == order.count("b") == 25 + 3  # three turns each, one untimed call per turn
 
 
-def test_bench_cli_outputs(tmp_path: Path) -> None:
+def test_bench_cli_outputs(run_cli: RunCli, tmp_path: Path) -> None:
     onnx_path = tmp_path / "m.onnx"
-    assert runner.invoke(app, ["export", "zoo:cross-region-256", "--input-shape", "1x256x16x16", "--dynamic", "0", "-o", str(onnx_path)]).exit_code == 0
+    assert run_cli("export", "zoo:cross-region-256", "--input-shape", "1x256x16x16", "--dynamic", "0", "-o", str(onnx_path)).exit_code == 0
     files = {k: tmp_path / f"bench.{k}" for k in ("json", "md", "png")}
-    result = runner.invoke(app, [
+    result = run_cli(
         "bench", "zoo:cross-region-256", str(onnx_path), "--batch", "1,2", "--iterations", "3", "--min-seconds", "0", "--warmup", "1",
         "--input-shape", "1x256x16x16", "--report", str(files["json"]), "--markdown", str(files["md"]), "--plot", str(files["png"]),
-    ])
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     report = json.loads(files["json"].read_text())
     runs = {(r["kind"], r["batch"]) for r in report["results"]}
@@ -63,17 +60,17 @@ def test_bench_cli_outputs(tmp_path: Path) -> None:
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_static_batch_is_skipped_with_a_reason(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["bench", "zoo:sagan-256", "--backends", "ort", "--batch", "1,2", "--iterations", "2",
-                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json"])
+def test_static_batch_is_skipped_with_a_reason(run_cli: RunCli, tmp_path: Path) -> None:
+    result = run_cli("bench", "zoo:sagan-256", "--backends", "ort", "--batch", "1,2", "--iterations", "2",
+                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert [r["batch"] for r in report["results"]] == [1]
     assert any("static batch of 1" in s["reason"] for s in report["skipped"])
 
 
-def test_bench_lower_times_the_lowered_model() -> None:
-    result = runner.invoke(app, ["bench", "zoo:sagan-256", "--backends", "ort", "--lower", "--iterations", "2",
-                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json"])
+def test_bench_lower_times_the_lowered_model(run_cli: RunCli) -> None:
+    result = run_cli("bench", "zoo:sagan-256", "--backends", "ort", "--lower", "--iterations", "2",
+                                 "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json")
     assert result.exit_code == 0, result.stderr
     assert [r["backend"].endswith(".ort.onnx") for r in json.loads(result.stdout)["results"]] == [True]

@@ -13,14 +13,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 from torch import nn
-from typer.testing import CliRunner
 
-from attn_deploy.cli import app
 from attn_deploy.export import export_model
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.zoo import SelfAttention
-
-runner = CliRunner()
+from tests.conftest import RunCli
 
 
 class TwoHeads(nn.Module):
@@ -43,11 +40,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_model(loaded, tmp_path_factory.mktemp("gate") / "two.onnx").onnx_path
 
 
-def _check(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["check", *args])
-    return result.exit_code, result.stdout, result.stderr
-
-
 def _variant(src: Path, dst: Path, edit) -> Path:
     model = onnx.load(src)
     edit(model)
@@ -60,14 +52,14 @@ def _initializer(model: onnx.ModelProto, suffix: str) -> onnx.TensorProto:
     return next(i for i in model.graph.initializer if i.name.endswith(suffix))
 
 
-def test_identical_models_pass(exported: Path, tmp_path: Path) -> None:
+def test_identical_models_pass(run_cli: RunCli, exported: Path, tmp_path: Path) -> None:
     copy = _variant(exported, tmp_path / "copy.onnx", lambda m: None)
-    code, stdout, stderr = _check(str(exported), str(copy), "--backends", "ort")
+    code, stdout, stderr = run_cli("check", str(exported), str(copy), "--backends", "ort")
     assert code == 0, stdout + stderr
     assert "PASS" in stdout
 
 
-def test_perturbed_weight_fails(exported: Path, tmp_path: Path) -> None:
+def test_perturbed_weight_fails(run_cli: RunCli, exported: Path, tmp_path: Path) -> None:
     def perturb(model: onnx.ModelProto) -> None:
         tensor = _initializer(model, "value.weight")
         array = numpy_helper.to_array(tensor).copy()
@@ -75,12 +67,12 @@ def test_perturbed_weight_fails(exported: Path, tmp_path: Path) -> None:
         tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
 
     bad = _variant(exported, tmp_path / "perturbed.onnx", perturb)
-    code, stdout, _ = _check(str(exported), str(bad), "--backends", "ort")
+    code, stdout, _ = run_cli("check", str(exported), str(bad), "--backends", "ort")
     assert code == 1
     assert "FAIL" in stdout
 
 
-def test_swapped_outputs_fail(exported: Path, tmp_path: Path) -> None:
+def test_swapped_outputs_fail(run_cli: RunCli, exported: Path, tmp_path: Path) -> None:
     def swap(model: onnx.ModelProto) -> None:
         rename = {"a": "b", "b": "a"}
         for node in model.graph.node:
@@ -91,12 +83,12 @@ def test_swapped_outputs_fail(exported: Path, tmp_path: Path) -> None:
 
     bad = _variant(exported, tmp_path / "swapped.onnx", swap)
     assert np.array_equal(*(onnx.load(p).graph.output[0].type.tensor_type.shape.dim for p in (exported, bad)))
-    code, stdout, _ = _check(str(exported), str(bad), "--backends", "ort")
+    code, stdout, _ = run_cli("check", str(exported), str(bad), "--backends", "ort")
     assert code == 1
     assert stdout.count("FAIL") >= 2
 
 
-def test_nan_fails_and_is_counted(exported: Path, tmp_path: Path) -> None:
+def test_nan_fails_and_is_counted(run_cli: RunCli, exported: Path, tmp_path: Path) -> None:
     def inject(model: onnx.ModelProto) -> None:
         tensor = _initializer(model, "other.bias")
         array = numpy_helper.to_array(tensor).copy()
@@ -105,14 +97,14 @@ def test_nan_fails_and_is_counted(exported: Path, tmp_path: Path) -> None:
 
     bad = _variant(exported, tmp_path / "nan.onnx", inject)
     report = tmp_path / "r.json"
-    code, _, _ = _check(str(exported), str(bad), "--backends", "ort", "--report", str(report))
+    code, _, _ = run_cli("check", str(exported), str(bad), "--backends", "ort", "--report", str(report))
     assert code == 1
     outputs = {o["name"]: o for o in json.loads(report.read_text())["comparisons"][0]["outputs"]}
     assert outputs["b"]["nonfinite"] == 64 and not outputs["b"]["passed"]
     assert outputs["a"]["passed"]
 
 
-def test_loose_per_output_tolerance_can_accept_a_known_difference(exported: Path, tmp_path: Path) -> None:
+def test_loose_per_output_tolerance_can_accept_a_known_difference(run_cli: RunCli, exported: Path, tmp_path: Path) -> None:
     def perturb(model: onnx.ModelProto) -> None:
         tensor = _initializer(model, "other.bias")
         array = numpy_helper.to_array(tensor).copy()
@@ -120,14 +112,14 @@ def test_loose_per_output_tolerance_can_accept_a_known_difference(exported: Path
         tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
 
     bad = _variant(exported, tmp_path / "shifted.onnx", perturb)
-    assert _check(str(exported), str(bad), "--backends", "ort")[0] == 1
-    code, stdout, stderr = _check(str(exported), str(bad), "--backends", "ort", "--atol", "b=2e-3", "--min-cosine", "0.999")
+    assert run_cli("check", str(exported), str(bad), "--backends", "ort")[0] == 1
+    code, stdout, stderr = run_cli("check", str(exported), str(bad), "--backends", "ort", "--atol", "b=2e-3", "--min-cosine", "0.999")
     assert code == 0, stdout + stderr
 
 
-def test_torch_source_and_report_files(tmp_path: Path) -> None:
+def test_torch_source_and_report_files(run_cli: RunCli, tmp_path: Path) -> None:
     paths = {k: tmp_path / f"out.{k}" for k in ("json", "md", "xml")}
-    code, stdout, stderr = _check("zoo:dynamic-256", "--report", str(paths["json"]), "--markdown", str(paths["md"]), "--junit", str(paths["xml"]))
+    code, stdout, stderr = run_cli("check", "zoo:dynamic-256", "--report", str(paths["json"]), "--markdown", str(paths["md"]), "--junit", str(paths["xml"]))
     assert code == 0, stdout + stderr
     report = json.loads(paths["json"].read_text())
     assert report["passed"] and report["reference"] == "torch:zoo:dynamic-256"
@@ -151,16 +143,16 @@ def test_torch_source_and_report_files(tmp_path: Path) -> None:
         (["zoo:sagan-256", "--precision", "int4"], "--precision"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_errors_exit_2(run_cli: RunCli, args: list[str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, stderr = _check(*args)
+    code, _, stderr = run_cli("check", *args)
     assert code == 2, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and match in lines[0]
 
 
-def test_lower_on_the_fly(exported: Path) -> None:
-    code, stdout, stderr = _check(str(exported), str(exported), "--backends", "ort", "--lower", "--json")
+def test_lower_on_the_fly(run_cli: RunCli, exported: Path) -> None:
+    code, stdout, stderr = run_cli("check", str(exported), str(exported), "--backends", "ort", "--lower", "--json")
     assert code == 0, stderr
     (comparison,) = json.loads(stdout)["comparisons"]
     assert comparison["candidate"].endswith("two.ort.onnx") and comparison["passed"]

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import onnx
 import pytest
-from typer.testing import CliRunner
 
-from attn_deploy.cli import app
 from attn_deploy.runtime.gpu import gpu_available
 from tests.attention_graphs import encoder_block
+from tests.conftest import RunCli
 
 pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed (pip install tensorrt-rtx-cu13; `make test` does)")
-
-runner = CliRunner()
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def _save(model: onnx.ModelProto, path: Path, manifest: dict | None = None) -> Path:
@@ -30,10 +22,10 @@ def _save(model: onnx.ModelProto, path: Path, manifest: dict | None = None) -> P
     return path
 
 
-def _build(tmp_path: Path, model: onnx.ModelProto, *args: str, manifest: dict | None = None) -> dict:
+def _build(run_cli: RunCli, tmp_path: Path, model: onnx.ModelProto, *args: str, manifest: dict | None = None) -> dict:
     src = _save(model, tmp_path / "m.onnx", manifest)
     engine = tmp_path / "m.engine"
-    code, _, stderr = _run("build-trt", str(src), "-o", str(engine), "--runtime", "tensorrt-rtx", *args)
+    code, _, stderr = run_cli("build-trt", str(src), "-o", str(engine), "--runtime", "tensorrt-rtx", *args)
     assert code == 0, stderr
     assert engine.stat().st_size > 10_000
     report = json.loads((tmp_path / "m.engine.json").read_text())
@@ -41,16 +33,16 @@ def _build(tmp_path: Path, model: onnx.ModelProto, *args: str, manifest: dict | 
     return report
 
 
-def _assert_input_error(tmp_path: Path, args: list[str], match: str, code: int = 2) -> None:
-    got, _, stderr = _run("build-trt", *args, "-o", str(tmp_path / "bad.engine"))
+def _assert_input_error(run_cli: RunCli, tmp_path: Path, args: list[str], match: str, code: int = 2) -> None:
+    got, _, stderr = run_cli("build-trt", *args, "-o", str(tmp_path / "bad.engine"))
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert got == code, stderr
     assert lines[0].startswith("error:") and match in " ".join(lines), stderr
     assert not list(tmp_path.glob("bad.engine*")) and not list(tmp_path.glob(".bad.engine*"))
 
 
-def test_fp32_sagan_like_builds_through_the_body(tmp_path: Path) -> None:
-    report = _build(tmp_path, encoder_block(8, 16))
+def test_fp32_sagan_like_builds_through_the_body(run_cli: RunCli, tmp_path: Path) -> None:
+    report = _build(run_cli, tmp_path, encoder_block(8, 16))
     assert report["runtime"] == "tensorrt-rtx" and report["versions"]["tensorrt-rtx"]
     assert report["precision"] == "float32" and report["fp16_conversion"] is None
     (node,) = report["fused_attention"]
@@ -62,8 +54,8 @@ def test_fp32_sagan_like_builds_through_the_body(tmp_path: Path) -> None:
         assert report["engine_layers"] is None and "needs an NVIDIA GPU" in report["engine_layers_note"]
 
 
-def test_fp16_dk_equals_dv_builds_through_native_attention(tmp_path: Path) -> None:
-    report = _build(tmp_path, encoder_block(8, 8), "--fp16", "--compute-capability", "8.6", "--compute-capability", "12.0")
+def test_fp16_dk_equals_dv_builds_through_native_attention(run_cli: RunCli, tmp_path: Path) -> None:
+    report = _build(run_cli, tmp_path, encoder_block(8, 8), "--fp16", "--compute-capability", "8.6", "--compute-capability", "12.0")
     assert report["precision"] == "float16" and report["compute_capabilities"] == ["8.6", "12.0"]
     assert [n["choice"] for n in report["fused_attention"]] == ["native-attention"]
     layers = report["network_layers"]["summary"]
@@ -71,22 +63,22 @@ def test_fp16_dk_equals_dv_builds_through_native_attention(tmp_path: Path) -> No
     assert report["fp16_conversion"]["fp32_ops"]["Softmax"] == 1
 
 
-def test_fp16_dk_not_dv_keeps_the_body(tmp_path: Path) -> None:
-    report = _build(tmp_path, encoder_block(4, 16), "--fp16", "--save-onnx", str(tmp_path / "lowered.onnx"))
+def test_fp16_dk_not_dv_keeps_the_body(run_cli: RunCli, tmp_path: Path) -> None:
+    report = _build(run_cli, tmp_path, encoder_block(4, 16), "--fp16", "--save-onnx", str(tmp_path / "lowered.onnx"))
     assert [n["choice"] for n in report["fused_attention"]] == ["body"]
     lowered = onnx.load(tmp_path / "lowered.onnx")
     assert "Loop" not in {n.op_type for f in lowered.functions for n in f.node}
 
 
-def test_dynamic_batch_profile_defaults_from_the_manifest(tmp_path: Path) -> None:
+def test_dynamic_batch_profile_defaults_from_the_manifest(run_cli: RunCli, tmp_path: Path) -> None:
     manifest = {"format": "attn-deploy-manifest/1", "export_input_shapes": [[4, 16, 16]]}
-    report = _build(tmp_path, encoder_block(batch="B"), manifest=manifest)
+    report = _build(run_cli, tmp_path, encoder_block(batch="B"), manifest=manifest)
     assert report["profiles"] == [[{"name": "x", "min": [1, 16, 16], "opt": [4, 16, 16], "max": [8, 16, 16]}]]
 
 
-def test_explicit_profile_and_timing_cache(tmp_path: Path) -> None:
+def test_explicit_profile_and_timing_cache(run_cli: RunCli, tmp_path: Path) -> None:
     cache = tmp_path / "timing.cache"
-    report = _build(
+    report = _build(run_cli,
         tmp_path, encoder_block(batch="B"),
         "--min-shapes", "x:1x16x16", "--opt-shapes", "x:2x16x16", "--max-shapes", "x:3x16x16",
         "--timing-cache", str(cache), "--workspace", "256",
@@ -97,9 +89,9 @@ def test_explicit_profile_and_timing_cache(tmp_path: Path) -> None:
     assert "no-ops in TensorRT-RTX" in " ".join(report["notes"]) and not cache.exists()
 
 
-def test_dynamic_input_without_manifest_or_shapes(tmp_path: Path) -> None:
+def test_dynamic_input_without_manifest_or_shapes(run_cli: RunCli, tmp_path: Path) -> None:
     src = _save(encoder_block(batch="B"), tmp_path / "m.onnx")
-    _assert_input_error(tmp_path, [str(src)], "--shapes x:SHAPE")
+    _assert_input_error(run_cli, tmp_path, [str(src)], "--shapes x:SHAPE")
 
 
 @pytest.mark.parametrize(
@@ -115,47 +107,47 @@ def test_dynamic_input_without_manifest_or_shapes(tmp_path: Path) -> None:
         (["--plugin", "/nonexistent/libfused.so"], "no such file"),
     ],
 )
-def test_bad_options_are_one_line_exit_2(tmp_path: Path, args: list[str], match: str) -> None:
+def test_bad_options_are_one_line_exit_2(run_cli: RunCli, tmp_path: Path, args: list[str], match: str) -> None:
     src = _save(encoder_block(), tmp_path / "m.onnx")
-    _assert_input_error(tmp_path, [str(src), *args], match)
+    _assert_input_error(run_cli, tmp_path, [str(src), *args], match)
 
 
-def test_plugin_not_found_names_what_was_looked_for(tmp_path: Path) -> None:
+def test_plugin_not_found_names_what_was_looked_for(run_cli: RunCli, tmp_path: Path) -> None:
     import _ctypes  # a shared library that loads anywhere and registers no TensorRT plugin
 
     src = _save(encoder_block(), tmp_path / "m.onnx")
-    _assert_input_error(
+    _assert_input_error(run_cli,
         tmp_path, [str(src), "--plugin", _ctypes.__file__],
         f"no creator named 'FusedAttention', namespace 'attn_deploy', version '1' is registered after loading {_ctypes.__file__}",
     )
 
 
-def test_unsupported_op_names_node_and_op_type(tmp_path: Path) -> None:
+def test_unsupported_op_names_node_and_op_type(run_cli: RunCli, tmp_path: Path) -> None:
     model = encoder_block()
     model.graph.node.append(onnx.helper.make_node("NonZero", ["out"], ["nz"], name="find_boxes"))
     model.graph.output.append(onnx.helper.make_tensor_value_info("nz", onnx.TensorProto.INT64, None))
     src = _save(model, tmp_path / "m.onnx")
-    _assert_input_error(tmp_path, [str(src)], "node 'find_boxes' (NonZero)", code=1)
+    _assert_input_error(run_cli, tmp_path, [str(src)], "node 'find_boxes' (NonZero)", code=1)
 
 
-def test_not_an_onnx_file(tmp_path: Path) -> None:
+def test_not_an_onnx_file(run_cli: RunCli, tmp_path: Path) -> None:
     bogus = tmp_path / "m.onnx"
     bogus.write_bytes(b"\x00garbage" * 10)
-    _assert_input_error(tmp_path, [str(bogus)], "is not an ONNX model")
+    _assert_input_error(run_cli, tmp_path, [str(bogus)], "is not an ONNX model")
 
 
-def test_running_without_a_gpu_says_so(tmp_path: Path) -> None:
+def test_running_without_a_gpu_says_so(run_cli: RunCli, tmp_path: Path) -> None:
     if gpu_available()[0]:
         pytest.skip("a GPU is present: the no-GPU message cannot be produced here")
     from attn_deploy.runtime.gpu import NoGpuError
     from attn_deploy.runtime.trt_runner import TrtRunner
 
-    _build(tmp_path, encoder_block())
+    _build(run_cli, tmp_path, encoder_block())
     with pytest.raises(NoGpuError, match="build-trt still builds them"):
         TrtRunner(tmp_path / "m.engine")
 
 
-def test_engine_runs_and_matches_onnxruntime(tmp_path: Path) -> None:
+def test_engine_runs_and_matches_onnxruntime(run_cli: RunCli, tmp_path: Path) -> None:
     ok, why = gpu_available()
     if not ok:
         pytest.skip(f"running an engine needs an NVIDIA GPU: {why}")
@@ -165,7 +157,7 @@ def test_engine_runs_and_matches_onnxruntime(tmp_path: Path) -> None:
     from tests.conftest import run_ort
 
     model = encoder_block(8, 16)
-    _build(tmp_path, model)
+    _build(run_cli, tmp_path, model)
     trt_runner = TrtRunner(tmp_path / "m.engine")
     feeds = example_feeds(model)
     got = trt_runner.infer(feeds)
@@ -174,9 +166,9 @@ def test_engine_runs_and_matches_onnxruntime(tmp_path: Path) -> None:
         assert s.rel_to_max <= 1e-3 and s.cosine >= 0.9999, s
 
 
-def test_json_report_on_stdout(tmp_path: Path) -> None:
+def test_json_report_on_stdout(run_cli: RunCli, tmp_path: Path) -> None:
     src = _save(encoder_block(8, 8), tmp_path / "m.onnx")
-    code, stdout, stderr = _run("build-trt", str(src), "--fp16", "--json")
+    code, stdout, stderr = run_cli("build-trt", str(src), "--fp16", "--json")
     assert code == 0, stderr
     report = json.loads(stdout)
     assert report["fused_attention"][0]["choice"] == "native-attention"

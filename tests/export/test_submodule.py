@@ -10,17 +10,13 @@ import onnx
 import pytest
 import torch
 from torch import Tensor, nn
-from typer.testing import CliRunner
 
-from attn_deploy.cli import app
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.graph import fused_attention_nodes
+from attn_deploy.errors import InputError
 from attn_deploy.export.submodule import resolve_submodule
 from attn_deploy.zoo import SelfAttention
 from attn_deploy.zoo.detection import DetectorOutputs
-from tests.conftest import run_ort
-
-runner = CliRunner()
+from tests.conftest import RunCli, run_ort
 
 
 class _Backbone(nn.Module):
@@ -61,9 +57,9 @@ def factory() -> str:
     return "tests.export.test_submodule:toy"
 
 
-def test_backbone_exports_with_one_output_per_level(tmp_path: Path, factory: str) -> None:
+def test_backbone_exports_with_one_output_per_level(run_cli: RunCli, tmp_path: Path, factory: str) -> None:
     out = tmp_path / "bb.onnx"
-    result = runner.invoke(app, ["export", factory, "--submodule", "backbone", "--input-shape", "1x3x32x32", "-o", str(out)])
+    result = run_cli("export", factory, "--submodule", "backbone", "--input-shape", "1x3x32x32", "-o", str(out))
     assert result.exit_code == 0, result.stderr
     model = onnx.load(out)
     assert len(fused_attention_nodes(model)) == 1
@@ -78,9 +74,9 @@ def test_backbone_exports_with_one_output_per_level(tmp_path: Path, factory: str
         assert abs(got - want.numpy()).max() <= 1e-4 * abs(want.numpy()).max()
 
 
-def test_unknown_submodule_lists_the_parts(tmp_path: Path, factory: str) -> None:
+def test_unknown_submodule_lists_the_parts(run_cli: RunCli, tmp_path: Path, factory: str) -> None:
     out = tmp_path / "x.onnx"
-    result = runner.invoke(app, ["export", factory, "--submodule", "neck", "--input-shape", "1x3x32x32", "-o", str(out)])
+    result = run_cli("export", factory, "--submodule", "neck", "--input-shape", "1x3x32x32", "-o", str(out))
     assert result.exit_code == 2
     assert "has no submodule 'neck'; its parts are: backbone, head" in result.stderr
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.json"))

@@ -9,15 +9,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from attn_deploy.cli import app
 from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import load_model
-from tests.conftest import run_ort
+from tests.conftest import RunCli, run_ort
 from tests.lower.test_lower import _dims, _model
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +25,9 @@ def sagan_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_lower_writes_model_and_manifest(sagan_onnx: Path, tmp_path: Path) -> None:
+def test_lower_writes_model_and_manifest(run_cli: RunCli, sagan_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "low.onnx"
-    code, stdout, stderr = _run("lower", str(sagan_onnx), "--target", "ort", "-o", str(out))
+    code, stdout, stderr = run_cli("lower", str(sagan_onnx), "--target", "ort", "-o", str(out))
     assert code == 0, stderr
     assert "FusedAttentionMHA" in stdout
     manifest = json.loads(out.with_suffix(".json").read_text())
@@ -51,9 +42,9 @@ def test_lower_writes_model_and_manifest(sagan_onnx: Path, tmp_path: Path) -> No
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_lower_json_and_forced_blocked(sagan_onnx: Path, tmp_path: Path) -> None:
+def test_lower_json_and_forced_blocked(run_cli: RunCli, sagan_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "blk.onnx"
-    code, stdout, stderr = _run("lower", str(sagan_onnx), "-o", str(out), "--impl", "blocked", "--max-attn-mem", "1M", "--json")
+    code, stdout, stderr = run_cli("lower", str(sagan_onnx), "-o", str(out), "--impl", "blocked", "--max-attn-mem", "1M", "--json")
     assert code == 0, stderr
     (record,) = json.loads(stdout)["fused_attention"]
     assert record["implementation"] == "blocked" and record["reason"].startswith("forced")
@@ -61,28 +52,28 @@ def test_lower_json_and_forced_blocked(sagan_onnx: Path, tmp_path: Path) -> None
     np.testing.assert_allclose(run_ort(out, x)[0], run_ort(sagan_onnx, x)[0], rtol=1e-5, atol=1e-5)
 
 
-def test_inspect_exported_and_lowered(sagan_onnx: Path, tmp_path: Path) -> None:
-    code, stdout, stderr = _run("inspect", str(sagan_onnx), "--json")
+def test_inspect_exported_and_lowered(run_cli: RunCli, sagan_onnx: Path, tmp_path: Path) -> None:
+    code, stdout, stderr = run_cli("inspect", str(sagan_onnx), "--json")
     assert code == 0, stderr
     (rec,) = json.loads(stdout)
     assert rec["implementation"] == "body" and rec["targets"]["ort"]["implementation"] == "mha"
     assert rec["targets"]["trt"] == "plugin if loaded, else body"  # dk != dv
     assert rec["flops"] is None  # H, W dynamic
     out = tmp_path / "low.onnx"
-    assert _run("lower", str(sagan_onnx), "-o", str(out))[0] == 0
-    (rec,) = json.loads(_run("inspect", str(out), "--json")[1])
+    assert run_cli("lower", str(sagan_onnx), "-o", str(out))[0] == 0
+    (rec,) = json.loads(run_cli("inspect", str(out), "--json")[1])
     assert rec["op"] == "attn_deploy.ort::FusedAttentionMHA" and rec["implementation"] == "mha"
-    code, table, _ = _run("inspect", str(out))
+    code, table, _ = run_cli("inspect", str(out))
     assert code == 0 and "mha" in table
 
 
-def test_inspect_static_counts(tmp_path: Path) -> None:
+def test_inspect_static_counts(run_cli: RunCli, tmp_path: Path) -> None:
     out = tmp_path / "s.onnx"
     export_model(load_model("zoo:sagan-256"), out, ExportOptions(input_shapes=((1, 256, 20, 30),)))
-    (rec,) = json.loads(_run("inspect", str(out), "--json")[1])
+    (rec,) = json.loads(run_cli("inspect", str(out), "--json")[1])
     n = 600
     assert (rec["Nq"], rec["Nk"], rec["score_matrix_bytes"], rec["flops"]) == (n, n, 4 * n * n, 2 * n * n * (32 + 256))
-    code, table, _ = _run("inspect", str(out))
+    code, table, _ = run_cli("inspect", str(out))
     assert code == 0 and "1.4" in table  # 600*600*4 bytes = 1.4 MiB
 
 
@@ -97,7 +88,7 @@ def test_inspect_static_counts(tmp_path: Path) -> None:
         ("fp16", ["--impl", "mha"], "MultiHeadAttention does not apply"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(make, extra, match, sagan_onnx: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_input_is_one_line_exit_2_nothing_written(run_cli: RunCli, make, extra, match, sagan_onnx: Path, tmp_path: Path) -> None:  # noqa: ANN001
     if make == "plain":
         src = tmp_path / "plain.onnx"
         g = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
@@ -111,20 +102,17 @@ def test_bad_input_is_one_line_exit_2_nothing_written(make, extra, match, sagan_
     else:
         src = make(tmp_path)
     out_dir = tmp_path / "out"
-    result = runner.invoke(app, ["lower", str(src), "-o", str(out_dir / "o.onnx"), *extra])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], result.stderr
+    run_cli("lower", str(src), "-o", str(out_dir / "o.onnx"), *extra).assert_error(match)
     assert not out_dir.exists() or not list(out_dir.iterdir())
 
 
-def test_inspect_bad_file(tmp_path: Path) -> None:
-    code, _, stderr = _run("inspect", str(tmp_path / "none.onnx"))
+def test_inspect_bad_file(run_cli: RunCli, tmp_path: Path) -> None:
+    code, _, stderr = run_cli("inspect", str(tmp_path / "none.onnx"))
     assert code == 2 and stderr.startswith("error:") and "no such file" in stderr
 
 
-def test_output_must_be_onnx(sagan_onnx: Path, tmp_path: Path) -> None:
-    code, _, stderr = _run("lower", str(sagan_onnx), "-o", str(tmp_path / "x.txt"))
+def test_output_must_be_onnx(run_cli: RunCli, sagan_onnx: Path, tmp_path: Path) -> None:
+    code, _, stderr = run_cli("lower", str(sagan_onnx), "-o", str(tmp_path / "x.txt"))
     assert code == 2 and "must end in .onnx" in stderr
-    code, _, stderr = _run("lower", str(sagan_onnx), "-o", str(tmp_path / "x.onnx"), "--max-attn-mem", "lots")
+    code, _, stderr = run_cli("lower", str(sagan_onnx), "-o", str(tmp_path / "x.onnx"), "--max-attn-mem", "lots")
     assert code == 2 and "256M" in stderr

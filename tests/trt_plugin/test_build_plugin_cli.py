@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from attn_deploy.cli import app
 from attn_deploy.trt_plugin.toolchain import find_tensorrt
-
-runner = CliRunner()
+from tests.conftest import RunCli
 
 
 def _fake_tensorrt(root: Path, include: str = "include", with_lib: bool = True) -> Path:
@@ -22,25 +19,25 @@ def _fake_tensorrt(root: Path, include: str = "include", with_lib: bool = True) 
     return root
 
 
-def test_missing_tensorrt_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tensorrt_is_an_input_error(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENSORRT_ROOT", str(tmp_path / "nowhere"))
     out = tmp_path / "build"
-    result = runner.invoke(app, ["build-plugin", "--build-dir", str(out)])
+    result = run_cli("build-plugin", "--build-dir", str(out))
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "TensorRT headers (NvInferRuntime.h) not found" in lines[0] and "--tensorrt-root" in lines[0]
     assert not out.exists()
 
 
-def test_headers_without_libnvinfer_is_an_input_error(tmp_path: Path) -> None:
+def test_headers_without_libnvinfer_is_an_input_error(run_cli: RunCli, tmp_path: Path) -> None:
     root = _fake_tensorrt(tmp_path / "trt", with_lib=False)
-    result = runner.invoke(app, ["build-plugin", "--tensorrt-root", str(root), "--build-dir", str(tmp_path / "b")])
+    result = run_cli("build-plugin", "--tensorrt-root", str(root), "--build-dir", str(tmp_path / "b"))
     assert result.exit_code == 2 and "no libnvinfer" in result.output
     assert not (tmp_path / "b").exists()
 
 
-def test_wrong_source_folder_is_an_input_error(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["build-plugin", "--source", str(tmp_path), "--build-dir", str(tmp_path / "b")])
+def test_wrong_source_folder_is_an_input_error(run_cli: RunCli, tmp_path: Path) -> None:
+    result = run_cli("build-plugin", "--source", str(tmp_path), "--build-dir", str(tmp_path / "b"))
     assert result.exit_code == 2 and "--source" in result.output and "CMakeLists.txt" in result.output
 
 

@@ -15,6 +15,7 @@ import pytest
 from attn_deploy.trt_plugin.sources import DEFAULT_PLUGIN_DIR, KERNEL_SOURCE, PLUGIN_SOURCE
 from attn_deploy.trt_plugin.tiling_model import broadcast_strides, read_tile_constants
 from attn_deploy.trt_plugin.toolchain import cuda_home, find_nvcc, find_tensorrt, is_pip_nvcc, pip_nvcc
+from tests.conftest import RunCli
 
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (make install adds it: the cuda-build extra, nvidia-cuda-nvcc)")
@@ -191,16 +192,12 @@ def test_plugin_through_tensorrt_interfaces(plugin_library: Path, host_check: Pa
 @needs_nvcc
 @needs_trt
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not found")
-def test_build_plugin_command_end_to_end(host_check: Path, tmp_path: Path) -> None:
+def test_build_plugin_command_end_to_end(run_cli: RunCli, host_check: Path, tmp_path: Path) -> None:
     """``attn-deploy build-plugin`` runs CMake for both libraries; the loadLibrary one passes the host check.
 
     Where the TensorRT install has headers only (no libnvinfer: read for the purpose), a stub
     libnvinfer built here stands in at link time; nothing loads it in this test.
     """
-    from typer.testing import CliRunner
-
-    from attn_deploy.cli import app
-
     assert TRT is not None
     root = TRT.root
     if TRT.nvinfer is None:
@@ -211,8 +208,7 @@ def test_build_plugin_command_end_to_end(host_check: Path, tmp_path: Path) -> No
         stub.write_text('extern "C" void* getPluginRegistry() noexcept { return nullptr; }\n')
         _run(["g++", "-shared", "-fPIC", str(stub), "-o", str(root / "lib" / "libnvinfer.so")])
     build = tmp_path / "build"
-    result = CliRunner().invoke(app, ["build-plugin", "--tensorrt-root", str(root), "--build-dir", str(build),
-                                      "--cuda-arch", "80", "--json"])
+    result = run_cli("build-plugin", "--tensorrt-root", str(root), "--build-dir", str(build), "--cuda-arch", "80", "--json")
     assert result.exit_code == 0, result.output
     paths = json.loads(result.stdout)
     assert Path(paths["library"]) == (build / "libattn_deploy_fused_attention.so").resolve()

@@ -1,0 +1,39 @@
+"""The ``attn-deploy`` command line: one module per command; each parses, calls ``attn_deploy.api``, renders.
+
+The table below registers every command on ``app``, in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+from attn_deploy.cli import (
+    bench,
+    build_plugin,
+    build_trt,
+    check,
+    demo,
+    export,
+    fuse,
+    lower,
+    quantize,
+    zoo,
+)
+from attn_deploy.cli.app import app, zoo_app
+
+app.command()(export.export)
+app.command()(demo.demo)
+app.command()(check.check)
+app.command()(bench.bench)
+app.command("build-plugin")(build_plugin.build_plugin)
+app.command()(fuse.fuse)
+app.command()(quantize.quantize)
+app.command("build-trt")(build_trt.build_trt)
+app.command()(lower.lower)
+app.command("inspect")(lower.inspect_cmd)
+zoo_app.command("list")(zoo.zoo_list)
+
+
+def main() -> None:
+    app(prog_name="attn-deploy")
+
+
+__all__ = ["app", "main"]

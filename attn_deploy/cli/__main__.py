@@ -1,0 +1,5 @@
+"""``python -m attn_deploy.cli``."""
+
+from attn_deploy.cli import main
+
+main()

@@ -1,0 +1,121 @@
+"""Options several commands share, each written once (help and default), and their parsers.
+
+Commands annotate parameters with these types (``arch: Arch = None``); help texts that differ per
+command go through the small factories (``json_flag``, ``file_option``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from attn_deploy import defaults
+from attn_deploy.errors import InputError
+from attn_deploy.shapes import parse_optional_named
+
+if TYPE_CHECKING:
+    from attn_deploy.runtime.workload import WorkloadOptions
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+
+
+def parse_bytes(text: str) -> int:
+    """``"256M"`` -> ``268435456`` (K, M, G are powers of 1024; a bare number is bytes)."""
+    t = text.strip().upper()
+    number = t.rstrip("KMGB")
+    try:
+        value = float(number) * _UNITS[t[len(number):]]
+    except (ValueError, KeyError):
+        raise typer.BadParameter(f"{text!r} is not a size like 256M, 1G or 1048576") from None
+    if value <= 0:
+        raise typer.BadParameter(f"{text!r}: the size must be positive")
+    return int(value)
+
+
+def format_bytes(n: int) -> str:
+    """The inverse of ``parse_bytes`` for whole units: ``268435456`` -> ``"256M"``."""
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def parse_axes(text: str) -> tuple[int, ...]:
+    """``"2,3"`` -> ``(2, 3)``; ``""`` -> ``()``."""
+    try:
+        return tuple(int(a) for a in text.split(",") if a.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of axis indices, e.g. 0,2,3") from None
+
+
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """``"0,1"`` -> ``(0.0, 1.0)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not LOW,HIGH (e.g. 0,1)") from None
+    return lo, hi
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """``"1,4"`` -> ``(1, 4)``; every batch size positive."""
+    try:
+        batches = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of batch sizes like 1,4") from None
+    if not batches or any(b <= 0 for b in batches):
+        raise typer.BadParameter(f"{text!r}: batch sizes must be positive")
+    return batches
+
+
+def choose(value: str, choices: Sequence[str], option: str) -> str:
+    """``value`` if it is one of ``choices``; else InputError (one line, exit 2) listing them."""
+    if value not in choices:
+        listed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise InputError(f"{option} must be {listed}, not {value!r}")
+    return value
+
+
+def json_flag(what: str) -> Any:
+    """``--json``: print ``what`` as JSON on stdout instead of the table."""
+    return typer.Option("--json", help=what)
+
+
+def file_option(name: str, what: str) -> Any:
+    """An optional output file such as ``--report`` or ``--markdown``."""
+    return typer.Option(name, help=what)
+
+
+# --- loading a PyTorch MODEL (export, check, bench, quantize) ---
+Arch = Annotated[str | None, typer.Option(help="zoo:NAME whose architecture a state-dict file fits.")]
+UnsafeLoad = Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (runs arbitrary code: trusted files only).")]
+
+# --- running models (check, bench) ---
+BACKENDS = ",".join(defaults.BACKENDS)
+Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")]
+NamedInputShapes = Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")]
+LowerFirst = Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")]
+Seed = Annotated[int, typer.Option(help="Seed for the random inputs.")]
+
+# --- lowering (lower, inspect) ---
+MAX_ATTN_MEM = format_bytes(defaults.MAX_ATTN_MEM)
+
+
+def max_attn_mem_option(what: str) -> Any:
+    """``--max-attn-mem SIZE`` (parse with ``parse_bytes``)."""
+    return typer.Option("--max-attn-mem", help=what)
+
+
+def workload(backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool) -> WorkloadOptions:
+    """What ``check`` and ``bench`` run: backends, input shapes, how to load SOURCE, ``--lower``."""
+    from attn_deploy.runtime.backends import parse_backends
+    from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
+
+    return WorkloadOptions(
+        parse_backends(backends), parse_optional_named(input_shapes or []), arch, unsafe_load, transform=ort_lowering() if lower else None
+    )
+

@@ -1,0 +1,68 @@
+"""``attn-deploy quantize``: dynamic int8 for ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attn_deploy import defaults
+from attn_deploy.cli.app import err, out
+from attn_deploy.cli.errors import one_line_errors
+from attn_deploy.cli.options import Arch, UnsafeLoad, choose, file_option, json_flag
+from attn_deploy.shapes import parse_shape
+
+
+@one_line_errors
+def quantize(
+    model: Annotated[str, typer.Argument(help="An .onnx file, or any MODEL that `export` accepts (exported first).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output int8 .onnx file.")],
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="One weight scale per output channel (default) or one per tensor.")] = True,
+    weight_type: Annotated[str, typer.Option(help="Weight type: int8 or uint8 (activations are uint8, quantized at run time).")] = defaults.WEIGHT_TYPE,
+    full_range: Annotated[bool, typer.Option("--full-range", help="Use all 8 bits of int8 weights. Exact only on CPUs with VNNI/AMX; ONNX Runtime's int8 kernels saturate on AVX2 without it. Default: 7-bit weights (reduce_range).")] = False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes float whose name or op type matches this glob; repeatable.")] = None,
+    include_convs: Annotated[bool, typer.Option("--include-convs", help="Also quantize the remaining Conv nodes (ConvInteger: often slower than fp32 on CPU).")] = False,
+    float_qk: Annotated[bool, typer.Option("--float-qk/--int8-qk", help="Keep the 1x1 Conv projections feeding attention's Q and K float (default): softmax amplifies their error. --int8-qk quantizes them too: faster, less exact.")] = True,
+    quantize_attention: Annotated[bool, typer.Option("--quantize-attention", help="Also run FusedAttention's softmax x V product in int8 (a different function body; less exact for long rows).")] = False,
+    lower: Annotated[bool, typer.Option("--lower/--no-lower", help="Lower FusedAttention for ONNX Runtime, as `lower --target ort` does (default; not with --quantize-attention). Dynamic int8 runs only in ONNX Runtime; --no-lower keeps the portable FusedAttention nodes.")] = True,
+    torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
+    arch: Arch = None,
+    unsafe_load: UnsafeLoad = False,
+    iterations: Annotated[int, typer.Option(min=0, help="Timed runs per model for the latency comparison; 0 skips parity and latency.")] = defaults.QUANTIZE_ITERATIONS,
+    report_file: Annotated[Path | None, file_option("--report", "Write the report as JSON to this file.")] = None,
+    as_json: Annotated[bool, json_flag("Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Dynamic int8 for ONNX Runtime: 1x1 Conv projections into MatMuls, quantize_dynamic, attention lowered; parity and latency report."""
+    from attn_deploy import api
+    from attn_deploy.quantize import QuantizeOptions, write_report
+    from attn_deploy.quantize.render import render_report, warning_lines
+
+    options = QuantizeOptions(
+        per_channel=per_channel,
+        weight_type=choose(weight_type, defaults.WEIGHT_TYPES, "--weight-type"),  # type: ignore[arg-type]
+        exclude=tuple(exclude or ()),
+        include_convs=include_convs,
+        reduce_range=not full_range,
+        quantize_attention=quantize_attention,
+        float_qk=float_qk,
+        lower=lower,
+        torch_output=output.with_suffix(".torch.pt") if torch_out else None,
+        iterations=iterations,
+        arch=arch,
+        unsafe_load=unsafe_load,
+        input_shapes=tuple(parse_shape(s) for s in input_shape or []),
+    )
+    with err.status(f"quantizing {model} ..."):
+        result = api.quantize(model, output, options)
+    if report_file is not None:
+        write_report(result.report, report_file)
+    for line in warning_lines(result.warnings):
+        err.print(line, highlight=False)
+    if as_json:
+        print(json.dumps(result.report, indent=2))
+        return
+    for item in render_report(result.report, f"{model} -> {output}"):
+        out.print(item, highlight=False)

@@ -1,0 +1,51 @@
+"""What ``attn-deploy quantize`` shows: sizes and latency as a table, then one line per finding."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+
+
+def _table(report: Mapping[str, Any], title: str) -> Table:
+    sizes = report["size_bytes"]
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("float", justify="right")
+    table.add_column("int8", justify="right")
+    table.add_row("size (MB)", f"{sizes['float'] / 1e6:.2f}", f"{sizes['int8'] / 1e6:.2f}")
+    if report.get("latency"):
+        lat = report["latency"]
+        table.add_row("latency (ms, median)", f"{lat['float_ms']:.1f}", f"{lat['int8_ms']:.1f} ({lat['speedup']:.2f}x)")
+        if "float_lowered_ms" in lat:
+            table.add_row("float lowered for ORT", f"{lat['float_lowered_ms']:.1f}", f"({lat['speedup_vs_float_lowered']:.2f}x)")
+    return table
+
+
+def _lines(report: Mapping[str, Any]) -> list[str]:
+    lines = []
+    if report.get("attention_lowering"):
+        picked = ", ".join(f"{c['node']}: {c['implementation']}" for c in report["attention_lowering"])
+        lines.append(f"attention lowered for ONNX Runtime: {picked}")
+    nodes = report["nodes"]
+    lines.append(f"quantized {len(nodes['quantized'])} node(s): {', '.join(nodes['quantized']) or '-'}")
+    reasons = Counter(s["why"] for s in nodes["skipped"])
+    lines.extend(f"kept float: {count} x {why}" for why, count in reasons.items())
+    for s in report.get("parity") or ():
+        lines.append(f"parity {s['name']}: cosine {s['cosine']:.6f}, max abs {s['max_abs']:.3g} (max |ref| ratio {s['rel_to_max']:.3g})")
+    if report.get("detection"):
+        d = report["detection"]
+        lines.append(f"detections matched at IoU >= {d['iou_threshold']}: {d['matched']}/{d['reference_detections']} ({d['matched_fraction']:.3f})")
+    return lines
+
+
+def render_report(report: Mapping[str, Any], title: str) -> list[RenderableType]:
+    """The sizes/latency table, then lines (rich markup) for lowering, quantized and kept nodes, parity."""
+    return [_table(report, title), *_lines(report)]
+
+
+def warning_lines(warnings: list[str]) -> list[str]:
+    return [f"[yellow]warning:[/yellow] {note}" for note in warnings]
