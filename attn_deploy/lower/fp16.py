@@ -28,6 +28,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.graph import default_opset
+from attn_deploy.artifact.stage import StageResult
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.ops.schema import fused_attention_schema
 
@@ -71,10 +74,6 @@ class Fp16Summary:
             "initializers_converted": self.initializers_converted,
             "values_clipped_to_fp16_range": self.values_clipped,
         }
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
 
 
 def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
@@ -168,7 +167,7 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tu
     """Return a float16 copy of ``model`` (the input is not modified) and a summary of choices."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    opset = _default_opset(model)
+    opset = default_opset(model)
     types = _Types(model)
     summary = Fp16Summary()
 
@@ -315,3 +314,9 @@ def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[on
     for n in nodes:
         visit(n)
     return ordered
+
+
+def to_fp16(artifact: Artifact, *, keep_io_types: bool = True) -> StageResult[Fp16Summary]:
+    """The fp16 stage: ``artifact`` in float16, its manifest's precision ``fp16`` (what TensorRT's lowering and ``check`` read)."""
+    converted, summary = convert_to_fp16(artifact.proto, keep_io_types=keep_io_types)
+    return StageResult(artifact.evolve(converted, stage="fp16", precision="fp16"), summary)

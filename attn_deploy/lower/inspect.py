@@ -7,11 +7,10 @@ from typing import Any
 
 import onnx
 
+from attn_deploy.artifact.sites import AttentionSite, attention_sites
 from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, choose_ort
 from attn_deploy.lower.trt import trt_choice
-from attn_deploy.artifact.sites import AttentionSite, attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
-from attn_deploy.ops.contract import DOMAIN
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN
 
 
 def implementation_of(site: AttentionSite) -> str:

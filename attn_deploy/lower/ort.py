@@ -11,14 +11,24 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.graph import default_opset
-from attn_deploy.artifact.finalize import ZERO_BIAS
-from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, NodeChoice, Prefer, block_elements, choose_ort
-from attn_deploy.lower.functions import MS_DOMAIN, blocked_function, mha_function, plain_function
 from attn_deploy.artifact.sites import attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
+from attn_deploy.errors import InputError
+from attn_deploy.lower.choice import (
+    DEFAULT_MAX_ATTN_MEM,
+    NodeChoice,
+    Prefer,
+    block_elements,
+    choose_ort,
+)
+from attn_deploy.ops.bodies import (
+    MS_DOMAIN,
+    ZERO_BIAS,
+    blocked_body,
+    mha_body,
+    plain_body,
+)
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN, OP_TYPE
 
 
 def name_attention_nodes(model: onnx.ModelProto) -> None:
@@ -31,10 +41,10 @@ def name_attention_nodes(model: onnx.ModelProto) -> None:
 def _function(op_type: str, opset: int, max_attn_mem: int) -> onnx.FunctionProto:
     with_bias = op_type.endswith("Bias")
     if op_type.startswith("FusedAttentionMHA"):
-        return mha_function(opset)
+        return mha_body(opset)
     if op_type.startswith("FusedAttentionPlain"):
-        return plain_function(opset, with_bias=with_bias)
-    return blocked_function(opset, with_bias=with_bias, budget_elements=block_elements(max_attn_mem))
+        return plain_body(opset, with_bias=with_bias)
+    return blocked_body(opset, with_bias=with_bias, budget_elements=block_elements(max_attn_mem))
 
 
 def _set_opset(model: onnx.ModelProto, domain: str, version: int | None) -> None:

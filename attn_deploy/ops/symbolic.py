@@ -11,7 +11,13 @@ from typing import Any
 
 import torch
 
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from attn_deploy.ops.contract import (
+    DOMAIN,
+    OP_TYPE,
+    OPSET_VERSION,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+)
 from attn_deploy.ops.schema import fused_attention_schema
 
 _TORCH_OP_NAME = "attn_deploy::fused_attention"

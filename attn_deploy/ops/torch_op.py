@@ -172,7 +172,7 @@ def blocked_attention(
     if not fast:
         _blocked_generic(q, k, v, bias4, scale, out, budget_elements)
         return out
-    as4 = lambda t: t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))  # noqa: E731 - views of <4-d inputs
+    as4 = lambda t: t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
     _tiled_onednn(as4(q), as4(k), as4(v), bias4, scale, as4(out), budget_elements)
     return out
 
@@ -190,7 +190,7 @@ def _(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: flo
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
-def _backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202 - torch.library's signature
+def _backward(ctx, grad: Tensor):
     # Training is not the hot path: recompute with the plain formula and let autograd differentiate it.
     q, k, v, bias = ctx.saved_tensors
     with torch.enable_grad():
@@ -203,7 +203,7 @@ def _backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202 - torch.library's sign
     return tuple(next(it) if t is not None else None for t in leaves)
 
 
-def _setup_context(ctx, inputs, keyword_only_inputs, output) -> None:  # noqa: ANN001 - torch.library's signature
+def _setup_context(ctx, inputs, keyword_only_inputs, output) -> None:
     q, k, v, bias = inputs
     ctx.save_for_backward(q, k, v, bias)
     ctx.scale = keyword_only_inputs["scale"]

@@ -8,15 +8,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from attn_deploy.artifact.sites import attention_sites
 from attn_deploy.errors import InputError
-from attn_deploy.artifact.finalize import ZERO_BIAS
 from attn_deploy.lower import lower_model
 from attn_deploy.lower.choice import block_elements
-from attn_deploy.artifact.sites import attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops import reference_attention
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
-from attn_deploy.ops.onnx_body import make_function
+from attn_deploy.ops.bodies import ZERO_BIAS, looped_body
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN, OP_TYPE
 from tests.conftest import run_ort
 
 SCALE = 0.3
@@ -35,7 +33,7 @@ def _model(dims: dict[str, list[int | str]], *, with_bias: bool = False, elem: i
     )
     return helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
-        functions=[make_function(18, with_bias=with_bias or zero_bias)], ir_version=10,
+        functions=[looped_body(18, with_bias=with_bias or zero_bias)], ir_version=10,
     )
 
 
