@@ -84,7 +84,7 @@ def _slice(node: ir.Node, data: np.ndarray, depth: int) -> np.ndarray | None:
     return data[tuple(index)]
 
 
-def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C901, PLR0911, PLR0912 - one case per op
+def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     """``value`` as a numpy array if it is computable from constants and static shapes alone."""
     if depth > _MAX_DEPTH:
         return None

@@ -13,7 +13,12 @@ import onnx_ir as ir
 
 from attn_deploy.fuse.graph import is_op, rank, swap_last
 from attn_deploy.fuse.match import Attention, NearMiss, Operand
-from attn_deploy.fuse.scores import describe, parse_scores, peel_transposes, weights_consumer
+from attn_deploy.fuse.scores import (
+    describe,
+    parse_scores,
+    peel_transposes,
+    weights_consumer,
+)
 
 
 def match(softmax: ir.Node) -> Attention | None:

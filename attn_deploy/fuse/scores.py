@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from attn_deploy.fuse.graph import compose, is_op, producer, rank, scalar_constant, swap_last
+from attn_deploy.fuse.graph import (
+    compose,
+    is_op,
+    producer,
+    rank,
+    scalar_constant,
+    swap_last,
+)
 from attn_deploy.fuse.match import Bias, NearMiss, Operand
 
 _MAX_STEPS = 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 
 from attn_deploy.artifact.graph import default_opset
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.ops.bodies import looped_body
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 
 
 def use_int8_attention_body(model: onnx.ModelProto) -> bool:

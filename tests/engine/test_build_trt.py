@@ -9,6 +9,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.cli import app
 from attn_deploy.runtime.gpu import gpu_available
 from tests.attention_graphs import encoder_block
@@ -24,9 +25,10 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 
 def _save(model: onnx.ModelProto, path: Path, manifest: dict | None = None) -> Path:
-    onnx.save(model, path)
-    if manifest is not None:
-        path.with_suffix(".json").write_text(json.dumps(manifest))
+    if manifest is None:
+        onnx.save(model, path)
+    else:  # a real manifest, with ``manifest``'s fields
+        Artifact.describe(model, source="test", exporter="test", **manifest).save(path)
     return path
 
 
@@ -79,7 +81,7 @@ def test_fp16_dk_not_dv_keeps_the_body(tmp_path: Path) -> None:
 
 
 def test_dynamic_batch_profile_defaults_from_the_manifest(tmp_path: Path) -> None:
-    manifest = {"format": "attn-deploy-manifest/1", "export_input_shapes": [[4, 16, 16]]}
+    manifest = {"export_input_shapes": [[4, 16, 16]]}
     report = _build(tmp_path, encoder_block(batch="B"), manifest=manifest)
     assert report["profiles"] == [[{"name": "x", "min": [1, 16, 16], "opt": [4, 16, 16], "max": [8, 16, 16]}]]
 
