@@ -46,7 +46,7 @@ ModelLike = Artifact | onnx.ModelProto | PathLike
 
 def load(path: PathLike) -> Artifact:
     """The ONNX model at ``path`` and its manifest (read off the graph when there is none)."""
-    return load_artifact(path)
+    return load_artifact(os.fspath(path))
 
 
 def as_artifact(model: ModelLike) -> Artifact:
@@ -55,7 +55,7 @@ def as_artifact(model: ModelLike) -> Artifact:
         return model
     if isinstance(model, onnx.ModelProto):
         return Artifact.describe(model, source="<in memory>", exporter="unknown")
-    return load_artifact(model)
+    return load_artifact(os.fspath(model))
 
 
 def load_model(model: nn.Module | PathLike, *, arch: str | None = None, unsafe_load: bool = False, input_shapes: Sequence[Sequence[int]] = ()) -> LoadedModel:
@@ -156,7 +156,7 @@ def build_engine(model: ModelLike, engine: PathLike, options: BuildOptions | Non
     from attn_deploy.engine.build import BuildOptions
     from attn_deploy.engine.build import build_engine as build
 
-    return build(as_artifact(model), engine, options or BuildOptions())
+    return build(as_artifact(model), os.fspath(engine), options or BuildOptions())
 
 
 def check(reference: PathLike, *candidates: PathLike, options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:

@@ -6,6 +6,7 @@ turns between the models (``bench.timing.interleaved``) so load changes hit all 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 from pathlib import Path
@@ -63,7 +64,7 @@ def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, th
     runners = [float_runner, int8_runner]
     if float_lowered_path is not None:
         runners.append(TimingRunner(float_lowered_path, threads))
-    samples = interleaved([lambda r=r: r.infer(feeds) for r in runners], iterations)
+    samples = interleaved([functools.partial(r.infer, feeds) for r in runners], iterations)
     float_ms, int8_ms = (statistics.median(s) * 1e3 for s in samples[:2])
     result["latency"] = {
         "backend": "onnxruntime CPUExecutionProvider",

@@ -63,7 +63,8 @@ class BuildResult:
 
     @property
     def lowering(self) -> list[dict[str, Any]]:
-        return self.report["fused_attention"]
+        lowering: list[dict[str, Any]] = self.report["fused_attention"]
+        return lowering
 
 
 def report_path_for(engine_path: Path) -> Path:

@@ -123,7 +123,7 @@ def resolve_profile(
         if any(ranged):
             if not all(ranged):
                 raise InputError(f"input {name!r}: give all of --min-shapes, --opt-shapes and --max-shapes for it")
-            low, opt, high = ranged  # type: ignore[misc]
+            low, opt, high = (shape or () for shape in ranged)
             if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
                 raise InputError(f"input {name!r}: need min <= opt <= max on every axis, got {_fmt(low)}, {_fmt(opt)}, {_fmt(high)}")
             profiles.append(InputProfile(name, low, opt, high))

@@ -14,14 +14,17 @@ import onnx
 import torch
 
 from attn_deploy import defaults
-from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.artifact.graph import fused_attention_nodes
-from attn_deploy.artifact.finalize import finalize
-from attn_deploy.export.loading import LoadedModel
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.artifact.finalize import finalize
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
-from attn_deploy.ops.symbolic import dynamo_translation_table, register_torchscript_symbolic
+from attn_deploy.errors import AttnDeployError, InputError
+from attn_deploy.export.loading import LoadedModel
+from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.ops.symbolic import (
+    dynamo_translation_table,
+    register_torchscript_symbolic,
+)
 from attn_deploy.zoo.registry import Shape
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,8 @@ def _export_dynamo(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
         optimize=True,
         verbose=False,
     )
+    if program is None:
+        raise AttnDeployError("the dynamo exporter returned no program; try --exporter torchscript")
     return program.model_proto
 
 
@@ -131,7 +136,7 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], o
     torch.onnx.export(
         loaded.module,
         inputs,
-        buffer,
+        buffer,  # type: ignore[arg-type]
         dynamo=False,
         opset_version=options.opset,
         input_names=input_names,

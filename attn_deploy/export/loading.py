@@ -8,8 +8,8 @@ MODEL forms: ``zoo:NAME``; ``package.module:factory``; a TorchScript archive; a 
 from __future__ import annotations
 
 import importlib
-import re
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.errors import InputError
 from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
 
 ZOO_PREFIX = "zoo:"
@@ -65,7 +65,7 @@ def _from_entry(entry: ZooEntry, module: nn.Module, source: str, sha: str | None
 
 
 def zoo_entry(spec: str) -> ZooEntry:
-    name = spec[len(ZOO_PREFIX):] if spec.startswith(ZOO_PREFIX) else spec
+    name = spec.removeprefix(ZOO_PREFIX)
     try:
         return get_entry(name)
     except KeyError as e:
@@ -152,7 +152,7 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
     kind = _archive_kind(path)
     if kind == "torchscript":
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except RuntimeError as e:
             raise InputError(f"{path}: TorchScript archive could not be loaded ({str(e).splitlines()[0]})") from None
         return LoadedModel(module=module.eval(), source=str(path), source_sha256=sha, preferred_exporter="torchscript")

@@ -62,7 +62,7 @@ def resolve_submodule(root: nn.Module, path: str, source: str) -> tuple[str, nn.
 def _detector_input_shape(root: DetectorOutputs, loaded: LoadedModel) -> Shape:
     image = loaded.example_inputs(loaded.input_shapes)[0][0]
     with torch.no_grad():
-        images, _ = root.detector.transform([image])
+        images, _ = root.detector.transform([image])  # type: ignore[operator]
     return tuple(int(d) for d in images.tensors.shape)
 
 

@@ -23,7 +23,7 @@ from attn_deploy.fuse.scores import (
 
 def match(softmax: ir.Node) -> Attention | None:
     scores = parse_scores(softmax)
-    user, p, nan_to_zero = weights_consumer(scores)
+    user, _, nan_to_zero = weights_consumer(scores)
     if not is_op(user, "Transpose") or list(user.attributes.get_ints("perm", [])) != swap_last(scores.rank):
         return None
     pt = user.outputs[0]

@@ -87,7 +87,7 @@ def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
         return None
 
 
-def _allows_fp16(schema: onnx.defs.OpSchema, params: list, index: int) -> bool:
+def _allows_fp16(schema: onnx.defs.OpSchema, params: list[onnx.defs.OpSchema.FormalParameter], index: int) -> bool:
     """Whether the formal parameter at ``index`` (variadic-aware) accepts tensor(float16)."""
     if not params:
         return False
@@ -160,7 +160,7 @@ def _to_fp16_array(array: np.ndarray, summary: Fp16Summary) -> np.ndarray:
     finite = np.isfinite(array)
     clipped = np.clip(array, -_FP16_MAX, _FP16_MAX)
     summary.values_clipped += int(np.count_nonzero(finite & (clipped != array)))
-    return clipped.astype(np.float16)
+    return np.asarray(clipped, dtype=np.float16)
 
 
 def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tuple[onnx.ModelProto, Fp16Summary]:

@@ -22,7 +22,7 @@ def implementation_of(site: AttentionSite) -> str:
 
 def _site_record(site: AttentionSite, max_attn_mem: int) -> dict[str, Any]:
     if site.domain == LOWERED_DOMAIN:
-        ort = {"implementation": implementation_of(site), "reason": "already lowered"}
+        ort: dict[str, Any] = {"implementation": implementation_of(site), "reason": "already lowered"}
         trt = "lowered for ONNX Runtime: lower the exported model for TensorRT"
     else:
         choice = choose_ort(site, max_attn_mem)

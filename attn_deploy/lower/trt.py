@@ -82,10 +82,9 @@ def native_attention_blocker(site: AttentionSite) -> str | None:
 
 
 def _query_blocks(site: AttentionSite, budget: int) -> int:
-    dims = (site.B, site.H, site.Nq, site.Nk)
-    if not all(isinstance(d, int) and d > 0 for d in dims):
+    b, h, nq, nk = site.B, site.H, site.Nq, site.Nk
+    if not (isinstance(b, int) and isinstance(h, int) and isinstance(nq, int) and isinstance(nk, int)) or min(b, h, nq, nk) <= 0:
         return 1
-    b, h, nq, nk = (int(d) for d in dims)  # type: ignore[arg-type]
     if b * h * nq * nk <= budget:
         return 1
     rows = min(nq, block_rows(b * h, nk, budget))
@@ -163,7 +162,7 @@ def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 def _prune(model: onnx.ModelProto) -> ir.Model:
     """Drop functions no node calls and opset imports nothing uses (onnx-ir's stock passes)."""
     pruned = ir.from_proto(model)
-    RemoveUnusedFunctionsPass()(pruned)
+    RemoveUnusedFunctionsPass()(pruned)  # type: ignore[no-untyped-call]
     RemoveUnusedOpsetsPass(process_functions=False)(pruned)
     return pruned
 

@@ -50,7 +50,7 @@ ZERO_BIAS = "attn_deploy_zero_bias"
 
 def _ref(name: str, attr_type: int, as_name: str | None = None) -> onnx.AttributeProto:
     """An attribute that reads the calling node's attribute ``name``."""
-    return onnx.AttributeProto(name=as_name or name, ref_attr_name=name, type=attr_type)
+    return onnx.AttributeProto(name=as_name or name, ref_attr_name=name, type=attr_type)  # type: ignore[arg-type]
 
 
 def _scale_constant() -> onnx.NodeProto:
@@ -75,7 +75,7 @@ class _Builder:
     def op(self, op_type: str, *inputs: str, name: str | None = None, **attrs: object) -> str:
         self._count += 1
         out = f"{self.prefix}{name or op_type.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))  # type: ignore[arg-type]
         return out
 
     def const(self, values: list[int] | int, name: str = "c") -> str:

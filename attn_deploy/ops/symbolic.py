@@ -67,5 +67,5 @@ def register_torchscript_symbolic(opset: int) -> None:
             out.setType(q_type)
         return out
 
-    torch.onnx.register_custom_op_symbolic(_TORCH_OP_NAME, fused_attention, opset)
+    torch.onnx.register_custom_op_symbolic(_TORCH_OP_NAME, fused_attention, opset)  # type: ignore[attr-defined]
     _registered_torchscript_opsets.add(opset)

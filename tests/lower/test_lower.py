@@ -77,7 +77,7 @@ SMALL_BUDGET = 4 * 6 * 2 * 3 * 70 * 7  # blocks of about 7 rows: many Loop itera
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_every_lowering_matches_body(impl: str, case: tuple[int, ...], dynamic: bool) -> None:
-    b, h, nq, nk, dk, dv = case
+    _, h, _, _, dk, dv = case
     dims = _dims("B", h, "Nq", "Nk", dk, dv) if dynamic else _dims(*case)
     model = _model(dims)
     _assert_lowering_matches(model, _feeds(*case), impl, max_attn_mem=SMALL_BUDGET)

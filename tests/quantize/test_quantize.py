@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import torch
 
-from attn_deploy.check.stats import error_stats
-from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.api import quantize_model
+from attn_deploy.artifact.graph import IR_VERSION
+from attn_deploy.check.stats import error_stats
 from attn_deploy.quantize import QuantizeOptions
 from attn_deploy.quantize.attention import use_int8_attention_body
 from attn_deploy.quantize.torch_side import PointwiseLinear, quantize_torch
