@@ -9,6 +9,7 @@ runs where. Inputs, output and node name are unchanged.
 from __future__ import annotations
 
 import onnx
+import onnx_ir as ir
 from onnx import helper
 
 from attn_deploy.artifact.graph import default_opset
@@ -21,6 +22,7 @@ from attn_deploy.lower.choice import (
     block_elements,
     choose_ort,
 )
+from attn_deploy.lower.prune import prune
 from attn_deploy.ops.bodies import (
     MS_DOMAIN,
     ZERO_BIAS,
@@ -87,9 +89,7 @@ def lower_ort(
         choices.append(choice)
 
     used = {n.op_type for n in lowered.graph.node if n.domain == LOWERED_DOMAIN}
-    still_fused = any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in lowered.graph.node)
-    functions = [f for f in lowered.functions
-                 if f.domain != LOWERED_DOMAIN and not (f.domain == DOMAIN and f.name == OP_TYPE and not still_fused)]
+    functions = [f for f in lowered.functions if f.domain != LOWERED_DOMAIN]  # this lowering's bodies replace any earlier ones
     functions += [_function(op, opset, max_attn_mem) for op in sorted(used)]
     del lowered.functions[:]
     lowered.functions.extend(functions)
@@ -97,9 +97,8 @@ def lower_ort(
         kept = [i for i in lowered.graph.initializer if i.name != ZERO_BIAS]
         del lowered.graph.initializer[:]
         lowered.graph.initializer.extend(kept)
-    if not still_fused:
-        _set_opset(lowered, DOMAIN, None)
     _set_opset(lowered, LOWERED_DOMAIN, 1)
+    lowered = ir.to_proto(prune(lowered))
     if any(op.startswith("FusedAttentionMHA") for op in used):
-        _set_opset(lowered, MS_DOMAIN, 1)
+        _set_opset(lowered, MS_DOMAIN, 1)  # ONNX Runtime resolves the MHA body's contrib op through the model's imports
     return lowered, choices

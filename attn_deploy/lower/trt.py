@@ -26,9 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import onnx
-import onnx_ir as ir
 from onnx import helper, version_converter
-from onnx_ir.passes.common import RemoveUnusedFunctionsPass, RemoveUnusedOpsetsPass
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import (
@@ -39,6 +37,7 @@ from attn_deploy.artifact.graph import (
 from attn_deploy.artifact.manifest import Precision
 from attn_deploy.artifact.sites import AttentionSite
 from attn_deploy.artifact.stage import StageResult
+from attn_deploy.lower.prune import prune
 from attn_deploy.ops.bodies import CONTRACT_ATTRIBUTES, inline_blocked_nodes, plain_body
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
 
@@ -159,14 +158,6 @@ def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def _prune(model: onnx.ModelProto) -> ir.Model:
-    """Drop functions no node calls and opset imports nothing uses (onnx-ir's stock passes)."""
-    pruned = ir.from_proto(model)
-    RemoveUnusedFunctionsPass()(pruned)  # type: ignore[no-untyped-call]
-    RemoveUnusedOpsetsPass(process_functions=False)(pruned)
-    return pruned
-
-
 def lower_for_tensorrt(
     artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
 ) -> StageResult[list[NodeLowering]]:
@@ -194,4 +185,4 @@ def lower_for_tensorrt(
         )
         if not any(i.domain == DOMAIN for i in model.opset_import):
             model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
-    return StageResult(artifact.evolve(_prune(model), stage="lower:tensorrt"), plans)
+    return StageResult(artifact.evolve(prune(model), stage="lower:tensorrt"), plans)
