@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
+from onnx_ir.passes.common import TopologicalSortPass
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import default_opset
@@ -259,10 +261,17 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tu
             out.type.tensor_type.elem_type = _F16
 
     del graph.node[:]
-    graph.node.extend(_topological(new_nodes, graph))
+    graph.node.extend(new_nodes)
     # Exporter value_info still says float32 for retyped values; let consumers re-infer.
     del graph.value_info[:]
-    return model, summary
+    return _sorted(model), summary
+
+
+def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every node after the producers of what it reads (inserted casts follow their source)."""
+    ir_model = ir.from_proto(model)
+    TopologicalSortPass()(ir_model)
+    return ir.to_proto(ir_model)
 
 
 def _outer_reads(graph: onnx.GraphProto) -> set[str]:
@@ -286,34 +295,6 @@ def _rename_reads(graph: onnx.GraphProto, old: str, new: str) -> None:
         for attr in node.attribute:
             for sub in (attr.g,) if attr.type == onnx.AttributeProto.GRAPH else tuple(attr.graphs):
                 _rename_reads(sub, old, new)
-
-
-def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """Order ``nodes`` so every input is produced first (inserted casts follow their source)."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    producer_of = {o: n for n in nodes for o in n.output}
-    ordered: list[onnx.NodeProto] = []
-    done: set[int] = set()
-
-    def visit(node: onnx.NodeProto) -> None:
-        stack = [(node, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if id(current) in done:
-                continue
-            if expanded:
-                done.add(id(current))
-                ordered.append(current)
-                continue
-            stack.append((current, True))
-            for name in current.input:
-                dep = producer_of.get(name)
-                if name not in available and dep is not None and id(dep) not in done:
-                    stack.append((dep, False))
-
-    for n in nodes:
-        visit(n)
-    return ordered
 
 
 def to_fp16(artifact: Artifact, *, keep_io_types: bool = True) -> StageResult[Fp16Summary]:
