@@ -23,7 +23,7 @@ import onnx
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.fileio import atomic_path, sha256_file
-from attn_deploy.artifact.io import engine_report_path, load_artifact
+from attn_deploy.artifact.io import engine_report_path, load_artifact, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.engine.backend import TrtBackend, select_backend
 from attn_deploy.engine.plugins import PluginState, load_plugins
@@ -51,7 +51,7 @@ class BuildOptions:
     plugins: tuple[Path, ...] = ()
     #: TensorRT-RTX ahead-of-time targets like ``8.6`` or ``SM86``; empty: the builder's default.
     compute_capabilities: tuple[str, ...] = ()
-    #: Also write the lowered ONNX model that was parsed (for inspection or an ORT check).
+    #: Also write the lowered ONNX model that was parsed, and its manifest (for inspection or an ORT check).
     save_onnx: Path | None = None
 
 
@@ -256,7 +256,6 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
     with atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
         tmp_engine.write_bytes(engine)
         tmp_report.write_text(json.dumps(report, indent=2) + "\n")
-        if options.save_onnx is not None:
-            with atomic_path(options.save_onnx) as tmp_onnx:
-                onnx.save_model(lowered, tmp_onnx)
+        if options.save_onnx is not None:  # with its manifest: precision and lowering travel with it
+            save_artifact(lowering.artifact, options.save_onnx)
     return BuildResult(engine_path, report_path, report)

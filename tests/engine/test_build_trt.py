@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.io import load_artifact
 from attn_deploy.cli import app
 from attn_deploy.runtime.gpu import gpu_available
 from tests.attention_graphs import encoder_block
@@ -78,6 +79,9 @@ def test_fp16_dk_not_dv_keeps_the_body(tmp_path: Path) -> None:
     assert [n["choice"] for n in report["fused_attention"]] == ["body"]
     lowered = onnx.load(tmp_path / "lowered.onnx")
     assert "Loop" not in {n.op_type for f in lowered.functions for n in f.node}
+    assert report["precision"] == "float16"
+    manifest = load_artifact(tmp_path / "lowered.onnx").manifest  # --fp16 travels in the manifest
+    assert manifest.precision == "fp16" and manifest.stages[-2:] == ["fp16", "lower:tensorrt"]
 
 
 def test_dynamic_batch_profile_defaults_from_the_manifest(tmp_path: Path) -> None:
