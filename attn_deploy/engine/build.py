@@ -67,11 +67,6 @@ class BuildResult:
         return lowering
 
 
-def report_path_for(engine_path: Path) -> Path:
-    """``MODEL.engine`` -> ``MODEL.engine.json`` (``attn_deploy.artifact.io.engine_report_path``)."""
-    return engine_report_path(engine_path)
-
-
 def _parse_capabilities(backend: TrtBackend, items: tuple[str, ...]) -> list[tuple[int, int]]:
     if not items:
         return []
