@@ -17,7 +17,7 @@ from attn_deploy.zoo import list_entries
 
 pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip tensorrt-rtx-cu13) builds the engines")
 
-from attn_deploy.engine import BuildOptions, build_engine
+from attn_deploy.engine import BuildOptions, build_engine  # noqa: E402
 
 SMALL = [e.name for e in list_entries() if not e.is_detector]
 DETECTORS = [e.name for e in list_entries() if e.is_detector]

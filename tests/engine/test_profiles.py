@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attn_deploy.engine.profiles import (
-    InputProfile,
-    describe,
-    outside_profile,
-    parse_named_shapes,
-    resolve_profile,
-)
+from attn_deploy.engine.profiles import InputProfile, describe, outside_profile, parse_named_shapes, resolve_profile
 from attn_deploy.errors import InputError
 from tests.attention_graphs import encoder_block
 

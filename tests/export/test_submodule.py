@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
-from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.cli import app
 from attn_deploy.errors import InputError
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.export.submodule import resolve_submodule
 from attn_deploy.zoo import SelfAttention
 from attn_deploy.zoo.detection import DetectorOutputs

@@ -9,8 +9,8 @@ import onnx
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.cli import app
+from attn_deploy.artifact.graph import fused_attention_nodes
 from tests.fuse import models as M
 
 runner = CliRunner()

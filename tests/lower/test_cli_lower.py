@@ -97,7 +97,7 @@ def test_inspect_static_counts(tmp_path: Path) -> None:
         ("fp16", ["--impl", "mha"], "MultiHeadAttention does not apply"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(make, extra, match, sagan_onnx: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_exit_2_nothing_written(make, extra, match, sagan_onnx: Path, tmp_path: Path) -> None:  # noqa: ANN001
     if make == "plain":
         src = tmp_path / "plain.onnx"
         g = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g",

@@ -11,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.cli import app
+from attn_deploy.artifact.graph import IR_VERSION
 
 runner = CliRunner()
 
