@@ -133,8 +133,13 @@ def quantize_stage(model: ModelLike, options: QuantizeOptions | None = None) -> 
     return quantize_artifact(as_artifact(model), options or QuantizeOptions())
 
 
-def quantize_model(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOptions | None = None) -> QuantizeResult:
-    """``quantize`` (what ``attn-deploy quantize`` calls): the int8 model and manifest written, the report with parity and latency."""
+def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOptions | None = None) -> QuantizeResult:
+    """Dynamic int8 for ONNX Runtime, written to ``output`` with its manifest; the report has parity and latency.
+
+    ``model`` is an ``nn.Module`` (give ``options.input_shapes``), MODEL as the CLI takes it, an
+    .onnx path, an Artifact or a ModelProto. The graph work is ``quantize_stage``; the float/int8
+    comparison is ``attn_deploy.bench.compare.compare_int8``.
+    """
     from attn_deploy.bench.compare import compare_int8
     from attn_deploy.quantize.pipeline import QuantizeOptions
     from attn_deploy.quantize.pipeline import quantize_model as quantize_with
@@ -142,13 +147,8 @@ def quantize_model(model: nn.Module | ModelLike, output: PathLike, options: Quan
     return quantize_with(model, output, options or QuantizeOptions(), compare=compare_int8)
 
 
-def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOptions | None = None) -> QuantizeResult:
-    """Dynamic int8 for ONNX Runtime, written to ``output``; the result's report has parity and latency.
-
-    ``model`` is an ``nn.Module`` (give ``options.input_shapes``), MODEL as the CLI takes it, an
-    .onnx path, an Artifact or a ModelProto.
-    """
-    return quantize_model(model, output, options)
+#: The name ``attn-deploy quantize`` calls (``attn_deploy.quantize.quantize_model`` resolves to it).
+quantize_model = quantize
 
 
 def build_engine(model: ModelLike, engine: PathLike, options: BuildOptions | None = None) -> BuildResult:
