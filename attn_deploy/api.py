@@ -37,7 +37,11 @@ if TYPE_CHECKING:
     from attn_deploy.fuse.fuser import FuseOutcome
     from attn_deploy.lower.choice import NodeChoice, Prefer
     from attn_deploy.lower.fp16 import Fp16Summary
-    from attn_deploy.quantize.pipeline import QuantizeOptions, QuantizeResult
+    from attn_deploy.quantize.pipeline import (
+        QuantizeOptions,
+        QuantizeResult,
+        QuantizeSummary,
+    )
 
 PathLike = str | os.PathLike[str]
 ModelLike = Artifact | onnx.ModelProto | PathLike
@@ -45,7 +49,7 @@ ModelLike = Artifact | onnx.ModelProto | PathLike
 
 def load(path: PathLike) -> Artifact:
     """The ONNX model at ``path`` and its manifest (read off the graph when there is none)."""
-    return load_artifact(path)
+    return load_artifact(os.fspath(path))
 
 
 def as_artifact(model: ModelLike) -> Artifact:
@@ -53,7 +57,7 @@ def as_artifact(model: ModelLike) -> Artifact:
     if isinstance(model, Artifact):
         return model
     if isinstance(model, (str, os.PathLike)):
-        return load_artifact(model)
+        return load_artifact(os.fspath(model))
     return Artifact.describe(model, source="<in memory>", exporter="unknown")
 
 
@@ -103,11 +107,9 @@ def export(
 
 def fuse(model: ModelLike) -> StageResult[FuseOutcome]:
     """Replace attention subgraphs of an already-exported ONNX model with FusedAttention nodes."""
-    from attn_deploy.fuse.fuser import fuse_model
+    from attn_deploy.fuse.fuser import fuse_artifact
 
-    source = as_artifact(model)
-    outcome = fuse_model(source.proto)
-    return StageResult(source.evolve(outcome.model, stage="fuse"), outcome)
+    return fuse_artifact(as_artifact(model))
 
 
 def lower(
@@ -121,28 +123,43 @@ def lower(
 
 
 def to_fp16(model: ModelLike, *, keep_io_types: bool = True) -> StageResult[Fp16Summary]:
-    """Float16 weights and activations; softmax, reductions and normalisation stay float32."""
-    from attn_deploy.lower.fp16 import convert_to_fp16
+    """Float16 weights and activations (manifest precision ``fp16``); softmax, reductions and normalisation stay float32."""
+    from attn_deploy.lower.fp16 import to_fp16 as fp16_stage
 
-    source = as_artifact(model)
-    converted, summary = convert_to_fp16(source.proto, keep_io_types=keep_io_types)
-    return StageResult(source.evolve(converted, stage="fp16", precision="fp16"), summary)
+    return fp16_stage(as_artifact(model), keep_io_types=keep_io_types)
+
+
+def quantize_stage(model: ModelLike, options: QuantizeOptions | None = None) -> StageResult[QuantizeSummary]:
+    """The quantize stage alone: the int8 Artifact (manifest precision ``int8``) and what was done, nothing written."""
+    from attn_deploy.quantize.pipeline import QuantizeOptions, quantize_artifact
+
+    return quantize_artifact(as_artifact(model), options or QuantizeOptions())
 
 
 def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOptions | None = None) -> QuantizeResult:
-    """Dynamic int8 for ONNX Runtime, written to ``output``; the result's report has parity and latency."""
-    from attn_deploy.quantize.pipeline import QuantizeOptions, quantize_model
+    """Dynamic int8 for ONNX Runtime, written to ``output`` with its manifest; the report has parity and latency.
 
-    if not isinstance(model, (str, os.PathLike)):
-        raise InputError("quantize takes a path or MODEL spec for now")
-    return quantize_model(os.fspath(model), Path(output), options or QuantizeOptions())
+    ``model`` is an ``nn.Module`` (give ``options.input_shapes``), MODEL as the CLI takes it, an
+    .onnx path, an Artifact or a ModelProto. The graph work is ``quantize_stage``; the float/int8
+    comparison is ``attn_deploy.bench.compare.compare_int8``.
+    """
+    from attn_deploy.bench.compare import compare_int8
+    from attn_deploy.quantize.pipeline import QuantizeOptions
+    from attn_deploy.quantize.pipeline import quantize_model as quantize_with
+
+    return quantize_with(model, output, options or QuantizeOptions(), compare=compare_int8)
 
 
-def build_engine(model: PathLike, engine: PathLike, options: BuildOptions | None = None) -> BuildResult:
+#: The name ``attn-deploy quantize`` calls (``attn_deploy.quantize.quantize_model`` resolves to it).
+quantize_model = quantize
+
+
+def build_engine(model: ModelLike, engine: PathLike, options: BuildOptions | None = None) -> BuildResult:
     """A TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and its report ``ENGINE.json``."""
-    from attn_deploy.engine.build import BuildOptions, build_engine as build
+    from attn_deploy.engine.build import BuildOptions
+    from attn_deploy.engine.build import build_engine as build
 
-    return build(Path(model), Path(engine), options or BuildOptions())
+    return build(as_artifact(model), os.fspath(engine), options or BuildOptions())
 
 
 def check(

@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from attn_deploy.artifact.graph import IR_VERSION
-from attn_deploy.artifact.finalize import attach_fused_attention_function
+from attn_deploy.ops.bodies import attach_fused_attention_function
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 

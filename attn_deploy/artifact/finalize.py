@@ -2,43 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from attn_deploy.artifact.graph import IR_VERSION, default_opset, fused_attention_nodes
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION
-from attn_deploy.ops.onnx_body import make_function
-
-#: The all-zero bias given to nodes without one when other nodes of the model pass a bias.
-ZERO_BIAS = "attn_deploy_zero_bias"
-
-
-def attach_fused_attention_function(model: onnx.ModelProto) -> None:
-    """Give the model a FusedAttention FunctionProto matching how its nodes call it (in place).
-
-    All nodes share one function, so if some pass ``bias`` and some do not, the latter get a
-    scalar zero bias (ONNX Runtime rejects a body that reads an absent optional input).
-    """
-    nodes = fused_attention_nodes(model)
-    kept = [f for f in model.functions if not (f.domain == DOMAIN and f.name == OP_TYPE)]
-    del model.functions[:]
-    model.functions.extend(kept)
-    if not nodes:
-        return
-    with_bias = any(len(n.input) > 3 and n.input[3] for n in nodes)
-    if with_bias:
-        needs_zero = False
-        for n in nodes:
-            if len(n.input) < 4 or not n.input[3]:
-                del n.input[3:]
-                n.input.append(ZERO_BIAS)
-                needs_zero = True
-        if needs_zero and not any(i.name == ZERO_BIAS for i in model.graph.initializer):
-            model.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), ZERO_BIAS))
-    model.functions.append(make_function(default_opset(model), with_bias=with_bias))
-    if not any(imp.domain == DOMAIN for imp in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+from attn_deploy.artifact.graph import IR_VERSION
+from attn_deploy.ops.bodies import attach_fused_attention_function
 
 
 def _strip_graph(graph: onnx.GraphProto) -> None:

@@ -1,5 +1,8 @@
-"""Build TensorRT / TensorRT-RTX engines from exported models (TensorRT is imported lazily)."""
+"""Build TensorRT / TensorRT-RTX engines from exported models (TensorRT is imported lazily).
 
-from attn_deploy.engine.build import BuildOptions, BuildResult, build_engine, report_path_for
+An engine's report is ``attn_deploy.artifact.io.engine_report_path(ENGINE)`` (``ENGINE.json``).
+"""
 
-__all__ = ["BuildOptions", "BuildResult", "build_engine", "report_path_for"]
+from attn_deploy.engine.build import BuildOptions, BuildResult, build_engine
+
+__all__ = ["BuildOptions", "BuildResult", "build_engine"]

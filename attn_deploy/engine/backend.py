@@ -12,11 +12,9 @@ import importlib.metadata
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
 
-from attn_deploy.errors import AttnDeployError, InputError
+from attn_deploy.errors import AttnDeployError, InputError, first_line
 
-RuntimeChoice = Literal["auto", "tensorrt", "tensorrt-rtx"]
 RUNTIMES: tuple[str, ...] = ("auto", "tensorrt", "tensorrt-rtx")
 _MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 _INSTALL = {
@@ -53,7 +51,7 @@ def _try_import(name: str) -> tuple[ModuleType | None, str]:
     try:
         module = importlib.import_module(_MODULES[name])
     except Exception as e:  # noqa: BLE001 - a stub wheel raises anything on import
-        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        return None, f"{type(e).__name__}: {first_line(e)}"
     if not hasattr(module, "Builder"):  # NVIDIA's PyPI stub installs a module with no bindings
         return None, "the installed package has no TensorRT bindings (a download stub?)"
     return module, ""

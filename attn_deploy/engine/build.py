@@ -21,14 +21,16 @@ from typing import Any
 
 import onnx
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.io import engine_report_path, load_artifact, save_artifact
+from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.engine.backend import TrtBackend, select_backend
 from attn_deploy.engine.plugins import PluginState, load_plugins
 from attn_deploy.engine.profiles import InputProfile, Shape, resolve_profile
 from attn_deploy.engine.report import engine_layers, layer_summary, network_layers
-from attn_deploy.lower.fp16 import convert_to_fp16
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.artifact.manifest import library_versions
-from attn_deploy.artifact.fileio import atomic_path, sha256_file
+from attn_deploy.lower.fp16 import to_fp16
 from attn_deploy.lower.trt import lower_for_tensorrt
 
 REPORT_FORMAT = "attn-deploy-engine-report/1"
@@ -49,7 +51,7 @@ class BuildOptions:
     plugins: tuple[Path, ...] = ()
     #: TensorRT-RTX ahead-of-time targets like ``8.6`` or ``SM86``; empty: the builder's default.
     compute_capabilities: tuple[str, ...] = ()
-    #: Also write the lowered ONNX model that was parsed (for inspection or an ORT check).
+    #: Also write the lowered ONNX model that was parsed, and its manifest (for inspection or an ORT check).
     save_onnx: Path | None = None
 
 
@@ -61,32 +63,8 @@ class BuildResult:
 
     @property
     def lowering(self) -> list[dict[str, Any]]:
-        return self.report["fused_attention"]
-
-
-def report_path_for(engine_path: Path) -> Path:
-    """``MODEL.engine`` -> ``MODEL.engine.json``."""
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputError(f"{path}: no such ONNX file; export one with `attn-deploy export`")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise InputError(f"{path} is not a readable ONNX model ({type(e).__name__}); is it truncated?") from None
-
-
-def _load_manifest(onnx_path: Path) -> dict[str, Any] | None:
-    path = onnx_path.with_suffix(".json")
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and str(data.get("format", "")).startswith("attn-deploy-manifest/") else None
+        lowering: list[dict[str, Any]] = self.report["fused_attention"]
+        return lowering
 
 
 def _parse_capabilities(backend: TrtBackend, items: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -206,31 +184,36 @@ def _serialize(backend: TrtBackend, network: tuple[Any, Any, Any], config: Any, 
     return bytes(memoryview(engine))
 
 
-def _fp16_stage(model: onnx.ModelProto, options: BuildOptions) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
+#: The engine report's ``precision`` for each Artifact precision (the report's values predate the manifest's).
+_REPORT_PRECISION = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
+
+
+def _fp16_stage(artifact: Artifact, options: BuildOptions) -> tuple[Artifact, dict[str, Any] | None]:
+    """``--fp16`` is decided here, once: the fp16 stage's Artifact carries precision ``fp16``."""
     if not options.fp16:
-        return model, None
-    converted, summary = convert_to_fp16(model, keep_io_types=options.keep_io_fp32)
-    return converted, summary.to_dict()
+        return artifact, None
+    result = to_fp16(artifact, keep_io_types=options.keep_io_fp32)
+    return result.artifact, result.summary.to_dict()
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions()) -> BuildResult:
-    """Build ``engine_path`` and ``engine_path.json`` from ``onnx_path``; both or neither appear."""
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    report_path = report_path_for(engine_path)
+def build_engine(model: Artifact | str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions()) -> BuildResult:
+    """Build ``engine_path`` and ``engine_path.json`` from ``model`` (an Artifact or an .onnx path); both or neither appear."""
+    engine_path = Path(engine_path)
+    report_path = engine_report_path(engine_path)
     if engine_path.suffix == ".onnx":
         raise InputError(f"output {engine_path} ends in .onnx; name the engine MODEL.engine")
-    model = _load_onnx(onnx_path)
+    source = model if isinstance(model, Artifact) else load_artifact(model)
     backend = select_backend(options.runtime)
     caps = _parse_capabilities(backend, options.compute_capabilities)
-    manifest = _load_manifest(onnx_path)
     profile = resolve_profile(
-        model, manifest, shapes=options.shapes, min_shapes=options.min_shapes, opt_shapes=options.opt_shapes, max_shapes=options.max_shapes
+        source.proto, source.manifest, shapes=options.shapes, min_shapes=options.min_shapes, opt_shapes=options.opt_shapes, max_shapes=options.max_shapes
     )
     started = time.perf_counter()
-    model, fp16_summary = _fp16_stage(model, options)
+    typed, fp16_summary = _fp16_stage(source, options)
     with _polygraphy_messages():
         plugins: PluginState = load_plugins(backend, options.plugins)
-    lowered, plans = lower_for_tensorrt(model, plugin=plugins.fused_attention)
+    lowering = lower_for_tensorrt(typed, plugin=plugins.fused_attention)
+    lowered, plans = lowering.artifact.proto, lowering.summary
     with _polygraphy_messages():
         network = _parse(backend, lowered)
     layers = network_layers(network[1])
@@ -243,8 +226,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
 
     report = {
         "format": REPORT_FORMAT,
-        "source": str(onnx_path),
-        "source_sha256": sha256_file(onnx_path),
+        "source": str(source.path) if source.path is not None else source.manifest.source,
+        "source_sha256": sha256_file(source.path) if source.path is not None else hashlib.sha256(source.proto.SerializeToString()).hexdigest(),
         "engine_sha256": hashlib.sha256(engine).hexdigest(),
         "engine_bytes": len(engine),
         "build_seconds": round(build_seconds, 3),
@@ -256,7 +239,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
         },
         "compute_capabilities": [f"{a}.{b}" for a, b in caps] or "builder default",
         "profiles": [[p.to_dict() for p in profile]],
-        "precision": "float16" if options.fp16 else "float32",
+        "precision": _REPORT_PRECISION[typed.precision],
         "fp16_conversion": fp16_summary,
         "plugins": plugins.to_dict(),
         "fused_attention": [p.to_dict() for p in plans],
@@ -268,7 +251,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     with atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
         tmp_engine.write_bytes(engine)
         tmp_report.write_text(json.dumps(report, indent=2) + "\n")
-        if options.save_onnx is not None:
-            with atomic_path(options.save_onnx) as tmp_onnx:
-                onnx.save_model(lowered, tmp_onnx)
+        if options.save_onnx is not None:  # with its manifest: precision and lowering travel with it
+            save_artifact(lowering.artifact, options.save_onnx)
     return BuildResult(engine_path, report_path, report)

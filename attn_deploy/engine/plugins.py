@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,10 +57,9 @@ def load_plugins(backend: TrtBackend, paths: Sequence[str | Path]) -> PluginStat
         except OSError as e:
             raise InputError(f"--plugin {path} cannot be loaded: {e}") from None
         if find_creator(backend) is None and hasattr(registry, "load_library"):
-            try:
+            # A library without getCreators raises anything; the check below reports it.
+            with contextlib.suppress(Exception):
                 registry.load_library(str(path.resolve()))
-            except Exception:  # noqa: BLE001 - a library without getCreators; the check below reports
-                pass
         state.libraries.append(str(path))
     state.creators_added = sorted(_creator_names(registry) - before)
     state.fused_attention = find_creator(backend) is not None

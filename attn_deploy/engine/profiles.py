@@ -14,10 +14,11 @@ from typing import Any
 
 import onnx
 
+from attn_deploy.artifact.graph import Dim, dims_of, graph_inputs
+from attn_deploy.artifact.manifest import Manifest
 from attn_deploy.errors import InputError
 
 Shape = tuple[int, ...]
-Dim = int | str | None
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,7 @@ def parse_named_shapes(items: list[str] | tuple[str, ...], option: str) -> dict[
 
 def model_inputs(model: onnx.ModelProto) -> dict[str, list[Dim]]:
     """Graph inputs that are not initializers, with their dims (int, symbol or None)."""
-    inits = {i.name for i in model.graph.initializer}
-    out: dict[str, list[Dim]] = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims: list[Dim] = []
-        for d in vi.type.tensor_type.shape.dim:
-            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
-        out[vi.name] = dims
-    return out
+    return {vi.name: dims_of(vi.type) or [] for vi in graph_inputs(model)}
 
 
 def _fmt(shape: Shape) -> str:
@@ -76,9 +68,14 @@ def _check_fits(name: str, dims: list[Dim], shape: Shape, option: str) -> None:
             raise InputError(f"{option} {name}:{_fmt(shape)}: axis {axis} of {name!r} is fixed at {want}")
 
 
-def _from_manifest(name: str, dims: list[Dim], manifest: Mapping[str, Any] | None, index: int) -> InputProfile:
+def _export_shapes(manifest: Manifest | Mapping[str, Any] | None) -> list[list[Dim]]:
+    if isinstance(manifest, Manifest):
+        return manifest.export_input_shapes
+    return list((manifest or {}).get("export_input_shapes") or [])
+
+
+def _from_manifest(name: str, dims: list[Dim], export_shapes: list[list[Dim]], index: int) -> InputProfile:
     dynamic = [a for a, d in enumerate(dims) if not (isinstance(d, int) and d > 0)]
-    export_shapes = (manifest or {}).get("export_input_shapes") or []
     if not dynamic:
         shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]
         return InputProfile(name, shape, shape, shape)
@@ -87,7 +84,9 @@ def _from_manifest(name: str, dims: list[Dim], manifest: Mapping[str, Any] | Non
             f"input {name!r} has dynamic axes {dynamic} and no manifest gives its export shape; "
             f"pass --shapes {name}:SHAPE or --min-shapes/--opt-shapes/--max-shapes {name}:SHAPE"
         )
-    opt = tuple(int(d) for d in export_shapes[index])
+    if not all(isinstance(d, int) for d in export_shapes[index]):
+        raise InputError(f"input {name!r}: the manifest's export shape {export_shapes[index]} is not static; pass --shapes {name}:SHAPE")
+    opt = tuple(int(d) for d in export_shapes[index])  # type: ignore[arg-type]
     low = tuple(1 if a == 0 else max(1, opt[a] // 2) if a in dynamic else opt[a] for a in range(len(opt)))
     high = tuple(opt[a] * 2 if a in dynamic else opt[a] for a in range(len(opt)))
     return InputProfile(name, low, opt, high)
@@ -95,15 +94,19 @@ def _from_manifest(name: str, dims: list[Dim], manifest: Mapping[str, Any] | Non
 
 def resolve_profile(
     model: onnx.ModelProto,
-    manifest: Mapping[str, Any] | None,
+    manifest: Manifest | Mapping[str, Any] | None,
     *,
     shapes: Mapping[str, Shape],
     min_shapes: Mapping[str, Shape],
     opt_shapes: Mapping[str, Shape],
     max_shapes: Mapping[str, Shape],
 ) -> list[InputProfile]:
-    """One (min, opt, max) per model input; InputError names the option to fix."""
+    """One (min, opt, max) per model input; InputError names the option to fix.
+
+    Dynamic axes without an option come from ``manifest``'s ``export_input_shapes``.
+    """
     inputs = model_inputs(model)
+    export_shapes = _export_shapes(manifest)
     for option, given in (("--shapes", shapes), ("--min-shapes", min_shapes), ("--opt-shapes", opt_shapes), ("--max-shapes", max_shapes)):
         for name, shape in given.items():
             if name not in inputs:
@@ -120,12 +123,12 @@ def resolve_profile(
         if any(ranged):
             if not all(ranged):
                 raise InputError(f"input {name!r}: give all of --min-shapes, --opt-shapes and --max-shapes for it")
-            low, opt, high = ranged  # type: ignore[misc]
+            low, opt, high = (shape or () for shape in ranged)
             if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
                 raise InputError(f"input {name!r}: need min <= opt <= max on every axis, got {_fmt(low)}, {_fmt(opt)}, {_fmt(high)}")
             profiles.append(InputProfile(name, low, opt, high))
             continue
-        profiles.append(_from_manifest(name, dims, manifest, index))
+        profiles.append(_from_manifest(name, dims, export_shapes, index))
     return profiles
 
 

@@ -14,14 +14,17 @@ import onnx
 import torch
 
 from attn_deploy import defaults
-from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.artifact.graph import fused_attention_nodes
-from attn_deploy.artifact.finalize import finalize
-from attn_deploy.export.loading import LoadedModel
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.artifact.finalize import finalize
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
-from attn_deploy.ops.symbolic import dynamo_translation_table, register_torchscript_symbolic
+from attn_deploy.errors import AttnDeployError, InputError, first_line
+from attn_deploy.export.loading import LoadedModel
+from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.ops.symbolic import (
+    dynamo_translation_table,
+    register_torchscript_symbolic,
+)
 from attn_deploy.zoo.registry import Shape
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,7 @@ def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: Expor
             loaded.module(*inputs)
     except Exception as e:  # noqa: BLE001 - any failure here is about the input we made
         shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"{loaded.source} rejected an input of shape {shapes}: {first}; fix --input-shape") from None
 
 
@@ -115,6 +118,8 @@ def _export_dynamo(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
         optimize=True,
         verbose=False,
     )
+    if program is None:
+        raise AttnDeployError("the dynamo exporter returned no program; try --exporter torchscript")
     return program.model_proto
 
 
@@ -131,7 +136,7 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], o
     torch.onnx.export(
         loaded.module,
         inputs,
-        buffer,
+        buffer,  # type: ignore[arg-type]
         dynamo=False,
         opset_version=options.opset,
         input_names=input_names,
@@ -157,7 +162,7 @@ def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
                 warnings.simplefilter("ignore")
                 return _EXPORTERS[name](loaded, inputs, options), name, notes
         except Exception as e:  # noqa: BLE001 - exporters raise anything; try the next one or report
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             notes.append(f"{name} exporter failed: {first[:300]}")
             log.info("%s exporter failed, %s", name, "trying the next" if name != order[-1] else "giving up")
     raise AttnDeployError("export failed: " + "; ".join(notes) + ("; try --exporter torchscript" if options.exporter == "dynamo" else ""))

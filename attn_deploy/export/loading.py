@@ -8,8 +8,8 @@ MODEL forms: ``zoo:NAME``; ``package.module:factory``; a TorchScript archive; a 
 from __future__ import annotations
 
 import importlib
-import re
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
 
 ZOO_PREFIX = "zoo:"
@@ -65,7 +65,7 @@ def _from_entry(entry: ZooEntry, module: nn.Module, source: str, sha: str | None
 
 
 def zoo_entry(spec: str) -> ZooEntry:
-    name = spec[len(ZOO_PREFIX):] if spec.startswith(ZOO_PREFIX) else spec
+    name = spec.removeprefix(ZOO_PREFIX)
     try:
         return get_entry(name)
     except KeyError as e:
@@ -120,7 +120,7 @@ def _load_pickle(path: Path, arch: str | None, unsafe_load: bool, sha: str) -> L
             ) from None
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path} could not be read ({str(e).splitlines()[0]}); is it truncated?") from None
+        raise InputError(f"{path} could not be read ({first_line(e)}); is it truncated?") from None
     if isinstance(obj, nn.Module):
         return LoadedModel(module=obj.eval(), source=str(path), source_sha256=sha)
     if isinstance(obj, dict):
@@ -131,7 +131,7 @@ def _load_pickle(path: Path, arch: str | None, unsafe_load: bool, sha: str) -> L
         try:
             module.load_state_dict(obj)
         except RuntimeError as e:
-            raise InputError(f"{path} does not fit {arch}: {str(e).splitlines()[0]}") from None
+            raise InputError(f"{path} does not fit {arch}: {first_line(e)}") from None
         return _from_entry(entry, module, str(path), sha)
     raise InputError(f"{path} holds a {type(obj).__name__}, not a module or state dict")
 
@@ -152,15 +152,15 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
     kind = _archive_kind(path)
     if kind == "torchscript":
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except RuntimeError as e:
-            raise InputError(f"{path}: TorchScript archive could not be loaded ({str(e).splitlines()[0]})") from None
+            raise InputError(f"{path}: TorchScript archive could not be loaded ({first_line(e)})") from None
         return LoadedModel(module=module.eval(), source=str(path), source_sha256=sha, preferred_exporter="torchscript")
     if kind == "pt2":
         try:
             program = torch.export.load(str(path))
         except Exception as e:  # noqa: BLE001 - torch.export.load raises many types
-            raise InputError(f"{path}: torch.export archive could not be loaded ({str(e).splitlines()[0]})") from None
+            raise InputError(f"{path}: torch.export archive could not be loaded ({first_line(e)})") from None
         shapes = tuple(tuple(int(d) for d in t.shape) for t in program.example_inputs[0]) if program.example_inputs else ()
         return LoadedModel(module=program.module(), source=str(path), source_sha256=sha, input_shapes=shapes)
     if kind == "legacy" and not unsafe_load:

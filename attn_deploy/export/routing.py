@@ -57,7 +57,7 @@ def sdpa_via_op(
     if bias is not None and bias.dim() == 3 and squeeze:
         bias = bias.unsqueeze(1)
     softmax_scale = scale if scale is not None else 1.0 / math.sqrt(query.shape[-1])
-    out = fused_attention(query, key, value, bias, scale=float(softmax_scale))
+    out: torch.Tensor = fused_attention(query, key, value, bias, scale=float(softmax_scale))
     return out.squeeze(1) if squeeze else out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.zoo.detection import DetectorOutputs
 from attn_deploy.zoo.registry import Shape
@@ -62,7 +62,7 @@ def resolve_submodule(root: nn.Module, path: str, source: str) -> tuple[str, nn.
 def _detector_input_shape(root: DetectorOutputs, loaded: LoadedModel) -> Shape:
     image = loaded.example_inputs(loaded.input_shapes)[0][0]
     with torch.no_grad():
-        images, _ = root.detector.transform([image])
+        images, _ = root.detector.transform([image])  # type: ignore[operator]
     return tuple(int(d) for d in images.tensors.shape)
 
 
@@ -80,7 +80,7 @@ def select_submodule(loaded: LoadedModel, path: str, shapes: tuple[Shape, ...] =
         with torch.no_grad():
             flat = _flatten(part(*inputs), short)
     except Exception as e:  # noqa: BLE001 - any failure here is about the input shape we chose
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"submodule {name!r} rejected input {', '.join('x'.join(map(str, s)) for s in shapes)}: {first}; fix --input-shape") from None
     if not flat:
         raise InputError(f"submodule {name!r} returns no tensors; pick a part that returns tensors")

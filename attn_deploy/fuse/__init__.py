@@ -6,6 +6,12 @@ exporters at opsets 17-22, hand-written attention), ``onnx_attention`` (opset 23
 ``rewrite`` emits the node.
 """
 
-from attn_deploy.fuse.fuser import FuseAttentionPass, FuseOutcome, FuseResult, fuse_file, fuse_model
+from attn_deploy.fuse.fuser import (
+    FuseAttentionPass,
+    FuseOutcome,
+    FuseResult,
+    fuse_file,
+    fuse_model,
+)
 
 __all__ = ["FuseAttentionPass", "FuseOutcome", "FuseResult", "fuse_file", "fuse_model"]

@@ -9,15 +9,22 @@ from typing import Any
 
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedNodesPass
+from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass
 
-from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
-from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.artifact.finalize import finalize
+from attn_deploy.artifact.graph import (
+    Dim,
+    default_opset,
+    dims_of,
+    fused_attention_nodes,
+)
+from attn_deploy.artifact.io import load_onnx
 from attn_deploy.artifact.manifest import SiteRecord
 from attn_deploy.artifact.sites import attention_sites
+from attn_deploy.artifact.stage import StageResult
+from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.fuse import ms_mha, onnx_attention, sagan, sdpa
 from attn_deploy.fuse.graph import is_op, refine_reshape_shapes
 from attn_deploy.fuse.match import Attention, NearMiss
@@ -117,19 +124,11 @@ class FuseAttentionPass(ir.passes.InPlacePass):
 
 def load_checked(path: Path) -> onnx.ModelProto:
     """Load and validate ``path``; every failure is an ``InputError`` (exit 2)."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; pass an .onnx model")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - protobuf raises several types on garbage
-        raise InputError(f"{path} is not an ONNX model ({type(e).__name__}); pass a .onnx file") from None
-    if not model.graph.node:
-        raise InputError(f"{path} is not an ONNX model (no graph nodes); pass a .onnx file")
+    model = load_onnx(path, hint="pass an .onnx model")
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - checker and shape inference raise various errors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} does not validate ({first[:300]}); fix or re-export the model") from None
+        raise InputError(f"{path} does not validate ({first_line(e)}); fix or re-export the model") from None
     return model
 
 
@@ -143,37 +142,34 @@ def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def fuse_model(model: onnx.ModelProto) -> FuseOutcome:
     """Fuse a validated model: a new, finalised ModelProto plus what was done and left alone."""
     existing = len(fused_attention_nodes(model))
-    ir_model = ir.from_proto(_infer_shapes(model))
+    ir_model = ir.from_proto(_infer_shapes(model))  # the one proto -> ir conversion
     if refine_reshape_shapes(ir_model.graph):
-        ir_model = ir.from_proto(_infer_shapes(ir.to_proto(ir_model)))
+        ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(ir_model)
     rewrite = FuseAttentionPass()
     rewrite(ir_model)
     fused, misses = rewrite.fused, rewrite.near_misses
-    result = ir.to_proto(ir_model)
+    result = ir.to_proto(ir_model)  # the one ir -> proto conversion
     if fused and default_opset(result) < MIN_OPSET:
         raise InputError(f"the model's opset {default_opset(result)} is older than {MIN_OPSET}; convert it with onnx.version_converter first")
     result = finalize(result)
     try:
         onnx.checker.check_model(result, full_check=True)
     except Exception as e:  # noqa: BLE001
-        raise AttnDeployError(f"the fused model does not validate ({str(e).splitlines()[0][:300]}); please report this model") from None
+        raise AttnDeployError(f"the fused model does not validate ({first_line(e)}); please report this model") from None
     info = {site.name: SiteRecord.of(site).to_json() for site in attention_sites(result)}
     records = [{"pattern": pattern, **info[name]} for name, pattern in fused]
     return FuseOutcome(result, records, misses, existing)
 
 
-def _export_shapes(model: onnx.ModelProto) -> tuple[list[list[int | str | None]], list[int]]:
-    shapes: list[list[int | str | None]] = []
-    dynamic: set[int] = set()
-    for vi in model.graph.input:
-        dims: list[int | str | None] = []
-        for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(d.dim_param or None)
-                dynamic.add(i)
-        shapes.append(dims)
+def fuse_artifact(artifact: Artifact) -> StageResult[FuseOutcome]:
+    """The fuse stage: ``artifact`` with its attention subgraphs as FusedAttention nodes (stage ``fuse``)."""
+    outcome = fuse_model(artifact.proto)
+    return StageResult(artifact.evolve(outcome.model, stage="fuse"), outcome)
+
+
+def _export_shapes(model: onnx.ModelProto) -> tuple[list[list[Dim]], list[int]]:
+    shapes = [dims_of(vi.type) or [] for vi in model.graph.input]
+    dynamic = {i for dims in shapes for i, d in enumerate(dims) if not isinstance(d, int)}
     return shapes, sorted(dynamic)
 
 

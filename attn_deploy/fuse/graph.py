@@ -43,9 +43,8 @@ def dims(value: ir.Value | None) -> list[int | str | None] | None:
 
 
 def _input_array(node: ir.Node, index: int, depth: int) -> np.ndarray | None:
-    if index >= len(node.inputs) or node.inputs[index] is None:
-        return None
-    return _evaluate(node.inputs[index], depth + 1)
+    value = node.inputs[index] if index < len(node.inputs) else None
+    return None if value is None else _evaluate(value, depth + 1)
 
 
 def _known(array: np.ndarray | None) -> np.ndarray | None:
@@ -62,7 +61,7 @@ def _known(array: np.ndarray | None) -> np.ndarray | None:
 def _constant_node_value(node: ir.Node) -> np.ndarray | None:
     for name, attr in node.attributes.items():
         if name == "value":
-            return attr.value.numpy()
+            return np.asarray(attr.value.numpy())
         if name in ("value_float", "value_int"):
             return np.array(attr.value, np.float32 if name == "value_float" else np.int64)
         if name in ("value_floats", "value_ints"):
@@ -74,17 +73,17 @@ def _slice(node: ir.Node, data: np.ndarray, depth: int) -> np.ndarray | None:
     starts, ends = _known(_input_array(node, 1, depth)), _known(_input_array(node, 2, depth))
     if starts is None or ends is None:
         return None
-    axes = _known(_input_array(node, 3, depth)) if len(node.inputs) > 3 and node.inputs[3] is not None else None
-    steps = _known(_input_array(node, 4, depth)) if len(node.inputs) > 4 and node.inputs[4] is not None else None
-    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
-    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    given_axes = _known(_input_array(node, 3, depth)) if len(node.inputs) > 3 and node.inputs[3] is not None else None
+    given_steps = _known(_input_array(node, 4, depth)) if len(node.inputs) > 4 and node.inputs[4] is not None else None
+    axes = list(range(len(starts))) if given_axes is None else [int(a) for a in given_axes]
+    steps = [1] * len(starts) if given_steps is None else [int(s) for s in given_steps]
     index = [slice(None)] * data.ndim
     for a, s, e, st in zip(axes, starts, ends, steps):
         index[a] = slice(int(s), int(max(min(e, 2**62), -(2**62))), st)
     return data[tuple(index)]
 
 
-def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C901, PLR0911, PLR0912 - one case per op
+def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     """``value`` as a numpy array if it is computable from constants and static shapes alone."""
     if depth > _MAX_DEPTH:
         return None
@@ -122,8 +121,8 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C9
         return _slice(node, first, depth)
     if op in ("Squeeze", "Unsqueeze", "Reshape"):
         if op == "Reshape":
-            shape = _known(_input_array(node, 1, depth))
-            return None if shape is None else first.reshape([int(s) for s in shape])
+            target = _known(_input_array(node, 1, depth))
+            return None if target is None else first.reshape([int(s) for s in target])
         axes = _known(_input_array(node, 1, depth)) if len(node.inputs) > 1 and node.inputs[1] is not None else None
         if op == "Squeeze":
             return first.squeeze() if axes is None else first.squeeze(tuple(int(a) for a in axes))
@@ -137,15 +136,15 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:  # noqa: C9
         return first.astype(ir.DataType(node.attributes.get_int("to", 1)).numpy())
     unary = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative}
     if op in unary:
-        return unary[op](first)
+        return np.asarray(unary[op](first))
     if op in ("Mul", "Div", "Add", "Sub", "Pow"):
         second = _known(_input_array(node, 1, depth))
         if second is None:
             return None
         if op == "Div" and np.issubdtype(first.dtype, np.integer):
-            return np.trunc(first / second).astype(first.dtype)
+            return np.asarray(np.trunc(first / second), dtype=first.dtype)
         fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract, "Pow": np.power}[op]
-        return fn(first, second).astype(first.dtype)
+        return np.asarray(fn(first, second), dtype=first.dtype)
     return None
 
 

@@ -13,12 +13,17 @@ import onnx_ir as ir
 
 from attn_deploy.fuse.graph import is_op, rank, swap_last
 from attn_deploy.fuse.match import Attention, NearMiss, Operand
-from attn_deploy.fuse.scores import describe, parse_scores, peel_transposes, weights_consumer
+from attn_deploy.fuse.scores import (
+    describe,
+    parse_scores,
+    peel_transposes,
+    weights_consumer,
+)
 
 
 def match(softmax: ir.Node) -> Attention | None:
     scores = parse_scores(softmax)
-    user, p, nan_to_zero = weights_consumer(scores)
+    user, _, nan_to_zero = weights_consumer(scores)
     if not is_op(user, "Transpose") or list(user.attributes.get_ints("perm", [])) != swap_last(scores.rank):
         return None
     pt = user.outputs[0]

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from attn_deploy.fuse.graph import compose, is_op, producer, rank, scalar_constant, swap_last
+from attn_deploy.fuse.graph import (
+    compose,
+    is_op,
+    producer,
+    rank,
+    scalar_constant,
+    swap_last,
+)
 from attn_deploy.fuse.match import Bias, NearMiss, Operand
 
 _MAX_STEPS = 16
@@ -138,7 +145,7 @@ def parse_scores(softmax: ir.Node) -> Scores:
             if not _reaches_matmul(a):
                 raise NearMiss("the softmax input is a sum with no Q·Kᵀ MatMul above it")
             biases.append(Bias(b, post_scale))  # type: ignore[arg-type]
-            value = a  # type: ignore[assignment]
+            value = a
             continue
         what = "a graph input" if node is None else f"{node.op_type} {node.name!r}"
         if is_op(node, "Where"):

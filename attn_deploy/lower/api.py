@@ -9,12 +9,17 @@ from typing import Any
 
 import onnx
 
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.fileio import sha256_file
 from attn_deploy.artifact.io import load_artifact
 from attn_deploy.artifact.manifest import Lowering
-from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, PREFERENCES, NodeChoice, Prefer
+from attn_deploy.errors import InputError
+from attn_deploy.lower.choice import (
+    DEFAULT_MAX_ATTN_MEM,
+    PREFERENCES,
+    NodeChoice,
+    Prefer,
+)
 from attn_deploy.lower.ort import lower_ort
 from attn_deploy.ops.contract import LOWERED_DOMAIN
 

@@ -56,10 +56,9 @@ def block_elements(max_attn_mem: int) -> int:
 
 def static_block_rows(site: AttentionSite, max_attn_mem: int) -> int | None:
     """Rows per query block the blocked body will use, when the shapes are static."""
-    dims = (site.B, site.H, site.Nq, site.Nk)
-    if not all(isinstance(d, int) for d in dims):
+    b, h, nq, nk = site.B, site.H, site.Nq, site.Nk
+    if not (isinstance(b, int) and isinstance(h, int) and isinstance(nq, int) and isinstance(nk, int)):
         return None
-    b, h, nq, nk = dims  # type: ignore[misc]
     return balanced_rows(nq, min(nq, block_rows(b * h, nk, block_elements(max_attn_mem))))
 
 

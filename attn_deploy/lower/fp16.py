@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
+from onnx_ir.passes.common import TopologicalSortPass
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.graph import default_opset
+from attn_deploy.artifact.stage import StageResult
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.ops.schema import fused_attention_schema
 
@@ -73,10 +78,6 @@ class Fp16Summary:
         }
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
-
-
 def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
     if node.domain == DOMAIN and node.op_type == OP_TYPE:
         return fused_attention_schema()
@@ -88,7 +89,7 @@ def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
         return None
 
 
-def _allows_fp16(schema: onnx.defs.OpSchema, params: list, index: int) -> bool:
+def _allows_fp16(schema: onnx.defs.OpSchema, params: list[onnx.defs.OpSchema.FormalParameter], index: int) -> bool:
     """Whether the formal parameter at ``index`` (variadic-aware) accepts tensor(float16)."""
     if not params:
         return False
@@ -161,14 +162,14 @@ def _to_fp16_array(array: np.ndarray, summary: Fp16Summary) -> np.ndarray:
     finite = np.isfinite(array)
     clipped = np.clip(array, -_FP16_MAX, _FP16_MAX)
     summary.values_clipped += int(np.count_nonzero(finite & (clipped != array)))
-    return clipped.astype(np.float16)
+    return np.asarray(clipped, dtype=np.float16)
 
 
 def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tuple[onnx.ModelProto, Fp16Summary]:
     """Return a float16 copy of ``model`` (the input is not modified) and a summary of choices."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    opset = _default_opset(model)
+    opset = default_opset(model)
     types = _Types(model)
     summary = Fp16Summary()
 
@@ -260,10 +261,17 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tu
             out.type.tensor_type.elem_type = _F16
 
     del graph.node[:]
-    graph.node.extend(_topological(new_nodes, graph))
+    graph.node.extend(new_nodes)
     # Exporter value_info still says float32 for retyped values; let consumers re-infer.
     del graph.value_info[:]
-    return model, summary
+    return _sorted(model), summary
+
+
+def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every node after the producers of what it reads (inserted casts follow their source)."""
+    ir_model = ir.from_proto(model)
+    TopologicalSortPass()(ir_model)
+    return ir.to_proto(ir_model)
 
 
 def _outer_reads(graph: onnx.GraphProto) -> set[str]:
@@ -289,29 +297,7 @@ def _rename_reads(graph: onnx.GraphProto, old: str, new: str) -> None:
                 _rename_reads(sub, old, new)
 
 
-def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """Order ``nodes`` so every input is produced first (inserted casts follow their source)."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    producer_of = {o: n for n in nodes for o in n.output}
-    ordered: list[onnx.NodeProto] = []
-    done: set[int] = set()
-
-    def visit(node: onnx.NodeProto) -> None:
-        stack = [(node, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if id(current) in done:
-                continue
-            if expanded:
-                done.add(id(current))
-                ordered.append(current)
-                continue
-            stack.append((current, True))
-            for name in current.input:
-                dep = producer_of.get(name)
-                if name not in available and dep is not None and id(dep) not in done:
-                    stack.append((dep, False))
-
-    for n in nodes:
-        visit(n)
-    return ordered
+def to_fp16(artifact: Artifact, *, keep_io_types: bool = True) -> StageResult[Fp16Summary]:
+    """The fp16 stage: ``artifact`` in float16, its manifest's precision ``fp16`` (what TensorRT's lowering and ``check`` read)."""
+    converted, summary = convert_to_fp16(artifact.proto, keep_io_types=keep_io_types)
+    return StageResult(artifact.evolve(converted, stage="fp16", precision="fp16"), summary)

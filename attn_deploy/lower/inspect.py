@@ -7,11 +7,10 @@ from typing import Any
 
 import onnx
 
+from attn_deploy.artifact.sites import AttentionSite, attention_sites
 from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, choose_ort
 from attn_deploy.lower.trt import trt_choice
-from attn_deploy.artifact.sites import AttentionSite, attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
-from attn_deploy.ops.contract import DOMAIN
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN
 
 
 def implementation_of(site: AttentionSite) -> str:
@@ -23,7 +22,7 @@ def implementation_of(site: AttentionSite) -> str:
 
 def _site_record(site: AttentionSite, max_attn_mem: int) -> dict[str, Any]:
     if site.domain == LOWERED_DOMAIN:
-        ort = {"implementation": implementation_of(site), "reason": "already lowered"}
+        ort: dict[str, Any] = {"implementation": implementation_of(site), "reason": "already lowered"}
         trt = "lowered for ONNX Runtime: lower the exported model for TensorRT"
     else:
         choice = choose_ort(site, max_attn_mem)

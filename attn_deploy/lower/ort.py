@@ -9,16 +9,28 @@ runs where. Inputs, output and node name are unchanged.
 from __future__ import annotations
 
 import onnx
+import onnx_ir as ir
 from onnx import helper
 
-from attn_deploy.errors import InputError
 from attn_deploy.artifact.graph import default_opset
-from attn_deploy.artifact.finalize import ZERO_BIAS
-from attn_deploy.lower.choice import DEFAULT_MAX_ATTN_MEM, NodeChoice, Prefer, block_elements, choose_ort
-from attn_deploy.lower.functions import MS_DOMAIN, blocked_function, mha_function, plain_function
 from attn_deploy.artifact.sites import attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
+from attn_deploy.errors import InputError
+from attn_deploy.lower.choice import (
+    DEFAULT_MAX_ATTN_MEM,
+    NodeChoice,
+    Prefer,
+    block_elements,
+    choose_ort,
+)
+from attn_deploy.lower.prune import prune
+from attn_deploy.ops.bodies import (
+    MS_DOMAIN,
+    ZERO_BIAS,
+    blocked_body,
+    mha_body,
+    plain_body,
+)
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN, OP_TYPE
 
 
 def name_attention_nodes(model: onnx.ModelProto) -> None:
@@ -31,10 +43,10 @@ def name_attention_nodes(model: onnx.ModelProto) -> None:
 def _function(op_type: str, opset: int, max_attn_mem: int) -> onnx.FunctionProto:
     with_bias = op_type.endswith("Bias")
     if op_type.startswith("FusedAttentionMHA"):
-        return mha_function(opset)
+        return mha_body(opset)
     if op_type.startswith("FusedAttentionPlain"):
-        return plain_function(opset, with_bias=with_bias)
-    return blocked_function(opset, with_bias=with_bias, budget_elements=block_elements(max_attn_mem))
+        return plain_body(opset, with_bias=with_bias)
+    return blocked_body(opset, with_bias=with_bias, budget_elements=block_elements(max_attn_mem))
 
 
 def _set_opset(model: onnx.ModelProto, domain: str, version: int | None) -> None:
@@ -77,9 +89,7 @@ def lower_ort(
         choices.append(choice)
 
     used = {n.op_type for n in lowered.graph.node if n.domain == LOWERED_DOMAIN}
-    still_fused = any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in lowered.graph.node)
-    functions = [f for f in lowered.functions
-                 if f.domain != LOWERED_DOMAIN and not (f.domain == DOMAIN and f.name == OP_TYPE and not still_fused)]
+    functions = [f for f in lowered.functions if f.domain != LOWERED_DOMAIN]  # this lowering's bodies replace any earlier ones
     functions += [_function(op, opset, max_attn_mem) for op in sorted(used)]
     del lowered.functions[:]
     lowered.functions.extend(functions)
@@ -87,9 +97,8 @@ def lower_ort(
         kept = [i for i in lowered.graph.initializer if i.name != ZERO_BIAS]
         del lowered.graph.initializer[:]
         lowered.graph.initializer.extend(kept)
-    if not still_fused:
-        _set_opset(lowered, DOMAIN, None)
     _set_opset(lowered, LOWERED_DOMAIN, 1)
+    lowered = ir.to_proto(prune(lowered))
     if any(op.startswith("FusedAttentionMHA") for op in used):
-        _set_opset(lowered, MS_DOMAIN, 1)
+        _set_opset(lowered, MS_DOMAIN, 1)  # ONNX Runtime resolves the MHA body's contrib op through the model's imports
     return lowered, choices

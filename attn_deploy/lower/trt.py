@@ -9,30 +9,41 @@
 * ``body``: the node stays and expands into its function at parse time. The exported body is the
   memory-bounded query-block ``Loop``, which TensorRT-RTX 1.7 cannot build (its parser rejects a
   Loop without a condition input, and with one the builder fails an internal assertion), so the
-  function is replaced by :func:`tensorrt_body`: one float32 MatMul-Softmax-MatMul. Where the
+  function is replaced by :func:`~attn_deploy.ops.bodies.plain_body`: one float32 MatMul-Softmax-MatMul. Where the
   shapes are static and the score matrix exceeds :data:`TRT_SCORE_BLOCK_ELEMENTS`, the node is
   instead inlined as that pattern over static query blocks (Slice, ..., Concat), so no layer needs
   more than one block's scores whether or not TensorRT fuses the pattern; TensorRT reuses
   activation memory between the blocks, which run one after another.
+
+The input dtype is the site's (read off the graph); where the graph does not say, the Artifact's
+precision (``fp16`` after the fp16 stage) decides, so ``--fp16`` is decided once, by that stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import onnx
-from onnx import TensorProto, helper, version_converter
+from onnx import helper, version_converter
 
-from attn_deploy.artifact.graph import default_opset, fused_attention_nodes, typed_values
-from attn_deploy.artifact.sites import AttentionSite, attention_sites
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.graph import (
+    default_opset,
+    fused_attention_nodes,
+    typed_values,
+)
+from attn_deploy.artifact.manifest import Precision
+from attn_deploy.artifact.sites import AttentionSite
+from attn_deploy.artifact.stage import StageResult
+from attn_deploy.lower.prune import prune
+from attn_deploy.ops.bodies import CONTRACT_ATTRIBUTES, inline_blocked_nodes, plain_body
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
 
 Choice = Literal["plugin", "native-attention", "body"]
 #: ONNX opset that introduced ``Attention``.
 ATTENTION_OPSET = 23
-_F32 = TensorProto.FLOAT
-_F16 = TensorProto.FLOAT16
 #: Largest float32 score block (elements) a TensorRT body materialises: 64 Mi = 256 MiB. Larger
 #: than ONNX Runtime's 32 MiB because every block is a separate set of layers in the engine.
 TRT_SCORE_BLOCK_ELEMENTS = 1 << 26
@@ -56,34 +67,6 @@ class NodeLowering:
         return asdict(self)
 
 
-def tensorrt_body(opset: int, *, with_bias: bool) -> onnx.FunctionProto:
-    """FusedAttention as one float32 MatMul-Softmax-MatMul (no Loop), output cast back to Q's type."""
-    nodes = [
-        helper.make_node("Cast", ["Q"], ["qf"], to=_F32),
-        helper.make_node("Cast", ["K"], ["kf"], to=_F32),
-        helper.make_node("Cast", ["V"], ["vf"], to=_F32),
-        helper.make_node("Transpose", ["kf"], ["kt"], perm=[0, 1, 3, 2]),
-        helper.make_node("MatMul", ["qf", "kt"], ["qk"]),
-    ]
-    scale = helper.make_node("Constant", [], ["scale_value"])
-    scale.attribute.append(onnx.AttributeProto(name="value_float", ref_attr_name="scale", type=onnx.AttributeProto.FLOAT))
-    nodes += [scale, helper.make_node("Mul", ["qk", "scale_value"], ["scores"])]
-    inputs = ["Q", "K", "V"]
-    if with_bias:
-        inputs.append("bias")
-        nodes += [helper.make_node("Cast", ["bias"], ["bf"], to=_F32), helper.make_node("Add", ["scores", "bf"], ["biased"])]
-    nodes += [
-        helper.make_node("Softmax", ["biased" if with_bias else "scores"], ["probs"], axis=-1),
-        helper.make_node("MatMul", ["probs", "vf"], ["of"]),
-        helper.make_node("CastLike", ["of", "Q"], ["O"]),
-    ]
-    return helper.make_function(
-        DOMAIN, OP_TYPE, inputs, ["O"], nodes, [helper.make_opsetid("", opset)],
-        attributes=["scale", "plugin_namespace", "plugin_version"],
-        doc_string="softmax(scale * Q @ K^T [+ bias]) @ V in float32, unblocked (TensorRT fuses it).",
-    )
-
-
 #: Input types TensorRT's native attention layer builds (it refuses float32).
 NATIVE_ATTENTION_DTYPES = ("float16", "bfloat16")
 
@@ -98,18 +81,25 @@ def native_attention_blocker(site: AttentionSite) -> str | None:
 
 
 def _query_blocks(site: AttentionSite, budget: int) -> int:
-    dims = (site.B, site.H, site.Nq, site.Nk)
-    if not all(isinstance(d, int) and d > 0 for d in dims):
+    b, h, nq, nk = site.B, site.H, site.Nq, site.Nk
+    if not (isinstance(b, int) and isinstance(h, int) and isinstance(nq, int) and isinstance(nk, int)) or min(b, h, nq, nk) <= 0:
         return 1
-    b, h, nq, nk = (int(d) for d in dims)  # type: ignore[arg-type]
     if b * h * nq * nk <= budget:
         return 1
     rows = min(nq, block_rows(b * h, nk, budget))
     return -(-nq // rows)
 
 
-def plan_site(site: AttentionSite, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> NodeLowering:
-    """How TensorRT builds one site, and why."""
+#: The input dtype a site has when the graph does not say, by the Artifact's precision.
+_PRECISION_DTYPES: dict[str, str] = {"fp16": "float16", "fp32": "float32"}
+
+
+def plan_site(
+    site: AttentionSite, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS, precision: Precision | None = None
+) -> NodeLowering:
+    """How TensorRT builds one site, and why (``precision``: the Artifact's, for a site of unknown dtype)."""
+    if site.dtype is None and precision is not None and precision in _PRECISION_DTYPES:
+        site = dataclasses.replace(site, dtype=_PRECISION_DTYPES[precision])
     blocker = native_attention_blocker(site)
     if plugin:
         choice, reason = "plugin", "a FusedAttention plugin creator is registered"
@@ -129,62 +119,17 @@ def trt_choice(site: AttentionSite) -> str:
     return "plugin if loaded, else " + ("native Attention (opset 23)" if native else "body")
 
 
-def plan_lowering(model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
+def plan_lowering(artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
     """Choose, for every FusedAttention node in graph order, how TensorRT builds it."""
-    return [plan_site(site, plugin=plugin, budget=budget) for site in attention_sites(model) if site.domain == DOMAIN]
+    return [plan_site(site, plugin=plugin, budget=budget, precision=artifact.precision) for site in artifact.sites if site.domain == DOMAIN]
 
 
-def _blocked_nodes(node: onnx.NodeProto, blocks: int, nq: int, bias_rows: int | None) -> list[onnx.NodeProto]:
-    """``node`` as float32 MatMul-Softmax-MatMul over ``blocks`` static query blocks, concatenated."""
-    p = f"{node.name or node.output[0]}/"
-    scale = float(next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale"))
-    q, k, v = node.input[:3]
-    bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
-
-    def const(name: str, values: list[int]) -> onnx.NodeProto:
-        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name, TensorProto.INT64, [len(values)], values))
-
-    nodes = [
-        helper.make_node("Cast", [q], [p + "qf"], to=_F32),
-        helper.make_node("Constant", [], [p + "scale"], value=helper.make_tensor(p + "scale", _F32, [], [scale])),
-        helper.make_node("Mul", [p + "qf", p + "scale"], [p + "qs"]),
-        helper.make_node("Cast", [k], [p + "kf"], to=_F32),
-        helper.make_node("Transpose", [p + "kf"], [p + "kt"], perm=[0, 1, 3, 2]),
-        helper.make_node("Cast", [v], [p + "vf"], to=_F32),
-        const("axis2", [2]),
-    ]
-    if bias:
-        nodes.append(helper.make_node("Cast", [bias], [p + "bf"], to=_F32))
-    rows = -(-nq // blocks)
-    outs = []
-    for i in range(blocks):
-        start, end = i * rows, min(nq, (i + 1) * rows)
-        b = f"{p}b{i}/"
-        nodes += [const(f"b{i}/start", [start]), const(f"b{i}/end", [end])]
-        nodes.append(helper.make_node("Slice", [p + "qs", b + "start", b + "end", p + "axis2"], [b + "q"]))
-        nodes.append(helper.make_node("MatMul", [b + "q", p + "kt"], [b + "s"]))
-        scores = b + "s"
-        if bias:
-            if bias_rows == nq:
-                nodes.append(helper.make_node("Slice", [p + "bf", b + "start", b + "end", p + "axis2"], [b + "bias"]))
-                nodes.append(helper.make_node("Add", [scores, b + "bias"], [b + "sb"]))
-            else:
-                nodes.append(helper.make_node("Add", [scores, p + "bf"], [b + "sb"]))
-            scores = b + "sb"
-        nodes.append(helper.make_node("Softmax", [scores], [b + "p"], axis=-1))
-        nodes.append(helper.make_node("MatMul", [b + "p", p + "vf"], [b + "o"]))
-        outs.append(b + "o")
-    nodes.append(helper.make_node("Concat", outs, [p + "of"], axis=2))
-    nodes.append(helper.make_node("CastLike", [p + "of", q], [node.output[0]]))
-    return nodes
-
-
-def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering]) -> None:
+def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering], sites: list[AttentionSite]) -> None:
     blocked = {p.node: p for p in plans if p.choice == "body" and p.query_blocks > 1}
     if not blocked:
         return
     values = typed_values(model)
-    sites = {site.name: site for site in attention_sites(model)}
+    by_name = {site.name: site for site in sites}
     new_nodes: list[onnx.NodeProto] = []
     for node in model.graph.node:
         plan = blocked.get(node.name or node.output[0]) if node.domain == DOMAIN and node.op_type == OP_TYPE else None
@@ -194,9 +139,9 @@ def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering]) -> None:
         bias_value = values.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
         bias_shape = bias_value.dims if bias_value is not None else None
         bias_rows = bias_shape[-2] if bias_shape and len(bias_shape) >= 2 and isinstance(bias_shape[-2], int) else None
-        nq = sites[node.name or node.output[0]].Nq
+        nq = by_name[node.name or node.output[0]].Nq
         assert isinstance(nq, int)  # query_blocks > 1 only when Nq is static
-        new_nodes.extend(_blocked_nodes(node, plan.query_blocks, nq, bias_rows))
+        new_nodes.extend(inline_blocked_nodes(node, plan.query_blocks, nq, bias_rows))
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
 
@@ -214,12 +159,12 @@ def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def lower_for_tensorrt(
-    model: onnx.ModelProto, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
-) -> tuple[onnx.ModelProto, list[NodeLowering]]:
-    """Return a copy of ``model`` ready for TensorRT's ONNX parser, and the per-node plan."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    plans = plan_lowering(model, plugin=plugin, budget=budget)
-    _inline_blocked(model, plans)
+    artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
+) -> StageResult[list[NodeLowering]]:
+    """``artifact`` ready for TensorRT's ONNX parser (stage ``lower:tensorrt``); the summary is the per-node plan."""
+    model = onnx.ModelProto.FromString(artifact.proto.SerializeToString())
+    plans = plan_lowering(artifact, plugin=plugin, budget=budget)
+    _inline_blocked(model, plans, artifact.sites)
     if any(p.choice == "native-attention" for p in plans):
         model = _to_attention_opset(model)
     by_name = {p.node: p for p in plans}
@@ -228,21 +173,16 @@ def lower_for_tensorrt(
             continue
         scale = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "scale")
         inputs = list(node.input[:4]) if len(node.input) > 3 and node.input[3] else list(node.input[:3])
-        replacement = helper.make_node(
-            "Attention", inputs, [node.output[0]], name=node.name, scale=float(scale)
-        )
-        node.CopyFrom(replacement)
-    kept = [n for n in fused_attention_nodes(model)]
+        node.CopyFrom(helper.make_node("Attention", inputs, [node.output[0]], name=node.name, scale=float(scale)))
+    kept = fused_attention_nodes(model)
     others = [f for f in model.functions if not (f.domain == DOMAIN and f.name == OP_TYPE)]
     del model.functions[:]
     model.functions.extend(others)
     if kept:
         with_bias = any(len(n.input) > 3 and n.input[3] for n in kept)
-        model.functions.append(tensorrt_body(default_opset(model), with_bias=with_bias))
-    else:
-        kept_imports = [i for i in model.opset_import if i.domain != DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(kept_imports)
-    if kept and not any(i.domain == DOMAIN for i in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
-    return model, plans
+        model.functions.append(
+            plain_body(default_opset(model), with_bias=with_bias, domain=DOMAIN, name=OP_TYPE, attributes=CONTRACT_ATTRIBUTES)
+        )
+        if not any(i.domain == DOMAIN for i in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+    return StageResult(artifact.evolve(prune(model), stage="lower:tensorrt"), plans)

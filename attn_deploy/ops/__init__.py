@@ -9,7 +9,7 @@ from typing import Any
 
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION
 
-__all__ = ["DOMAIN", "OP_TYPE", "OPSET_VERSION", "fused_attention", "reference_attention"]
+__all__ = ["DOMAIN", "OPSET_VERSION", "OP_TYPE", "fused_attention", "reference_attention"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,13 @@ from typing import Any
 
 import torch
 
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from attn_deploy.ops.contract import (
+    DOMAIN,
+    OP_TYPE,
+    OPSET_VERSION,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+)
 from attn_deploy.ops.schema import fused_attention_schema
 
 _TORCH_OP_NAME = "attn_deploy::fused_attention"
@@ -61,5 +67,5 @@ def register_torchscript_symbolic(opset: int) -> None:
             out.setType(q_type)
         return out
 
-    torch.onnx.register_custom_op_symbolic(_TORCH_OP_NAME, fused_attention, opset)
+    torch.onnx.register_custom_op_symbolic(_TORCH_OP_NAME, fused_attention, opset)  # type: ignore[attr-defined]
     _registered_torchscript_opsets.add(opset)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -41,14 +42,14 @@ def _accumulation_dtype(q: Tensor) -> torch.dtype:
 
 def _onednn_linear_available() -> bool:
     """Whether PyTorch's oneDNN linear ops (the ones Inductor uses on CPU) can be called here."""
-    return torch.backends.mkldnn.enabled and _onednn_linear_works()
+    return bool(torch.backends.mkldnn.enabled) and _onednn_linear_works()
 
 
 @functools.cache
 def _onednn_linear_works() -> bool:
     """These ops are internal to PyTorch: check once that they exist and compute ``x @ wᵀ``."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+    available: bool = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    if not (available and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
     try:
         # Fixed values on purpose: no draw from the global RNG, independent of the default dtype.
@@ -61,12 +62,12 @@ def _onednn_linear_works() -> bool:
 
 def _pack(weight: Tensor, rows: int) -> Tensor:
     """``weight [out, in]`` re-laid-out once for oneDNN, for inputs of about ``rows`` rows."""
-    return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
+    return cast(Tensor, torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows))
 
 
 def _linear(x: Tensor, packed: Tensor) -> Tensor:
     """``x @ weightᵀ`` for a weight packed by ``_pack``: a new ``[rows, out]`` tensor."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+    return cast(Tensor, torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""))
 
 
 def _tile_rows(nq: int, nk: int, budget_elements: int) -> int:
@@ -172,7 +173,10 @@ def blocked_attention(
     if not fast:
         _blocked_generic(q, k, v, bias4, scale, out, budget_elements)
         return out
-    as4 = lambda t: t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))  # noqa: E731 - views of <4-d inputs
+
+    def as4(t: Tensor) -> Tensor:
+        return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+
     _tiled_onednn(as4(q), as4(k), as4(v), bias4, scale, as4(out), budget_elements)
     return out
 
@@ -190,20 +194,20 @@ def _(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: flo
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
-def _backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202 - torch.library's signature
+def _backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     # Training is not the hot path: recompute with the plain formula and let autograd differentiate it.
     q, k, v, bias = ctx.saved_tensors
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_(t is not None and t.is_floating_point()) if t is not None else None
                   for t in (q, k, v, bias)]
-        out = reference_attention(*leaves, scale=ctx.scale)
+        out = reference_attention(*leaves, scale=ctx.scale)  # type: ignore[arg-type]
         wanted = [t for t in leaves if t is not None]
         grads = torch.autograd.grad(out, wanted, grad, allow_unused=True)
     it = iter(grads)
     return tuple(next(it) if t is not None else None for t in leaves)
 
 
-def _setup_context(ctx, inputs, keyword_only_inputs, output) -> None:  # noqa: ANN001 - torch.library's signature
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], keyword_only_inputs: dict[str, Any], output: Tensor) -> None:
     q, k, v, bias = inputs
     ctx.save_for_backward(q, k, v, bias)
     ctx.scale = keyword_only_inputs["scale"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 
 from attn_deploy.artifact.graph import default_opset
+from attn_deploy.ops.bodies import looped_body
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
-from attn_deploy.ops.onnx_body import make_function
 
 
 def use_int8_attention_body(model: onnx.ModelProto) -> bool:
@@ -18,6 +18,6 @@ def use_int8_attention_body(model: onnx.ModelProto) -> bool:
     for i, function in enumerate(model.functions):
         if function.domain == DOMAIN and function.name == OP_TYPE:
             with_bias = len(function.input) > 3
-            model.functions[i].CopyFrom(make_function(default_opset(model), with_bias=with_bias, int8_pv=True))
+            model.functions[i].CopyFrom(looped_body(default_opset(model), with_bias=with_bias, int8_pv=True))
             return True
     return False

@@ -107,7 +107,7 @@ def _keeps_batch_and_channels(shape: np.ndarray, allowzero: int, x: ir.Value, co
     dims = x.shape
     if dims is None or len(dims) != 4 or not all(isinstance(d, int) for d in dims):
         return False  # cannot prove that the reshape keeps the batch axis
-    batch, _, h, w = dims  # type: ignore[misc]
+    batch, _, h, w = dims
     if shape[0] == -1:
         return bool(np.all(shape[2:] > 0)) and int(np.prod(shape[2:])) == h * w
     return int(shape[0]) == batch

@@ -9,10 +9,11 @@ version 10, the FusedAttention function and the ``attn_deploy`` opset import mus
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,37 @@ def _restore_contract(quantized: onnx.ModelProto, prepared: onnx.ModelProto) -> 
         quantized.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
 
 
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Silence onnxruntime.quantization's warnings (its "run pre-processing" advice) during one call.
+
+    Scoped and restored after: a library call must not change the root logger's level. The
+    quantizer logs both through its own loggers and through ``logging.warning`` (the root logger),
+    so the latter are dropped by a filter that looks only at records from its package.
+    """
+    logger = logging.getLogger("onnxruntime.quantization")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    root = logging.getLogger()
+    quiet = _DropQuantizerWarnings()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+        logger.setLevel(previous)
+
+
+class _DropQuantizerWarnings(logging.Filter):
+    """Drops records below ERROR logged from ``onnxruntime/quantization`` source files."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or _QUANTIZER_FILES not in record.pathname.replace("\\", "/")
+
+
+_QUANTIZER_FILES = "onnxruntime/quantization/"
+
+
 def quantize(
     prepared: onnx.ModelProto,
     candidates: Sequence[Candidate],
@@ -112,8 +144,7 @@ def quantize(
     wanted = {c.name for c in candidates if c.reason is None}
     op_types = sorted({c.op_type for c in candidates if c.reason is None})
     skip = [n.name for n in prepared.graph.node if n.op_type in op_types and n.name not in wanted]
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "run pre-processing" advice
-    with tempfile.TemporaryDirectory(prefix="attn_deploy_q_") as tmp:
+    with _quiet_quantizer(), tempfile.TemporaryDirectory(prefix="attn_deploy_q_") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(prepared, src)
         quantize_dynamic(

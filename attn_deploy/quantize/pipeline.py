@@ -1,30 +1,50 @@
-"""``quantize_model``: MODEL or .onnx -> dynamic int8 ONNX model with attention lowered for
-ONNX Runtime (+ report), atomically."""
+"""The quantize stage: an Artifact in, its dynamic int8 Artifact (attention lowered for ONNX Runtime) out.
+
+``quantize_artifact`` is graph work only and returns ``StageResult(int8 artifact, QuantizeSummary)``.
+``quantize_model`` adds what the command does around it: load or export the source, compare float
+and int8 (a comparer passed in: parity and latency live in ``attn_deploy.bench.compare``, so this
+package imports neither ``check``, ``bench`` nor ``runtime``), build the report, and write the
+model and its manifest atomically.
+"""
 
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.graph import IR_VERSION, dims_of, graph_inputs
+from attn_deploy.artifact.io import load_onnx, read_manifest, save_artifact
+from attn_deploy.artifact.stage import StageResult
 from attn_deploy.errors import InputError
-from attn_deploy.artifact.graph import IR_VERSION, fused_attention_nodes
-from attn_deploy.artifact.fileio import atomic_path
 from attn_deploy.lower import lower_model
+from attn_deploy.lower.choice import NodeChoice
 from attn_deploy.ops.contract import OP_TYPE
 from attn_deploy.quantize.attention import use_int8_attention_body
-from attn_deploy.quantize.dynamic import WeightType, plan, quantize, quantized_node_names
-from attn_deploy.quantize.prepare import prepare
-from attn_deploy.quantize.report import measure, node_report, op_counts
-from attn_deploy.runtime import OrtRunner
-from attn_deploy.runtime.base import Feeds
+from attn_deploy.quantize.dynamic import (
+    Candidate,
+    WeightType,
+    plan,
+    quantize,
+    quantized_node_names,
+)
+from attn_deploy.quantize.prepare import Preparation, prepare
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: Model inputs and outputs by name (what ONNX Runtime takes and returns).
+Feeds = dict[str, np.ndarray]
+ModelSource = Artifact | onnx.ModelProto | str | os.PathLike[str]
+_ONNX_HINT = "pass an .onnx file or a MODEL that `export` accepts"
 
 
 @dataclass(frozen=True)
@@ -58,45 +78,132 @@ class QuantizeOptions:
     iterations: int = 5
     threads: int | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The report's ``options`` (the graph options; loading and timing ones are not recorded)."""
+        return {
+            "per_channel": self.per_channel,
+            "weight_type": self.weight_type,
+            "exclude": list(self.exclude),
+            "include_convs": self.include_convs,
+            "reduce_range": self.reduce_range,
+            "quantize_attention": self.quantize_attention,
+            "float_qk": self.float_qk,
+            "lower": self.lower,
+        }
+
+
+@dataclass(frozen=True)
+class QuantizeSummary:
+    """What the quantize stage did: preparation, each node quantized or kept float and why, lowering."""
+
+    preparation: Preparation
+    candidates: tuple[Candidate, ...]
+    #: Candidates ``quantize_dynamic`` actually replaced.
+    quantized: frozenset[str]
+    attention_int8_pv: bool
+    #: One choice per FusedAttention node when the int8 model was lowered for ONNX Runtime.
+    lowering: tuple[NodeChoice, ...] = ()
+    #: The float model lowered the same way (to compare latencies), when the int8 one was lowered.
+    float_lowered: Artifact | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def nodes(self) -> dict[str, Any]:
+        """The report's ``nodes``: names quantized, and every other candidate with why it was kept float."""
+        asked = [c for c in self.candidates if c.reason is None]
+        return {
+            "quantized": sorted(c.name for c in asked if c.name in self.quantized),
+            "skipped": [
+                {"name": c.name, "op_type": c.op_type, "why": c.reason or "quantize_dynamic left it float"}
+                for c in self.candidates
+                if c.name not in self.quantized
+            ],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "preparation": self.preparation.to_dict(),
+            "nodes": self.nodes,
+            "attention_int8_pv": self.attention_int8_pv,
+            "attention_lowering": [c.to_json() for c in self.lowering],
+        }
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+
+def _nothing_to_quantize(where: str, model: onnx.ModelProto, options: QuantizeOptions) -> InputError:
+    ops = ", ".join(f"{k} x{v}" for k, v in op_counts(model).items())
+    hint = "" if options.include_convs else "; --include-convs also quantizes the remaining Conv nodes"
+    return InputError(
+        f"nothing to quantize in {where}: no MatMul/Gemm with constant weights and no 1x1 Conv projection "
+        f"outside --exclude (it has {ops}){hint}"
+    )
+
+
+def quantize_artifact(artifact: Artifact, options: QuantizeOptions = QuantizeOptions(), *, name: str | None = None) -> StageResult[QuantizeSummary]:
+    """Dynamic int8 of ``artifact``'s weight projections (manifest precision ``int8``); ``name`` is for messages.
+
+    Raises ``InputError`` when nothing can be quantized.
+    """
+    where = name or str(artifact.path or artifact.manifest.source)
+    source = onnx.ModelProto()
+    source.CopyFrom(artifact.proto)
+    source.ir_version = IR_VERSION
+    prepared, preparation = prepare(source, separate_query_key=options.float_qk)
+    candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, float_qk=options.float_qk)
+    if options.quantize_attention:
+        candidates = [
+            replace(c, reason="Q·Kᵀ and softmax kept float32; its P·V product runs in int8 (--quantize-attention)") if c.op_type == OP_TYPE else c
+            for c in candidates
+        ]
+    wanted = [c for c in candidates if c.reason is None]
+    int8_pv = options.quantize_attention and bool(artifact.sites)
+    if not wanted and not int8_pv:
+        raise _nothing_to_quantize(where, prepared, options)
+    warnings = []
+    if options.include_convs and any(c.op_type == "Conv" for c in wanted):
+        warnings.append("--include-convs: ONNX Runtime's ConvInteger is often slower than fp32 Conv on CPU; compare the latencies below")
+    quantized = (
+        quantize(prepared, candidates, per_channel=options.per_channel, weight_type=options.weight_type, reduce_range=options.reduce_range)
+        if wanted
+        else prepared
+    )
+    if int8_pv:
+        use_int8_attention_body(quantized)
+    done = quantized_node_names(prepared, quantized, candidates)
+    if not done and not int8_pv:
+        raise _nothing_to_quantize(where, prepared, options)  # quantize_dynamic declined every candidate
+    lowering: list[NodeChoice] = []
+    float_lowered = None
+    if options.lower and artifact.sites and not options.quantize_attention:
+        quantized, lowering = lower_model(quantized)
+        float_lowered = artifact.evolve(lower_model(source)[0], stage="lower:ort")
+    summary = QuantizeSummary(preparation, tuple(candidates), frozenset(done), int8_pv, tuple(lowering), float_lowered, tuple(warnings))
+    return StageResult(artifact.evolve(quantized, stage="quantize", precision="int8"), summary)
+
 
 @dataclass
-class QuantizeResult:
-    output: Path
-    report: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
+class QuantizeSource:
+    """The float model to quantize, how to make example inputs for it, and the torch module when it was exported here."""
 
-
-@dataclass
-class _Source:
-    model: onnx.ModelProto
+    artifact: Artifact
     feeds: Callable[[], Feeds | None]
-    module: Any = None  # the torch module, when IN was a MODEL
+    module: Any = None
+    name: str = ""
 
 
 def _random_feeds(model: onnx.ModelProto) -> Feeds | None:
     """Standard-normal inputs of the graph's static shapes; None if a dimension is symbolic."""
     rng = np.random.default_rng(1)
-    inits = {i.name for i in model.graph.initializer}
     feeds: Feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        if any(d is None for d in dims) or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+    for vi in graph_inputs(model):
+        dims = dims_of(vi.type)
+        if dims is None or not all(isinstance(d, int) for d in dims) or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
             return None
-        feeds[vi.name] = rng.standard_normal(dims).astype(np.float32)
+        feeds[vi.name] = rng.standard_normal(dims).astype(np.float32)  # type: ignore[arg-type]
     return feeds
-
-
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    try:
-        model = onnx.load_model(path)
-    except (DecodeError, ValueError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} is not an ONNX model ({first}); pass an .onnx file or a MODEL that `export` accepts") from None
-    if model.ir_version <= 0 or not model.graph.node:
-        raise InputError(f"{path} is not an ONNX model (no graph in it); pass an .onnx file or a MODEL that `export` accepts")
-    return model
 
 
 def _first_byte(path: Path) -> bytes:
@@ -104,121 +211,110 @@ def _first_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-def _load_source(spec: str, tmp: Path, options: QuantizeOptions) -> _Source:
+def _is_onnx_file(spec: str) -> bool:
     path = Path(spec)
-    if path.suffix == ".onnx" or (path.is_file() and _first_byte(path) == b"\x08"):  # a ModelProto starts with ir_version
-        if not path.is_file():
-            raise InputError(f"{spec}: no such file")
-        model = _load_onnx(path)
-        return _Source(model, lambda: _random_feeds(model))
-    from attn_deploy.export import ExportOptions, export_model
-    from attn_deploy.export.loading import load_model
+    return path.suffix == ".onnx" or (path.is_file() and _first_byte(path) == b"\x08")  # a ModelProto starts with ir_version
 
-    loaded = load_model(spec, arch=options.arch, unsafe_load=options.unsafe_load)
-    result = export_model(loaded, tmp / "exported.onnx", ExportOptions(input_shapes=options.input_shapes))
-    model = onnx.load_model(result.onnx_path)
+
+def load_source(model: nn.Module | ModelSource, options: QuantizeOptions) -> QuantizeSource:
+    """The float Artifact to quantize: given, loaded from an .onnx file, or exported from MODEL / an nn.Module."""
+    if isinstance(model, Artifact):
+        return QuantizeSource(model, lambda: _random_feeds(model.proto), name=str(model.path or model.manifest.source))
+    if isinstance(model, onnx.ModelProto):
+        artifact = Artifact.describe(model, source="<in memory>", exporter="unknown")
+        return QuantizeSource(artifact, lambda: _random_feeds(model), name="<in memory>")
+    if isinstance(model, (str, os.PathLike)) and _is_onnx_file(os.fspath(model)):
+        loaded_artifact = load_artifact_with_hint(os.fspath(model))
+        return QuantizeSource(loaded_artifact, lambda: _random_feeds(loaded_artifact.proto), name=os.fspath(model))
+    from attn_deploy.api import load_model
+    from attn_deploy.export import ExportOptions
+    from attn_deploy.export.exporter import export_artifact
+
+    loaded = load_model(model, arch=options.arch, unsafe_load=options.unsafe_load, input_shapes=options.input_shapes)
+    exported = export_artifact(loaded, ExportOptions(input_shapes=options.input_shapes)).artifact
     shapes = options.input_shapes or loaded.input_shapes
 
     def feeds() -> Feeds:
-        names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+        names = [vi.name for vi in graph_inputs(exported.proto)]
         return {n: t.numpy() for n, t in zip(names, loaded.example_inputs(shapes, seed=1))}
 
-    return _Source(model, feeds, loaded.module)
+    name = model if isinstance(model, str) else os.fspath(model) if isinstance(model, os.PathLike) else loaded.source
+    return QuantizeSource(exported, feeds, loaded.module, name)
 
 
-def _nothing_to_quantize(spec: str, model: onnx.ModelProto, options: QuantizeOptions) -> InputError:
-    ops = ", ".join(f"{k} x{v}" for k, v in op_counts(model).items())
-    hint = "" if options.include_convs else "; --include-convs also quantizes the remaining Conv nodes"
-    return InputError(
-        f"nothing to quantize in {spec}: no MatMul/Gemm with constant weights and no 1x1 Conv projection "
-        f"outside --exclude (it has {ops}){hint}"
-    )
+def load_artifact_with_hint(spec: str) -> Artifact:
+    """``load_artifact`` with quantize's hint (an .onnx file or a MODEL) in its errors."""
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{spec}: no such file")
+    model, manifest = load_onnx(path, hint=_ONNX_HINT), read_manifest(path)
+    return Artifact(model, manifest, path=path) if manifest else Artifact.describe(model, source=spec, exporter="unknown", path=path)
 
 
-def quantize_model(spec: str, output: Path, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
-    """Quantize MODEL (exported first) or an .onnx file to ``output``; nothing is written on error."""
+@dataclass
+class QuantizeResult:
+    output: Path
+    report: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    #: The int8 Artifact as written (None only for results made before this field existed).
+    artifact: Artifact | None = None
+    manifest_path: Path | None = None
+
+
+class Comparer(Protocol):
+    """Parity and latency of the int8 model against the float one (``attn_deploy.bench.compare.compare_int8``)."""
+
+    def __call__(
+        self, float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds | None, *,
+        iterations: int, threads: int | None = ..., float_lowered: onnx.ModelProto | None = ...,
+    ) -> dict[str, Any]: ...
+
+
+def quantize_model(
+    model: nn.Module | ModelSource, output: str | os.PathLike[str], options: QuantizeOptions = QuantizeOptions(), *, compare: Comparer | None = None
+) -> QuantizeResult:
+    """Quantize ``model`` into ``output`` and its manifest; the report has the same fields as ``attn-deploy quantize --report``.
+
+    ``compare`` fills the report's ``parity``/``latency`` (and ``detection``); without one they are
+    None. Nothing is written on error.
+    """
     output = Path(output)
     if output.suffix != ".onnx":
         raise InputError(f"output {output} must end in .onnx")
-    warnings: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="attn_deploy_quantize_") as tmp_dir:
-        tmp = Path(tmp_dir)
-        source = _load_source(spec, tmp, options)
-        if options.torch_output is not None and source.module is None:
-            raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
-        source.model.ir_version = IR_VERSION
-        prepared, preparation = prepare(source.model, separate_query_key=options.float_qk)
-        candidates = plan(prepared, exclude=options.exclude, include_convs=options.include_convs, float_qk=options.float_qk)
-        if options.quantize_attention:
-            candidates = [
-                replace(c, reason="Q·Kᵀ and softmax kept float32; its P·V product runs in int8 (--quantize-attention)") if c.op_type == OP_TYPE else c
-                for c in candidates
-            ]
-        wanted = [c for c in candidates if c.reason is None]
-        has_attention = bool(fused_attention_nodes(prepared))
-        if not wanted and not (options.quantize_attention and has_attention):
-            raise _nothing_to_quantize(spec, prepared, options)
-        if options.include_convs and any(c.op_type == "Conv" for c in wanted):
-            warnings.append("--include-convs: ONNX Runtime's ConvInteger is often slower than fp32 Conv on CPU; compare the latencies below")
-        quantized = quantize(prepared, candidates, per_channel=options.per_channel, weight_type=options.weight_type, reduce_range=options.reduce_range) if wanted else prepared
-        if options.quantize_attention and has_attention:
-            use_int8_attention_body(quantized)
-        done = quantized_node_names(prepared, quantized, candidates)
-        if not done and not (options.quantize_attention and has_attention):
-            raise _nothing_to_quantize(spec, prepared, options)  # quantize_dynamic declined every candidate
-        lowering: list[dict[str, Any]] = []
-        float_lowered: onnx.ModelProto | None = None
-        if options.lower and has_attention and not options.quantize_attention:
-            quantized, choices = lower_model(quantized)
-            lowering = [c.to_json() for c in choices]
-            float_lowered, _ = lower_model(source.model)
+    source = load_source(model, options)
+    if options.torch_output is not None and source.module is None:
+        raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
+    stage = quantize_artifact(source.artifact, options, name=source.name)
+    summary, int8 = stage.summary, stage.artifact
+    warnings = list(summary.warnings)
+    float_model = onnx.ModelProto()
+    float_model.CopyFrom(source.artifact.proto)
+    float_model.ir_version = IR_VERSION
+    float_size, int8_size = float_model.ByteSize(), int8.proto.ByteSize()
+    report: dict[str, Any] = {
+        "source": source.name,
+        "output": str(output),
+        "options": options.to_json(),
+        "size_bytes": {"float": float_size, "int8": int8_size, "ratio": int8_size / float_size},
+        **summary.to_json(),
+        "ops_after": op_counts(int8.proto),
+    }
+    feeds = source.feeds() if options.iterations > 0 else None
+    if compare is not None:
+        lowered = summary.float_lowered.proto if summary.float_lowered is not None else None
+        report.update(compare(float_model, int8.proto, feeds, iterations=options.iterations, threads=options.threads, float_lowered=lowered))
+    else:
+        report["parity"] = report["latency"] = None
+    if feeds is None and options.iterations > 0:
+        warnings.append("parity and latency skipped: the model has a symbolic input dimension")
+    if options.torch_output is not None:
+        from attn_deploy.quantize.torch_side import save_torch_quantized
 
-        float_path = tmp / "float.onnx"
-        onnx.save_model(source.model, float_path)
-        int8_path = tmp / "int8.onnx"
-        onnx.save_model(quantized, int8_path)
-        float_lowered_path = None
-        if float_lowered is not None:
-            float_lowered_path = tmp / "float-lowered.onnx"
-            onnx.save_model(float_lowered, float_lowered_path)
-        report: dict[str, Any] = {
-            "source": spec,
-            "output": str(output),
-            "options": {
-                "per_channel": options.per_channel,
-                "weight_type": options.weight_type,
-                "exclude": list(options.exclude),
-                "include_convs": options.include_convs,
-                "reduce_range": options.reduce_range,
-                "quantize_attention": options.quantize_attention,
-                "float_qk": options.float_qk,
-                "lower": options.lower,
-            },
-            "size_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size},
-            "preparation": preparation.to_dict(),
-            "nodes": node_report(candidates, done),
-            "attention_int8_pv": bool(options.quantize_attention and has_attention),
-            "attention_lowering": lowering,
-            "ops_after": op_counts(quantized),
-        }
-        report["size_bytes"]["ratio"] = report["size_bytes"]["int8"] / report["size_bytes"]["float"]
-        feeds = source.feeds() if options.iterations > 0 else None
-        if feeds is not None:
-            report.update(measure(float_path, int8_path, feeds, options.iterations, options.threads, float_lowered_path))
-        else:
-            OrtRunner(int8_path, ["CPUExecutionProvider"])  # it must still load in plain ONNX Runtime
-            report["parity"] = report["latency"] = None
-            if options.iterations > 0:
-                warnings.append("parity and latency skipped: the model has a symbolic input dimension")
-        with atomic_path(output) as final_tmp:
-            final_tmp.write_bytes(int8_path.read_bytes())
-            if options.torch_output is not None:
-                from attn_deploy.quantize.torch_side import save_torch_quantized
-
-                report["torch"] = save_torch_quantized(source.module, options.torch_output)
-                warnings.append(str(report["torch"]["note"]))
+        report["torch"] = save_torch_quantized(source.module, options.torch_output)
+        warnings.append(str(report["torch"]["note"]))
+    _, manifest_path = save_artifact(int8, output)
     report["warnings"] = warnings
-    return QuantizeResult(output, report, warnings)
+    return QuantizeResult(output, report, warnings, int8, manifest_path)
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:

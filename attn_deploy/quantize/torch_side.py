@@ -33,7 +33,8 @@ class PointwiseLinear(nn.Module):
                 self.linear.bias.copy_(conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+        out: Tensor = self.linear(x.movedim(1, -1)).movedim(-1, 1)
+        return out
 
 
 def _is_pointwise(m: nn.Module) -> bool:
@@ -70,7 +71,7 @@ def quantize_torch(module: nn.Module) -> tuple[nn.Module, int, int]:
         # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency here.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
     return quantized, converted, linears
 
 

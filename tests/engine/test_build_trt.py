@@ -8,6 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
+from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.io import load_artifact
 from attn_deploy.runtime.gpu import gpu_available
 from tests.attention_graphs import encoder_block
 from tests.conftest import RunCli
@@ -16,9 +18,10 @@ pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed (pip inst
 
 
 def _save(model: onnx.ModelProto, path: Path, manifest: dict | None = None) -> Path:
-    onnx.save(model, path)
-    if manifest is not None:
-        path.with_suffix(".json").write_text(json.dumps(manifest))
+    if manifest is None:
+        onnx.save(model, path)
+    else:  # a real manifest, with ``manifest``'s fields
+        Artifact.describe(model, source="test", exporter="test", **manifest).save(path)
     return path
 
 
@@ -68,10 +71,13 @@ def test_fp16_dk_not_dv_keeps_the_body(run_cli: RunCli, tmp_path: Path) -> None:
     assert [n["choice"] for n in report["fused_attention"]] == ["body"]
     lowered = onnx.load(tmp_path / "lowered.onnx")
     assert "Loop" not in {n.op_type for f in lowered.functions for n in f.node}
+    assert report["precision"] == "float16"
+    manifest = load_artifact(tmp_path / "lowered.onnx").manifest  # --fp16 travels in the manifest
+    assert manifest.precision == "fp16" and manifest.stages[-2:] == ["fp16", "lower:tensorrt"]
 
 
 def test_dynamic_batch_profile_defaults_from_the_manifest(run_cli: RunCli, tmp_path: Path) -> None:
-    manifest = {"format": "attn-deploy-manifest/1", "export_input_shapes": [[4, 16, 16]]}
+    manifest = {"export_input_shapes": [[4, 16, 16]]}
     report = _build(run_cli, tmp_path, encoder_block(batch="B"), manifest=manifest)
     assert report["profiles"] == [[{"name": "x", "min": [1, 16, 16], "opt": [4, 16, 16], "max": [8, 16, 16]}]]
 

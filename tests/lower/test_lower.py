@@ -8,15 +8,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from attn_deploy.artifact.sites import attention_sites
 from attn_deploy.errors import InputError
-from attn_deploy.artifact.finalize import ZERO_BIAS
 from attn_deploy.lower import lower_model
 from attn_deploy.lower.choice import block_elements
-from attn_deploy.artifact.sites import attention_sites
-from attn_deploy.ops.contract import LOWERED_DOMAIN
 from attn_deploy.ops import reference_attention
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
-from attn_deploy.ops.onnx_body import make_function
+from attn_deploy.ops.bodies import ZERO_BIAS, looped_body
+from attn_deploy.ops.contract import DOMAIN, LOWERED_DOMAIN, OP_TYPE
 from tests.conftest import run_ort
 
 SCALE = 0.3
@@ -35,7 +33,7 @@ def _model(dims: dict[str, list[int | str]], *, with_bias: bool = False, elem: i
     )
     return helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
-        functions=[make_function(18, with_bias=with_bias or zero_bias)], ir_version=10,
+        functions=[looped_body(18, with_bias=with_bias or zero_bias)], ir_version=10,
     )
 
 
@@ -79,7 +77,7 @@ SMALL_BUDGET = 4 * 6 * 2 * 3 * 70 * 7  # blocks of about 7 rows: many Loop itera
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_every_lowering_matches_body(impl: str, case: tuple[int, ...], dynamic: bool) -> None:
-    b, h, nq, nk, dk, dv = case
+    _, h, _, _, dk, dv = case
     dims = _dims("B", h, "Nq", "Nk", dk, dv) if dynamic else _dims(*case)
     model = _model(dims)
     _assert_lowering_matches(model, _feeds(*case), impl, max_attn_mem=SMALL_BUDGET)

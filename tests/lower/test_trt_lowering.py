@@ -6,12 +6,27 @@ import numpy as np
 import onnx
 import pytest
 
-from attn_deploy.check.stats import error_stats
-from attn_deploy.lower.fp16 import convert_to_fp16
+from attn_deploy.api import as_artifact, to_fp16
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
-from attn_deploy.lower.trt import ATTENTION_OPSET, lower_for_tensorrt, plan_lowering
+from attn_deploy.check.stats import error_stats
+from attn_deploy.lower.trt import (
+    ATTENTION_OPSET,
+    NodeLowering,
+    lower_for_tensorrt,
+    plan_lowering,
+)
 from tests.attention_graphs import encoder_block, example_feeds
 from tests.conftest import run_ort
+
+
+def convert_to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, object]:
+    result = to_fp16(model)
+    return result.artifact.proto, result.summary
+
+
+def _lower(model: onnx.ModelProto, **kwargs: object) -> tuple[onnx.ModelProto, list[NodeLowering]]:
+    result = lower_for_tensorrt(as_artifact(model), **kwargs)  # type: ignore[arg-type]
+    return result.artifact.proto, result.summary
 
 
 def _close(reference: onnx.ModelProto, candidate: onnx.ModelProto, tol: float) -> None:
@@ -35,14 +50,14 @@ def test_choice(dk: int, dv: int, fp16: bool, plugin: bool, choice: str) -> None
     model = encoder_block(dk, dv)
     if fp16:
         model, _ = convert_to_fp16(model)
-    (plan,) = plan_lowering(model, plugin=plugin)
+    (plan,) = plan_lowering(as_artifact(model), plugin=plugin)
     assert (plan.node, plan.choice, plan.dk, plan.dv) == ("attn0", choice, dk, dv)
     assert plan.dtype == ("float16" if fp16 else "float32")
 
 
 def test_native_attention_replaces_the_node_at_opset_23() -> None:
     model, _ = convert_to_fp16(encoder_block(8, 8))
-    lowered, _ = lower_for_tensorrt(model, plugin=False)
+    lowered, _ = _lower(model, plugin=False)
     onnx.checker.check_model(lowered, full_check=True)
     assert default_opset(lowered) == ATTENTION_OPSET
     assert not fused_attention_nodes(lowered) and not lowered.functions
@@ -54,7 +69,7 @@ def test_native_attention_replaces_the_node_at_opset_23() -> None:
 
 def test_body_lowering_swaps_the_loop_for_one_matmul_softmax_matmul() -> None:
     model = encoder_block(8, 16)
-    lowered, _ = lower_for_tensorrt(model, plugin=False)
+    lowered, _ = _lower(model, plugin=False)
     onnx.checker.check_model(lowered, full_check=True)
     assert [n.name for n in fused_attention_nodes(lowered)] == ["attn0"]
     (body,) = lowered.functions
@@ -65,7 +80,7 @@ def test_body_lowering_swaps_the_loop_for_one_matmul_softmax_matmul() -> None:
 
 def test_plugin_lowering_keeps_the_node_and_its_plugin_attributes() -> None:
     model = encoder_block(8, 16)
-    lowered, plans = lower_for_tensorrt(model, plugin=True)
+    lowered, plans = _lower(model, plugin=True)
     (node,) = fused_attention_nodes(lowered)
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["plugin_namespace"] == b"attn_deploy" and attrs["plugin_version"] == b"1"
@@ -75,7 +90,7 @@ def test_plugin_lowering_keeps_the_node_and_its_plugin_attributes() -> None:
 def test_lowering_does_not_modify_its_input() -> None:
     model, _ = convert_to_fp16(encoder_block(8, 8))
     before = model.SerializeToString()
-    lower_for_tensorrt(model, plugin=False)
+    _lower(model, plugin=False)
     assert model.SerializeToString() == before
     assert np.isfinite(run_ort(model, example_feeds(model))[0]).all()
 
@@ -88,13 +103,21 @@ def test_large_score_matrix_is_inlined_as_static_query_blocks(bias: bool) -> Non
         values = np.random.default_rng(1).standard_normal((1, 1, 16, 16)).astype(np.float32)
         model.graph.initializer.append(onnx.numpy_helper.from_array(values, "rel_bias"))
         node.input.append("rel_bias")
-        from attn_deploy.artifact.finalize import attach_fused_attention_function
+        from attn_deploy.ops.bodies import attach_fused_attention_function
 
         attach_fused_attention_function(model)
     # 2 heads x 16 x 16 scores = 512 elements; a 200-element budget gives 16 / (200 // 32 = 6 rows) = 3 blocks
-    lowered, (plan,) = lower_for_tensorrt(model, plugin=False, budget=200)
+    lowered, (plan,) = _lower(model, plugin=False, budget=200)
     assert plan.choice == "body" and plan.query_blocks == 3 and "3 query blocks" in plan.reason
     onnx.checker.check_model(lowered, full_check=True)
     assert not fused_attention_nodes(lowered)
     assert sum(n.op_type == "Softmax" for n in lowered.graph.node) == 3 + 1  # the blocks + the model's own
     _close(model, lowered, 1e-5)
+
+
+def test_fp16_stage_records_its_precision_and_tensorrt_reads_it() -> None:
+    fp16 = to_fp16(encoder_block(8, 8)).artifact
+    assert fp16.precision == "fp16" and fp16.manifest.stages[-1] == "fp16"
+    result = lower_for_tensorrt(fp16, plugin=False)
+    assert result.artifact.manifest.stages[-1] == "lower:tensorrt"
+    assert result.summary[0].choice == "native-attention"

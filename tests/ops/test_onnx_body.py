@@ -9,8 +9,8 @@ import torch
 from onnx import TensorProto, helper
 
 from attn_deploy.ops import reference_attention
+from attn_deploy.ops.bodies import looped_body
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
-from attn_deploy.ops.onnx_body import make_function
 from tests.conftest import run_ort
 
 
@@ -22,7 +22,7 @@ def _model(with_bias: bool, dims: dict[str, list[int | str]], budget: int, elem:
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
-        functions=[make_function(18, with_bias=with_bias, budget_elements=budget)],
+        functions=[looped_body(18, with_bias=with_bias, budget_elements=budget)],
         ir_version=10,
     )
     onnx.checker.check_model(model, full_check=True)
@@ -72,4 +72,4 @@ def test_body_fp16_computes_in_fp32() -> None:
 
 def test_body_needs_castlike_opset() -> None:
     with pytest.raises(ValueError, match="opset >= 15"):
-        make_function(13)
+        looped_body(13)

@@ -13,11 +13,11 @@ from attn_deploy.zoo import CrossRegionAttention, SelfAttention
 from attn_deploy.zoo.registry import seed_zero_parameters
 
 
-def export_tiny(module: torch.nn.Module, shape: tuple[int, ...], out: Path, options: ExportOptions = ExportOptions()) -> Path:
+def export_tiny(module: torch.nn.Module, shape: tuple[int, ...], out: Path, options: ExportOptions | None = None) -> Path:
     torch.manual_seed(0)
     seed_zero_parameters(module)
     loaded = LoadedModel(module=module.eval(), source="tiny", input_shapes=(shape,), input_names=("input",), output_names=("output",))
-    return export_model(loaded, out, options).onnx_path
+    return export_model(loaded, out, options or ExportOptions()).onnx_path
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -9,9 +12,10 @@ import numpy as np
 import onnx
 import torch
 
-from attn_deploy.check.stats import error_stats
+from attn_deploy.api import load, quantize_model, quantize_stage
 from attn_deploy.artifact.graph import IR_VERSION
-from attn_deploy.quantize import QuantizeOptions, quantize_model
+from attn_deploy.check.stats import error_stats
+from attn_deploy.quantize import QuantizeOptions
 from attn_deploy.quantize.attention import use_int8_attention_body
 from attn_deploy.quantize.torch_side import PointwiseLinear, quantize_torch
 from attn_deploy.zoo import SelfAttention
@@ -47,8 +51,13 @@ def test_int8_qk_no_lower_makes_qkv_one_matmul_integer_and_keeps_function(tiny_s
 
 def test_default_lowers_attention_for_onnx_runtime(tiny_sagan: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
+    root = logging.getLogger()
+    level = root.level
     result = quantize_model(str(tiny_sagan), out, QuantizeOptions(iterations=2))
+    assert root.level == level and not root.filters  # the quantizer's logging was scoped to the call
     model = onnx.load(out)
+    manifest = load(out).manifest
+    assert manifest.precision == "int8" and manifest.stages[-1] == "quantize"
     ops = Counter((n.domain, n.op_type) for n in model.graph.node)
     assert ops[("", "MatMulInteger")] == 1 and ops[("attn_deploy", "FusedAttention")] == 0
     [choice] = result.report["attention_lowering"]
@@ -121,3 +130,22 @@ def test_torch_side_converts_pointwise_convs_and_quantizes() -> None:
     with torch.no_grad():
         ref, got = module(x) - x, quantized(x) - x
     assert error_stats("branch", ref.numpy(), got.numpy()).cosine > 0.99
+
+
+def test_quantize_stage_returns_an_int8_artifact_and_writes_nothing(tiny_sagan: Path) -> None:
+    before = set(tiny_sagan.parent.iterdir())
+    result = quantize_stage(load(tiny_sagan), QuantizeOptions(lower=False))
+    assert result.artifact.precision == "int8" and result.artifact.path is None
+    assert result.summary.nodes["quantized"] == ["attn_deploy_proj_1_matmul"]
+    assert result.summary.preparation.conv_matmuls and not result.summary.lowering
+    assert set(tiny_sagan.parent.iterdir()) == before
+
+
+def test_quantize_package_imports_no_check_bench_or_runtime() -> None:
+    code = (
+        "import sys, attn_deploy.quantize, attn_deploy.quantize.pipeline; "
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['attn_deploy', 'check'], ['attn_deploy', 'bench'], ['attn_deploy', 'runtime'])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

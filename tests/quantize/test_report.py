@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attn_deploy.quantize.report import detection_parity
+from attn_deploy.bench.compare import detection_parity
 
 
 def _dets(boxes: list[list[float]], scores: list[float], labels: list[int]) -> dict[str, np.ndarray]:

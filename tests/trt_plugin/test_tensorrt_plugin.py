@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from attn_deploy.ops import reference_attention
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
-from attn_deploy.ops.onnx_body import make_function
+from attn_deploy.ops.bodies import looped_body
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT's Python package is not installed (it is in the Docker image)")
 LIBRARY = os.environ.get("ATTN_DEPLOY_PLUGIN", "")
@@ -97,7 +97,7 @@ def test_onnx_parser_picks_the_plugin(logger) -> None:  # noqa: ANN001
         [helper.make_tensor_value_info("o", TensorProto.FLOAT, [b, h, nq, dv])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
-                              functions=[make_function(18, with_bias=True)], ir_version=10)
+                              functions=[looped_body(18, with_bias=True)], ir_version=10)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)

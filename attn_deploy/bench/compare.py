@@ -1,21 +1,34 @@
-"""The quantize report: sizes, what was quantized or skipped and why, parity and latency from one run."""
+"""Float vs int8 (vs float lowered) in ONNX Runtime: parity and latency from one run, for ``quantize``'s report.
+
+Parity uses ``check``'s statistics (and detection matching for detector outputs); latency takes
+turns between the models (``bench.timing.interleaved``) so load changes hit all of them alike.
+"""
 
 from __future__ import annotations
 
+import functools
 import statistics
-from collections import Counter
-from collections.abc import Sequence
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import onnx
 
 from attn_deploy.bench.timing import interleaved
-from attn_deploy.check.detection import DETECTION_OUTPUTS, DetectionThresholds, match_detections
+from attn_deploy.check.detection import (
+    DETECTION_OUTPUTS,
+    DetectionThresholds,
+    match_detections,
+)
 from attn_deploy.check.stats import compare_outputs
-from attn_deploy.quantize.dynamic import Candidate
 from attn_deploy.runtime import OrtRunner
 from attn_deploy.runtime.base import Feeds
+
+
+def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunner:
+    """An ONNX Runtime CPU runner with the session defaults a deployment gets (idle threads spin)."""
+    return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads)
+
 
 def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5) -> dict[str, Any]:
     """Detections matched by class and IoU (``attn_deploy.check.detection``), as the report's JSON fields."""
@@ -28,27 +41,6 @@ def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5) -> di
         "matched_fraction": result.matched_fraction,
         "mean_iou": result.mean_iou,
         "max_score_diff_matched": result.max_score_error,
-    }
-
-
-def op_counts(model: onnx.ModelProto) -> dict[str, int]:
-    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
-
-
-def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunner:  # noqa: N802 - reads as a runner type
-    """An ONNX Runtime CPU runner with the session defaults a deployment gets (idle threads spin)."""
-    return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads)
-
-
-def node_report(candidates: Sequence[Candidate], quantized: set[str]) -> dict[str, Any]:
-    asked = [c for c in candidates if c.reason is None]
-    return {
-        "quantized": sorted(c.name for c in asked if c.name in quantized),
-        "skipped": [
-            {"name": c.name, "op_type": c.op_type, "why": c.reason or "quantize_dynamic left it float"}
-            for c in candidates
-            if c.name not in quantized
-        ],
     }
 
 
@@ -72,7 +64,7 @@ def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, th
     runners = [float_runner, int8_runner]
     if float_lowered_path is not None:
         runners.append(TimingRunner(float_lowered_path, threads))
-    samples = interleaved([lambda r=r: r.infer(feeds) for r in runners], iterations)
+    samples = interleaved([functools.partial(r.infer, feeds) for r in runners], iterations)
     float_ms, int8_ms = (statistics.median(s) * 1e3 for s in samples[:2])
     result["latency"] = {
         "backend": "onnxruntime CPUExecutionProvider",
@@ -91,3 +83,33 @@ def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, th
             "float_lowered_samples_ms": [s * 1e3 for s in samples[2]],
         })
     return result
+
+
+def compare_int8(
+    float_model: onnx.ModelProto,
+    int8_model: onnx.ModelProto,
+    feeds: Feeds | None,
+    *,
+    iterations: int,
+    threads: int | None = None,
+    float_lowered: onnx.ModelProto | None = None,
+) -> dict[str, Any]:
+    """The report's ``parity``, ``latency`` (and ``detection``) fields for the models in memory.
+
+    Without ``feeds`` (a symbolic input dimension, or ``iterations`` 0) parity and latency are None,
+    but the int8 model must still load in plain ONNX Runtime (``InputError`` if it does not).
+    """
+    with tempfile.TemporaryDirectory(prefix="attn_deploy_compare_") as tmp_dir:
+        tmp = Path(tmp_dir)
+        int8_path = tmp / "int8.onnx"
+        onnx.save_model(int8_model, int8_path)
+        if feeds is None:
+            OrtRunner(int8_path, ["CPUExecutionProvider"]).close()
+            return {"parity": None, "latency": None}
+        float_path = tmp / "float.onnx"
+        onnx.save_model(float_model, float_path)
+        lowered_path = None
+        if float_lowered is not None:
+            lowered_path = tmp / "float-lowered.onnx"
+            onnx.save_model(float_lowered, lowered_path)
+        return measure(float_path, int8_path, feeds, iterations, threads, lowered_path)
