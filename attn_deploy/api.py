@@ -266,7 +266,7 @@ def fuse_file(model: PathLike, output: PathLike, *, always_write: bool = False) 
     """``fuse`` from file to file; ``output`` is written only when attention was found, or ``always_write``."""
     from attn_deploy.fuse.fuser import fuse_file as fuse_path
 
-    return fuse_path(model, output, always_write=always_write)
+    return fuse_path(Path(model), Path(output), always_write=always_write)
 
 
 def lower_file(
@@ -275,14 +275,14 @@ def lower_file(
     """``lower`` from file to file: ``output`` and its manifest, both or neither."""
     from attn_deploy.lower.api import lower_file as lower_path
 
-    return lower_path(model, output, target=target, max_attn_mem=max_attn_mem, prefer=impl)
+    return lower_path(Path(model), Path(output), target=target, max_attn_mem=max_attn_mem, prefer=impl)
 
 
 def inspect(model: PathLike, *, max_attn_mem: int = defaults.MAX_ATTN_MEM) -> list[dict[str, Any]]:
     """One record per FusedAttention node: shapes, score-matrix bytes, FLOPs and each target's choice."""
     from attn_deploy.lower.inspect import inspect_file
 
-    return inspect_file(model, max_attn_mem)
+    return inspect_file(Path(model), max_attn_mem)
 
 
 def demo(

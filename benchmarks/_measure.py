@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.artifact.fileio import write_bytes_atomic
+from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 
 __all__ = ["measure_call", "peak_rss_mb", "reset_peak_rss", "rss_mb", "write_json"]
 

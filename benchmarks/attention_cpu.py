@@ -239,7 +239,7 @@ def _spawn(*extra: str, timeout: float | None = None) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1][:300]}
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:300]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _measure import write_json  # noqa: E402
+
 DETECTOR_PARTS = {"frcnn-r50-fpn-layer4": "backbone", "frcnn-r50-fpn-multiscale": "backbone"}
 
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(HERE))
 
 from _measure import write_json  # noqa: E402
 
+from attn_deploy.artifact.manifest import library_versions  # noqa: E402
 from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
 from attn_deploy.export.loading import load_model  # noqa: E402
-from attn_deploy.artifact.manifest import library_versions  # noqa: E402
 from attn_deploy.quantize.attention import use_int8_attention_body  # noqa: E402
 from attn_deploy.runtime import OrtRunner  # noqa: E402
 from attn_deploy.zoo import blocks  # noqa: E402

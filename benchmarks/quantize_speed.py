@@ -41,16 +41,16 @@ sys.path.insert(0, str(HERE))
 
 from _measure import write_json  # noqa: E402
 
+from attn_deploy.api import quantize_model  # noqa: E402
+from attn_deploy.artifact.manifest import library_versions  # noqa: E402
+from attn_deploy.bench.compare import TimingRunner, detection_parity  # noqa: E402
+from attn_deploy.bench.timing import interleaved  # noqa: E402
 from attn_deploy.check.stats import error_stats  # noqa: E402
 from attn_deploy.export import ExportOptions, export_model  # noqa: E402
 from attn_deploy.export.loading import load_model  # noqa: E402
-from attn_deploy.artifact.manifest import library_versions  # noqa: E402
 from attn_deploy.lower import lower_file  # noqa: E402
-from attn_deploy.api import quantize_model  # noqa: E402
 from attn_deploy.quantize import QuantizeOptions  # noqa: E402
 from attn_deploy.quantize.prepare import prepare  # noqa: E402
-from attn_deploy.bench.timing import interleaved  # noqa: E402
-from attn_deploy.bench.compare import TimingRunner, detection_parity  # noqa: E402
 from attn_deploy.runtime import OrtRunner  # noqa: E402
 
 CASES = ("sagan-2048", "mha-encoder", "frcnn-r50-fpn-layer4")

@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
+from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.check import compare_outputs
 from attn_deploy.export import ExportOptions, export_model
-from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.export.loading import load_model
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE
 from attn_deploy.runtime import OrtRunner, TorchRunner

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from attn_deploy.artifact.fileio import sha256_file
 from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import LoadedModel, load_model
-from attn_deploy.artifact.fileio import sha256_file
 from attn_deploy.ops import fused_attention
 from attn_deploy.runtime import OrtRunner, TorchRunner
 

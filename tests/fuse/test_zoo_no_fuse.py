@@ -9,8 +9,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.artifact.graph import fused_attention_nodes
+from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import load_model
 from attn_deploy.fuse import fuse_file
 from attn_deploy.zoo import list_entries

@@ -8,11 +8,11 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from attn_deploy.check.stats import error_stats
-from attn_deploy.lower.fp16 import KEEP_FP32, convert_to_fp16
-from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.artifact.graph import fused_attention_nodes
+from attn_deploy.check.stats import error_stats
+from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import LoadedModel
+from attn_deploy.lower.fp16 import KEEP_FP32, convert_to_fp16
 from attn_deploy.zoo import SelfAttention
 from tests.attention_graphs import encoder_block, example_feeds
 from tests.conftest import run_ort

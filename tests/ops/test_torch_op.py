@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attn_deploy.ops import fused_attention, reference_attention
+from attn_deploy.ops import fused_attention, reference_attention, torch_op
 from attn_deploy.ops.contract import block_rows
-from attn_deploy.ops import torch_op
 from attn_deploy.ops.torch_op import blocked_attention
 
 

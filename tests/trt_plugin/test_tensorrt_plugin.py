@@ -16,8 +16,8 @@ import torch
 from onnx import TensorProto, helper
 
 from attn_deploy.ops import reference_attention
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from attn_deploy.ops.bodies import looped_body
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT's Python package is not installed (it is in the Docker image)")
 LIBRARY = os.environ.get("ATTN_DEPLOY_PLUGIN", "")
