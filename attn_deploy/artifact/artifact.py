@@ -39,17 +39,15 @@ class Artifact:
     @property
     def proto(self) -> onnx.ModelProto:
         """The model as a ModelProto (read-only: copy before changing it)."""
-        if self._proto is None:
-            assert self._ir is not None
-            self._proto = ir.serde.serialize_model(self._ir)
+        if self._proto is None:  # then the onnx-ir view is the one set
+            self._proto = ir.serde.serialize_model(self.model)
         return self._proto
 
     @property
     def model(self) -> ir.Model:
         """The model as an onnx-ir Model (read-only: stages build a new one or copy)."""
-        if self._ir is None:
-            assert self._proto is not None
-            self._ir = ir.serde.deserialize_model(self._proto)
+        if self._ir is None:  # then the ModelProto view is the one set
+            self._ir = ir.serde.deserialize_model(self.proto)
         return self._ir
 
     @property

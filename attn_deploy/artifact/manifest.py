@@ -19,7 +19,7 @@ import onnx
 
 from attn_deploy import __version__
 from attn_deploy.artifact.graph import Dim, default_opset, dims_of, dtype_name, graph_inputs
-from attn_deploy.artifact.sites import AttentionSite, attention_sites
+from attn_deploy.artifact.sites import AttentionNode, AttentionSite, attention_sites
 from attn_deploy.errors import InputError
 
 FORMAT = "attn-deploy-manifest/1"
@@ -56,20 +56,9 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class SiteRecord:
+class SiteRecord(AttentionNode):
     """An attention site as the manifest records it; lowering fields are set by ``lower``."""
 
-    name: str
-    inputs: list[str]
-    output: str
-    B: Dim
-    H: Dim
-    Nq: Dim
-    Nk: Dim
-    dk: Dim
-    dv: Dim
-    scale: float
-    has_bias: bool
     score_matrix_bytes: int | None
     implementation: str = "body"
     op_type: str | None = None
@@ -78,10 +67,8 @@ class SiteRecord:
 
     @classmethod
     def of(cls, site: AttentionSite) -> SiteRecord:
-        return cls(
-            site.name, list(site.inputs), site.output, site.B, site.H, site.Nq, site.Nk, site.dk, site.dv,
-            site.scale, site.has_bias, site.score_matrix_bytes,
-        )
+        node = {f.name: getattr(site, f.name) for f in dataclasses.fields(AttentionNode)}
+        return cls(**node, score_matrix_bytes=site.score_matrix_bytes)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -203,7 +190,7 @@ class Manifest:
                 ir_version=int(data["ir_version"]),
                 inputs=[TensorSpec(**t) for t in data["inputs"]],
                 outputs=[TensorSpec(**t) for t in data["outputs"]],
-                fused_attention=[SiteRecord(**r) for r in data["fused_attention"]],
+                fused_attention=[SiteRecord(**{**r, "inputs": tuple(r["inputs"])}) for r in data["fused_attention"]],
                 source_sha256=data.get("source_sha256"),
                 output_sha256=data.get("output_sha256"),
                 export_input_shapes=list(data.get("export_input_shapes") or []),

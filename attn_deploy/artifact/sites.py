@@ -17,13 +17,11 @@ from attn_deploy.artifact.graph import Dim, TypedValue, dims_product, dtype_name
 
 
 @dataclass(frozen=True)
-class AttentionSite:
-    """One attention node: ``Q [B,H,Nq,dk]``, ``K [B,H,Nk,dk]``, ``V [B,H,Nk,dv]``, optional bias."""
+class AttentionNode:
+    """What the graph and the manifest both say of an attention node: ``Q [B,H,Nq,dk]``,
+    ``K [B,H,Nk,dk]``, ``V [B,H,Nk,dv]``, its scale, and whether it has a bias input."""
 
-    index: int  # position in graph.node
     name: str
-    op_type: str
-    domain: str
     inputs: tuple[str, ...]
     output: str
     B: Dim
@@ -32,10 +30,19 @@ class AttentionSite:
     Nk: Dim
     dk: Dim
     dv: Dim
-    dtype: str | None  # NumPy name of Q's element type, None when unknown
-    has_bias: bool  # the node has a bias input (possibly the all-zero one export adds)
-    bias_is_zero: bool  # that bias is a constant all-zero tensor
     scale: float
+    has_bias: bool  # the node has a bias input (possibly the all-zero one export adds)
+
+
+@dataclass(frozen=True)
+class AttentionSite(AttentionNode):
+    """One attention node in a graph: where it is, what it is lowered to, and its input type."""
+
+    index: int  # position in graph.node
+    op_type: str
+    domain: str
+    dtype: str | None  # NumPy name of Q's element type, None when unknown
+    bias_is_zero: bool  # the bias is a constant all-zero tensor
 
     @property
     def real_bias(self) -> bool:

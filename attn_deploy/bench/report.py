@@ -9,10 +9,10 @@ from typing import Any
 
 from rich.table import Table
 
-from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.bench.run import BackendResult, BenchReport
 from attn_deploy.bench.timing import CV_WARN
 from attn_deploy.errors import InputError
+from attn_deploy.render import with_notes, write_files
 from attn_deploy.runtime.backends import short_label
 
 
@@ -62,10 +62,7 @@ def render_table(report: BenchReport) -> Table:
     notes = [f"skipped {s.label}: {s.reason}" for s in report.skipped]
     if any(r.latency.noisy for r in report.results):
         notes.append(f"noisy: coefficient of variation above {CV_WARN:.1%}; measure on a quiet machine")
-    if notes:
-        table.caption = "\n".join(notes)
-        table.caption_justify = "left"
-    return table
+    return with_notes(table, notes)
 
 
 def to_markdown(report: BenchReport) -> str:
@@ -110,9 +107,8 @@ def plot_png(report: BenchReport) -> bytes:
 
 
 def write_reports(report: BenchReport, json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
-    if json_path:
-        write_bytes_atomic(json_path, (json.dumps(to_dict(report), indent=2) + "\n").encode())
-    if markdown_path:
-        write_bytes_atomic(markdown_path, to_markdown(report).encode())
-    if plot_path:
-        write_bytes_atomic(plot_path, plot_png(report))
+    write_files([
+        (json_path, lambda: (json.dumps(to_dict(report), indent=2) + "\n").encode()),
+        (markdown_path, lambda: to_markdown(report).encode()),
+        (plot_path, lambda: plot_png(report)),
+    ])

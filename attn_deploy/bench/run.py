@@ -17,6 +17,7 @@ import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from attn_deploy import defaults
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.bench.timing import LatencyStats, latency_stats, measure
@@ -35,16 +36,6 @@ Tick = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class BenchOptions:
-    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
-    warmup: int = 3
-    iterations: int = 20
-    min_seconds: float = 2.0
-    batches: tuple[int, ...] = (1,)
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class BackendResult:
     """One (backend, batch) measurement; ``device_peak_mb`` is PyTorch's CUDA peak, torch backend only (else None)."""
 
@@ -60,6 +51,18 @@ class BackendResult:
     @property
     def extra_rss_mb(self) -> float:
         return self.peak_rss_mb - self.rss_before_mb
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``bench`` runs (``workload``) and how: warm-up, at least ``iterations`` runs and ``min_seconds``, per batch size."""
+
+    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
+    warmup: int = defaults.BENCH_WARMUP
+    iterations: int = defaults.BENCH_ITERATIONS
+    min_seconds: float = defaults.BENCH_MIN_SECONDS
+    batches: tuple[int, ...] = defaults.BENCH_BATCHES
+    seed: int = defaults.SEED
 
 
 @dataclass

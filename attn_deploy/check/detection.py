@@ -12,19 +12,25 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from attn_deploy import defaults
+
 DETECTION_OUTPUTS = ("boxes", "scores", "labels")
 
 
 @dataclass(frozen=True)
 class DetectionThresholds:
-    iou: float = 0.5
+    """When a candidate's detections match the reference's (``check``'s defaults)."""
+
+    iou: float = defaults.DETECTION_IOU
     #: matched / max(reference count, candidate count): extra candidate boxes count against it too.
-    min_matched: float = 0.99
-    max_score_error: float = 0.05
+    min_matched: float = defaults.DETECTION_MIN_MATCHED
+    max_score_error: float = defaults.DETECTION_MAX_SCORE_ERROR
 
 
 @dataclass(frozen=True)
 class DetectionResult:
+    """Counts, IoU and score errors of the matched detections, and the verdict under ``thresholds``."""
+
     reference_count: int
     candidate_count: int
     matched: int

@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.check.gate import CheckReport, Comparison
+from attn_deploy.render import with_notes, write_files
 from attn_deploy.runtime.backends import short_label
 
 
@@ -76,10 +76,7 @@ def render_table(report: CheckReport) -> Table:
             verdict = "[green]pass[/green]" if d.passed else "[red]FAIL[/red]"
             table.add_row(_label(c, report.samples), "detections", f"{d.matched}/{max(d.reference_count, d.candidate_count)}",
                           f"IoU≥{d.thresholds.iou}", f"mIoU {d.mean_iou:.3f}", f"Δscore {d.max_score_error:.1g}", "", verdict)
-    if report.skipped:
-        table.caption = "\n".join(f"skipped {s.label}: {s.reason}" for s in report.skipped)
-        table.caption_justify = "left"
-    return table
+    return with_notes(table, [f"skipped {s.label}: {s.reason}" for s in report.skipped])
 
 
 def to_markdown(report: CheckReport) -> str:
@@ -135,9 +132,8 @@ def to_junit(report: CheckReport) -> str:
 
 
 def write_reports(report: CheckReport, json_path: Path | None, markdown_path: Path | None, junit_path: Path | None) -> None:
-    if json_path:
-        write_bytes_atomic(json_path, (json.dumps(to_dict(report), indent=2) + "\n").encode())
-    if markdown_path:
-        write_bytes_atomic(markdown_path, to_markdown(report).encode())
-    if junit_path:
-        write_bytes_atomic(junit_path, to_junit(report).encode())
+    write_files([
+        (json_path, lambda: (json.dumps(to_dict(report), indent=2) + "\n").encode()),
+        (markdown_path, lambda: to_markdown(report).encode()),
+        (junit_path, lambda: to_junit(report).encode()),
+    ])

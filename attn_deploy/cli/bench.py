@@ -25,12 +25,12 @@ def bench(
     batch: Annotated[str, typer.Option(help="Batch sizes to sweep, e.g. 1,4 (ONNX models need a dynamic batch axis).")] = ",".join(map(str, defaults.BENCH_BATCHES)),
     input_shape: opt.NamedInputShapes = None,
     seed: opt.Seed = defaults.SEED,
-    report: Annotated[Path | None, opt.file_option("--report", "Write JSON: machine, versions, settings, stats and all samples.")] = None,
-    markdown: Annotated[Path | None, opt.file_option("--markdown", "Write a Markdown table.")] = None,
-    plot: Annotated[Path | None, opt.file_option("--plot", "Write a PNG of the latency distribution per backend.")] = None,
     arch: opt.Arch = None,
     unsafe_load: opt.UnsafeLoad = False,
     lower: opt.LowerFirst = False,
+    report: Annotated[Path | None, opt.file_option("--report", "Write JSON: machine, versions, settings, stats and all samples.")] = None,
+    markdown: Annotated[Path | None, opt.file_option("--markdown", "Write a Markdown table.")] = None,
+    plot: Annotated[Path | None, opt.file_option("--plot", "Write a PNG of the latency distribution per backend.")] = None,
     as_json: Annotated[bool, opt.json_flag("Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import onnx_ir as ir
 
@@ -51,3 +52,14 @@ class Attention:
     heads: int | None = None
     transpose_output: bool = False
     nan_to_zero: bool = False
+
+    @classmethod
+    def of_op(
+        cls, node: ir.Node, qkv: tuple[ir.Value, ir.Value, ir.Value], bias: ir.Value | None, *, pattern: str, rank: int, scale: float, **layout: Any
+    ) -> Attention:
+        """A whole attention op ``node`` reading Q, K, V (``qkv``, as is) and an optional additive ``bias``."""
+        q, k, v = qkv
+        return cls(
+            pattern=pattern, anchor=node, output=node.outputs[0], q=Operand(q), k=Operand(k), v=Operand(v),
+            rank=rank, scale=float(scale), bias=[Bias(bias)] if bias is not None else [], **layout,
+        )

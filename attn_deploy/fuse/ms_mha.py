@@ -14,7 +14,7 @@ import math
 import onnx_ir as ir
 
 from attn_deploy.fuse.graph import is_op, rank, static_dim
-from attn_deploy.fuse.match import Attention, Bias, NearMiss, Operand
+from attn_deploy.fuse.match import Attention, NearMiss
 
 OP = "MultiHeadAttention"
 DOMAIN = "com.microsoft"
@@ -50,15 +50,10 @@ def match(node: ir.Node) -> Attention | None:
             raise NearMiss("MultiHeadAttention with a default scale and a dynamic hidden size")
         scale = 1.0 / math.sqrt(width // heads)
     bias = node.inputs[5] if _given(node, 5) else None
-    return Attention(
+    return Attention.of_op(
+        node, (q, k, v), bias,  # type: ignore[arg-type]
         pattern=f"com.microsoft.MultiHeadAttention{' (attention_bias)' if bias is not None else ''}",
-        anchor=node,
-        output=node.outputs[0],
-        q=Operand(q),  # type: ignore[arg-type]
-        k=Operand(k),  # type: ignore[arg-type]
-        v=Operand(v),  # type: ignore[arg-type]
         rank=3,
-        scale=float(scale),
-        bias=[Bias(bias)] if bias is not None else [],
+        scale=scale,
         heads=heads,
     )

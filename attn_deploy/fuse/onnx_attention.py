@@ -15,7 +15,7 @@ import math
 import onnx_ir as ir
 
 from attn_deploy.fuse.graph import is_op, rank, static_dim
-from attn_deploy.fuse.match import Attention, Bias, NearMiss, Operand
+from attn_deploy.fuse.match import Attention, NearMiss
 
 OP = "Attention"
 
@@ -64,16 +64,11 @@ def match(node: ir.Node) -> Attention | None:
     bool_mask = mask is not None and mask.dtype == ir.DataType.BOOL
     if mask is not None and heads is None and rank(mask) is None:
         raise NearMiss("Attention mask of unknown rank")
-    return Attention(
+    return Attention.of_op(
+        node, (q, k, v), mask,  # type: ignore[arg-type]
         pattern=f"onnx Attention ({'3-D' if heads else '4-D'}{', mask' if mask is not None else ''})",
-        anchor=node,
-        output=node.outputs[0],
-        q=Operand(q),  # type: ignore[arg-type]
-        k=Operand(k),  # type: ignore[arg-type]
-        v=Operand(v),  # type: ignore[arg-type]
         rank=4 if heads is None else 3,
-        scale=float(scale),
-        bias=[Bias(mask)] if mask is not None else [],
+        scale=scale,
         bool_mask=bool_mask,
         heads=heads,
     )

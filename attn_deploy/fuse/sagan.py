@@ -36,16 +36,5 @@ def match(softmax: ir.Node) -> Attention | None:
         raise NearMiss("V has a different rank from the attention weights")
     source, perm, _ = peel_transposes(v_t)  # type: ignore[arg-type]
     v_perm = [perm[i] for i in swap_last(scores.rank)]  # V = Transpose(V^T, swap) folded into the peeled ones
-    return Attention(
-        pattern=f"sagan (V·Aᵀ; {describe(scores)})",
-        anchor=product,
-        output=product.outputs[0],
-        q=scores.q,
-        k=scores.k,
-        v=Operand(source, None if v_perm == list(range(scores.rank)) else v_perm),
-        rank=scores.rank,
-        scale=scores.scale,
-        bias=scores.bias,
-        transpose_output=True,
-        nan_to_zero=nan_to_zero,
-    )
+    v = Operand(source, None if v_perm == list(range(scores.rank)) else v_perm)
+    return scores.attention(pattern=f"sagan (V·Aᵀ; {describe(scores)})", product=product, v=v, transpose_output=True, nan_to_zero=nan_to_zero)

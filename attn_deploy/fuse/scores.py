@@ -12,6 +12,7 @@ is not constant, a multiplicative mask) raises ``NearMiss`` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import onnx_ir as ir
 
@@ -23,7 +24,7 @@ from attn_deploy.fuse.graph import (
     scalar_constant,
     swap_last,
 )
-from attn_deploy.fuse.match import Bias, NearMiss, Operand
+from attn_deploy.fuse.match import Attention, Bias, NearMiss, Operand
 
 _MAX_STEPS = 16
 
@@ -40,6 +41,13 @@ class Scores:
     scale: float
     bias: list[Bias] = field(default_factory=list)
     scale_sites: list[str] = field(default_factory=list)
+
+    def attention(self, *, pattern: str, product: ir.Node, v: Operand, **layout: Any) -> Attention:
+        """The attention these scores start, ending in the weights-times-V ``product``."""
+        return Attention(
+            pattern=pattern, anchor=product, output=product.outputs[0], q=self.q, k=self.k, v=v,
+            rank=self.rank, scale=self.scale, bias=self.bias, **layout,
+        )
 
 
 def _scalar_factor(node: ir.Node) -> tuple[float, ir.Value] | None:

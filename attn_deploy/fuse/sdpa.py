@@ -29,15 +29,4 @@ def match(softmax: ir.Node) -> Attention | None:
     if rank(v) != scores.rank:
         raise NearMiss("V has a different rank from the attention weights")
     label = "sdpa" if scores.rank == 4 else f"attention rank-{scores.rank}"
-    return Attention(
-        pattern=f"{label} (P·V; {describe(scores)})",
-        anchor=user,
-        output=user.outputs[0],
-        q=scores.q,
-        k=scores.k,
-        v=Operand(v),  # type: ignore[arg-type]
-        rank=scores.rank,
-        scale=scores.scale,
-        bias=scores.bias,
-        nan_to_zero=nan_to_zero,
-    )
+    return scores.attention(pattern=f"{label} (P·V; {describe(scores)})", product=user, v=Operand(v), nan_to_zero=nan_to_zero)  # type: ignore[arg-type]

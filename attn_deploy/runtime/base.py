@@ -8,7 +8,7 @@ a runner that is not active activates it first, so a runner also works outside a
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -71,3 +71,32 @@ class RunnerBase:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+class PolygraphyRunner(RunnerBase):
+    """A runner around one of Polygraphy's (``_runner``); ``_activate`` sets it and the I/O names."""
+
+    _runner: Any = None
+    _inputs: list[str]
+    _outputs: list[str]
+
+    def _close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None and runner.is_active:
+            runner.deactivate()
+
+    @property
+    def input_names(self) -> list[str]:
+        self.activate()
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        self.activate()
+        return list(self._outputs)
+
+    def _infer(self, feeds: Feeds, **kwargs: Any) -> Feeds:
+        """Polygraphy's ``infer`` on contiguous inputs; the outputs as arrays, in graph order."""
+        self.activate()
+        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()}, **kwargs)
+        return {name: np.asarray(outputs[name]) for name in self._outputs}

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.errors import InputError, first_line
-from attn_deploy.runtime.base import Feeds, RunnerBase
+from attn_deploy.runtime.base import Feeds, PolygraphyRunner
 
 #: Protobuf cannot serialize a model of 2 GiB or more: such an artifact's session is built from its file.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -43,7 +40,7 @@ def session_model(model: Artifact | str | Path) -> bytes | str:
     return data
 
 
-class OrtRunner(RunnerBase):
+class OrtRunner(PolygraphyRunner):
     """An InferenceSession over an Artifact (or an .onnx file); FusedAttention runs as its inlined function body."""
 
     name = "ort"
@@ -58,7 +55,6 @@ class OrtRunner(RunnerBase):
         self.providers = providers
         self.threads = threads
         self.spinning = spinning
-        self._runner: Any = None
         self._inputs: list[str] = []
         self._outputs: list[str] = []
 
@@ -85,25 +81,8 @@ class OrtRunner(RunnerBase):
         self._inputs = [i.name for i in runner.sess.get_inputs()]
         self._outputs = [o.name for o in runner.sess.get_outputs()]
 
-    def _close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None and runner.is_active:
-            runner.deactivate()
-
-    @property
-    def input_names(self) -> list[str]:
-        self.activate()
-        return self._inputs
-
-    @property
-    def output_names(self) -> list[str]:
-        self.activate()
-        return self._outputs
-
     def infer(self, feeds: Feeds) -> Feeds:
-        self.activate()
-        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-        return {name: np.asarray(outputs[name]) for name in self._outputs}
+        return self._infer(feeds)
 
     def __del__(self) -> None:
         # Polygraphy warns on stdout when an active runner is collected; a script reading --json would choke.

@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from attn_deploy.artifact.io import engine_report_path, read_json
 from attn_deploy.engine.profiles import InputProfile, describe, outside_profile
 from attn_deploy.errors import AttnDeployError, InputError
-from attn_deploy.runtime.base import Feeds, RunnerBase
+from attn_deploy.runtime.base import Feeds, PolygraphyRunner
 from attn_deploy.runtime.gpu import require_gpu
 
 
@@ -26,7 +24,7 @@ def build_report(engine_path: str | Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-class TrtRunner(RunnerBase):
+class TrtRunner(PolygraphyRunner):
     """Runs a serialized engine with its first optimisation profile; ``flavour`` is the TensorRT build that runs it."""
 
     name = "trt"
@@ -41,7 +39,6 @@ class TrtRunner(RunnerBase):
         self.runtime = runtime
         self.plugins = plugins
         self.flavour: str | None = None
-        self._runner: Any = None
         self._inputs: list[str] = []
         self._outputs: list[str] = []
         self.profile: dict[str, InputProfile] = {}
@@ -75,21 +72,6 @@ class TrtRunner(RunnerBase):
         self._runner = PolygraphyTrtRunner(engine)
         self._runner.activate()
 
-    def _close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None and runner.is_active:
-            runner.deactivate()
-
-    @property
-    def input_names(self) -> list[str]:
-        self.activate()
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        self.activate()
-        return list(self._outputs)
-
     def infer(self, feeds: Feeds) -> Feeds:
         self.activate()
         for name in self._inputs:
@@ -101,5 +83,4 @@ class TrtRunner(RunnerBase):
                     f"input {name!r} of shape {'x'.join(map(str, shape))} is outside the engine's profile "
                     f"({describe(self.profile[name])}); rebuild with --min-shapes/--opt-shapes/--max-shapes {name}:SHAPE"
                 )
-        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()}, copy_outputs_to_host=True)
-        return {name: np.asarray(outputs[name]) for name in self._outputs}
+        return self._infer(feeds, copy_outputs_to_host=True)

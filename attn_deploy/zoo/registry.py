@@ -124,6 +124,23 @@ _DETECTOR_IMAGES = {"range": [0.0, 1.0], "mean": None, "std": None}
 _IMAGENET_IMAGES = {"range": [0.0, 1.0], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 _DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
 
+def _frcnn_entry(name: str, attention: str, where: str, *, attention_blocks: int) -> ZooEntry:
+    """A torchvision Faster R-CNN ResNet-50-FPN with attention ``where`` (see ``add_attention``)."""
+    return ZooEntry(
+        name,
+        f"torchvision Faster R-CNN ResNet-50-FPN, {attention}",
+        lambda: _frcnn(where),
+        ((1, 3, 800, 1066),),
+        input_names=("images",),
+        output_names=_DETECTOR_OUTPUTS,
+        attention_blocks=attention_blocks,
+        preferred_exporter="torchscript",
+        is_detector=True,
+        condition=_condition_detector,
+        preprocess=_DETECTOR_IMAGES,
+    )
+
+
 _ENTRIES: tuple[ZooEntry, ...] = (
     ZooEntry("sagan-256", "SAGAN self-attention, C=256 (an FPN-width feature map)", lambda: SelfAttention(256), ((1, 256, 64, 64),)),
     ZooEntry("sagan-2048", "SAGAN self-attention on ResNet stage 4, C=2048 (800x1333 image)", lambda: SelfAttention(2048), ((1, 2048, 25, 42),)),
@@ -146,31 +163,8 @@ _ENTRIES: tuple[ZooEntry, ...] = (
         output_names=_FPN_OUTPUTS,
         preprocess=_IMAGENET_IMAGES,
     ),
-    ZooEntry(
-        "frcnn-r50-fpn-layer4",
-        "torchvision Faster R-CNN ResNet-50-FPN, SelfAttention(2048) after layer4",
-        lambda: _frcnn("layer4"),
-        ((1, 3, 800, 1066),),
-        input_names=("images",),
-        output_names=_DETECTOR_OUTPUTS,
-        preferred_exporter="torchscript",
-        is_detector=True,
-        condition=_condition_detector,
-        preprocess=_DETECTOR_IMAGES,
-    ),
-    ZooEntry(
-        "frcnn-r50-fpn-multiscale",
-        "torchvision Faster R-CNN ResNet-50-FPN, SelfAttention on every FPN level",
-        lambda: _frcnn("fpn"),
-        ((1, 3, 800, 1066),),
-        input_names=("images",),
-        output_names=_DETECTOR_OUTPUTS,
-        attention_blocks=5,
-        preferred_exporter="torchscript",
-        is_detector=True,
-        condition=_condition_detector,
-        preprocess=_DETECTOR_IMAGES,
-    ),
+    _frcnn_entry("frcnn-r50-fpn-layer4", "SelfAttention(2048) after layer4", "layer4", attention_blocks=1),
+    _frcnn_entry("frcnn-r50-fpn-multiscale", "SelfAttention on every FPN level", "fpn", attention_blocks=5),
     ZooEntry(
         "mha-encoder",
         "2-block transformer encoder on nn.MultiheadAttention, 196 tokens of 256",
