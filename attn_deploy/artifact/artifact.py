@@ -26,6 +26,8 @@ class Artifact:
         self._proto = model if isinstance(model, onnx.ModelProto) else None
         self.manifest = manifest
         self.path = path
+        #: The file this model, or the one a stage made it from, was loaded from (never overwritten by ``save``).
+        self.origin = path
         self._sites: list[AttentionSite] | None = None
 
     @classmethod
@@ -74,6 +76,7 @@ class Artifact:
         sites = attention_sites(proto)
         manifest = self.manifest.derive(proto, stage=stage, **manifest_changes)
         artifact = Artifact(proto, manifest)
+        artifact.origin = self.origin
         artifact._sites = sites
         return artifact
 

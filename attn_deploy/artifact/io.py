@@ -41,7 +41,10 @@ def is_engine_path(path: PathLike) -> bool:
     return str(path).endswith(ENGINE_SUFFIXES)
 
 
-def load_onnx(path: PathLike, *, hint: str = "pass an .onnx file written by `attn-deploy export`") -> onnx.ModelProto:
+_HINT = "pass an .onnx file written by `attn-deploy export`"
+
+
+def load_onnx(path: PathLike, *, hint: str = _HINT) -> onnx.ModelProto:
     """Parse an ONNX file (external data included); ``InputError`` with ``hint`` if it cannot be."""
     path = Path(path)
     if path.is_dir():
@@ -75,14 +78,20 @@ def read_manifest(onnx_path: PathLike) -> Manifest | None:
     return Manifest.from_json(data, str(path))
 
 
-def load_artifact(path: PathLike) -> Artifact:
-    """The model at ``path`` with its manifest; one is read off the graph when the file has none."""
+def load_artifact(path: PathLike, *, hint: str = _HINT) -> Artifact:
+    """The model at ``path`` with its manifest.
+
+    A manifest counts only when the sha256 it records is the model's: one beside a model that was
+    changed (or replaced) after it was written is ignored, with a note, and the manifest is read off
+    the graph instead, as for a model that has none (``manifest.stages`` is then empty).
+    """
     path = Path(path)
-    model = load_onnx(path)
+    model = load_onnx(path, hint=hint)
     manifest = read_manifest(path)
-    if manifest is None:
-        return Artifact.describe(model, source=str(path), exporter="unknown", path=path)
-    return Artifact(model, manifest, path=path)
+    if manifest is not None and manifest.output_sha256 == sha256_file(path):
+        return Artifact(model, manifest, path=path)
+    notes = [] if manifest is None else [f"{manifest_path_for(path)} does not match {path} (sha256): ignored"]
+    return Artifact.describe(model, source=str(path), exporter="unknown", path=path, notes=notes)
 
 
 def _check_output(path: Path) -> None:
@@ -96,6 +105,8 @@ def save_artifact(artifact: Artifact, path: PathLike) -> tuple[Path, Path]:
     """Write ``path`` and ``path``'s manifest atomically; the manifest records the model's sha256."""
     onnx_path = Path(path)
     _check_output(onnx_path)
+    if artifact.origin is not None and artifact.origin.exists() and artifact.origin.resolve() == onnx_path.resolve():
+        raise InputError(f"output {onnx_path} is the model it was made from; pass another output path")
     json_path = manifest_path_for(onnx_path)
     if json_path.is_dir():
         raise InputError(f"{json_path} is a directory; the manifest goes there: pick another output name")

@@ -48,6 +48,8 @@ class CheckOptions:
     overrides: ToleranceOverrides = field(default_factory=lambda: ToleranceOverrides({}, {}, {}))
     precision: str = "auto"
     detection: DetectionThresholds = field(default_factory=DetectionThresholds)
+    #: Run ``data`` holding NaN or Inf instead of refusing it.
+    allow_nonfinite: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class CheckReport:
     comparisons: list[Comparison]
     skipped: list[Skipped]
     settings: dict[str, object]
+    #: Why a candidate's tolerance preset is not the one its file suggests (see ``runtime/precision.py``).
+    notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 
     @property
@@ -149,13 +153,21 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
     if len(planned) < 2:
         why = "; ".join(f"{s.label}: {s.reason}" for s in skipped) or "give an ARTIFACT or more --backends"
         raise InputError(f"check needs a reference and at least one candidate that can run here ({why})")
-    samples = load_samples(options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess)
+    samples = load_samples(
+        options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess, allow_nonfinite=options.allow_nonfinite
+    )
     results = _run_all(work, samples, progress)
     reference = planned[0]
     detection_mode = is_detection_output(output_names)
     comparisons = []
+    notes: list[str] = []
     for p in planned[1:]:
-        precision = p.precision if options.precision == "auto" else options.precision
+        if options.precision == "auto":
+            choice = p.precision
+            precision: str = choice.precision
+            notes.extend([choice.note] if choice.note else [])
+        else:
+            precision = options.precision
         tolerances = tolerances_for(output_names, precision, options.overrides)
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
             verdicts = _judge_outputs(ref, cand, tolerances, detection_mode)
@@ -169,6 +181,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         inputs=[{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in specs],
         comparisons=comparisons,
         skipped=skipped,
+        notes=notes,
         settings={
             "backends": list(work.options.backends),
             "seed": options.seed,

@@ -50,6 +50,7 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
         "inputs": report.inputs,
         "settings": report.settings,
         "skipped": [{"backend": s.label, "reason": s.reason} for s in report.skipped],
+        "notes": report.notes,
         "comparisons": comparisons,
         "versions": report.versions,
     }
@@ -76,7 +77,7 @@ def render_table(report: CheckReport) -> Table:
             verdict = "[green]pass[/green]" if d.passed else "[red]FAIL[/red]"
             table.add_row(_label(c, report.samples), "detections", f"{d.matched}/{max(d.reference_count, d.candidate_count)}",
                           f"IoU≥{d.thresholds.iou}", f"mIoU {d.mean_iou:.3f}", f"Δscore {d.max_score_error:.1g}", "", verdict)
-    return with_notes(table, [f"skipped {s.label}: {s.reason}" for s in report.skipped])
+    return with_notes(table, [*(f"skipped {s.label}: {s.reason}" for s in report.skipped), *(f"note: {n}" for n in report.notes)])
 
 
 def to_markdown(report: CheckReport) -> str:
@@ -102,6 +103,7 @@ def to_markdown(report: CheckReport) -> str:
                          f"{'pass' if d.passed else '**FAIL**'} |")
     for skip in report.skipped:
         lines.append(f"| `{skip.label}` | | | | | | | skipped: {skip.reason} |")
+    lines.extend(["", *(f"> note: {n}" for n in report.notes)] if report.notes else [])
     return "\n".join(lines) + "\n"
 
 

@@ -80,15 +80,15 @@ def parse_per_output(values: list[str], option: str, cast: Callable[[str], objec
 
 def detect_precision(model: Artifact | str | Path) -> Precision:
     """The precision preset of an Artifact, an .onnx file or an engine file (see ``runtime/precision.py``):
-    the manifest's (an engine's: its build report's), else read off the graph."""
+    what the stage that made it recorded (an engine's: its build report), else strict fp32."""
     from attn_deploy.artifact.io import is_engine_path, load_artifact
     from attn_deploy.runtime.precision import artifact_precision, engine_precision
 
     if isinstance(model, Artifact):
-        return artifact_precision(model)
+        return artifact_precision(model).precision
     if is_engine_path(model):
-        return engine_precision(model)
-    return artifact_precision(load_artifact(model))
+        return engine_precision(model).precision
+    return artifact_precision(load_artifact(model)).precision
 
 
 def tolerances_for(output_names: list[str], precision: str, overrides: ToleranceOverrides) -> dict[str, Tolerance]:

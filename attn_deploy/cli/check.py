@@ -24,8 +24,9 @@ def check(
     val_range: Annotated[str | None, typer.Option(help="Random inputs uniform in LOW,HIGH (default: [0,1] for image models, else N(0,1)).")] = None,
     data: Annotated[Path | None, typer.Option(help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
                                                    "(resized and normalised per the manifest).")] = None,
+    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Run --data that holds NaN or Inf (refused by default: exit 2).")] = False,
     input_shape: opt.NamedInputShapes = None,
-    precision: Annotated[str, typer.Option(help="Tolerance preset: auto (from each artifact), fp32, fp16 or int8.")] = defaults.PRECISION,
+    precision: Annotated[str, typer.Option(help="Tolerance preset: auto (what the stage that made each artifact recorded in its manifest, checked by sha256; else fp32), fp32, fp16 or int8.")] = defaults.PRECISION,
     atol: Annotated[list[str] | None, typer.Option(help="Absolute tolerance, VALUE or OUTPUT=VALUE; repeatable (e.g. --atol boxes=0.5).")] = None,
     rtol: Annotated[list[str] | None, typer.Option(help="Relative tolerance, VALUE or OUTPUT=VALUE; repeatable.")] = None,
     check_error_stat: Annotated[list[str] | None, typer.Option(help="elemwise, max, mean or median, or OUTPUT=STAT: which error must be within tolerance.")] = None,
@@ -67,6 +68,7 @@ def check(
         ),
         precision=opt.choose(precision, (defaults.PRECISION, *tol.PRESETS), "--precision"),
         detection=DetectionThresholds(iou, min_matched, max_score_error),
+        allow_nonfinite=allow_nonfinite,
     )
     with err.status("checking ...") as status:
         result = api.check(source, *(artifacts or []), options=options, progress=lambda msg: status.update(msg + " ..."))

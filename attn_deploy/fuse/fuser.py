@@ -192,5 +192,6 @@ def fuse_file(source: str | Path, out: str | Path, *, always_write: bool = False
         export_dynamic_axes=dynamic,
         stages=["fuse"],
     )
+    artifact.origin = source
     onnx_path, manifest_path = artifact.save(out)
     return FuseResult(outcome, onnx_path, manifest_path)

@@ -22,7 +22,7 @@ import onnx
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import IR_VERSION, dims_of, graph_inputs
-from attn_deploy.artifact.io import load_onnx, read_manifest, save_artifact
+from attn_deploy.artifact.io import load_artifact, save_artifact
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.errors import InputError
 from attn_deploy.lower import lower_model
@@ -244,11 +244,9 @@ def load_source(model: nn.Module | ModelSource, options: QuantizeOptions) -> Qua
 
 def load_artifact_with_hint(spec: str) -> Artifact:
     """``load_artifact`` with quantize's hint (an .onnx file or a MODEL) in its errors."""
-    path = Path(spec)
-    if not path.exists():
+    if not Path(spec).exists():
         raise InputError(f"{spec}: no such file")
-    model, manifest = load_onnx(path, hint=_ONNX_HINT), read_manifest(path)
-    return Artifact(model, manifest, path=path) if manifest else Artifact.describe(model, source=spec, exporter="unknown", path=path)
+    return load_artifact(spec, hint=_ONNX_HINT)
 
 
 @dataclass

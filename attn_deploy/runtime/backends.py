@@ -19,9 +19,9 @@ from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import dims_of, graph_inputs
 from attn_deploy.artifact.io import ENGINE_SUFFIXES, is_engine_path, is_onnx_path
-from attn_deploy.artifact.manifest import Precision
 from attn_deploy.errors import InputError
 from attn_deploy.runtime.base import Runner
+from attn_deploy.runtime.precision import PrecisionChoice, artifact_precision, engine_precision
 
 if TYPE_CHECKING:
     from attn_deploy.export.loading import LoadedModel
@@ -58,8 +58,8 @@ class Backend:
     unavailable: Callable[[], str | None]
     #: Why none of its kind is there to run (``{source}`` is SOURCE).
     missing: str
-    #: The tolerance preset of a target (``check --precision auto``).
-    precision: Callable[[Target], Precision]
+    #: The tolerance preset of a target (``check --precision auto``), with a note when it is not the obvious one.
+    precision: Callable[[Target], PrecisionChoice]
     #: Why it cannot run ``target`` at batch size ``batch`` (None: it can).
     batch_limit: Callable[[Target, int], str | None]
     #: Makes a runner for ``target`` given the input and output names.
@@ -80,7 +80,7 @@ class Planned:
         return self.backend.make(self.target, input_names, output_names)
 
     @property
-    def precision(self) -> Precision:
+    def precision(self) -> PrecisionChoice:
         return self.backend.precision(self.target)
 
 
@@ -116,20 +116,16 @@ def _static_batch(target: Target, batch: int) -> str | None:
     return None
 
 
-def _torch_precision(target: Target) -> Precision:
-    return "fp32"
+def _torch_precision(target: Target) -> PrecisionChoice:
+    return PrecisionChoice("fp32")
 
 
-def _onnx_precision(target: Target) -> Precision:
-    from attn_deploy.runtime.precision import artifact_precision
-
+def _onnx_precision(target: Target) -> PrecisionChoice:
     assert target.artifact is not None
-    return artifact_precision(target.artifact)
+    return artifact_precision(target.artifact, target.name)
 
 
-def _engine_precision(target: Target) -> Precision:
-    from attn_deploy.runtime.precision import engine_precision
-
+def _engine_precision(target: Target) -> PrecisionChoice:
     assert target.engine is not None
     return engine_precision(target.engine)
 

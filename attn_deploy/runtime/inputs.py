@@ -130,12 +130,22 @@ def load_samples(
     seed: int = 0,
     val_range: tuple[float, float] | None = None,
     preprocess: Preprocess | None = None,
+    allow_nonfinite: bool = False,
 ) -> list[Feeds]:
-    """The samples to run: random (one), an .npz (one), or an image file/folder (one per image)."""
+    """The samples to run: random (one), an .npz (one), or an image file/folder (one per image).
+
+    NaN or Inf in ``data`` is an ``InputError`` unless ``allow_nonfinite``: a parity failure on
+    them would say nothing about the model.
+    """
     if data is None:
         return [random_feeds(specs, seed, val_range, preprocess)]
     if not data.exists():
         raise InputError(f"--data {data}: no such file or folder")
-    if data.suffix == ".npz":
-        return [npz_feeds(data, specs)]
-    return image_feeds(data, specs, preprocess)
+    samples = [npz_feeds(data, specs)] if data.suffix == ".npz" else image_feeds(data, specs, preprocess)
+    if not allow_nonfinite:
+        for sample in samples:
+            for name, array in sample.items():
+                bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+                if bad:
+                    raise InputError(f"--data {data}: input {name!r} has {bad} NaN/Inf value(s); fix the data or pass --allow-nonfinite")
+    return samples

@@ -13,10 +13,12 @@ PROTOBUF_LIMIT = 2**31 - 1
 
 
 def quiet_polygraphy() -> None:
-    """Polygraphy logs every comparison at INFO on stdout; keep only its errors."""
+    """Polygraphy logs every comparison at INFO on stdout; keep only its errors, and send them to
+    stderr through Python logging: stdout carries only what a command was asked to print (``--json``)."""
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
+    G_LOGGER.use_python_logging_system = True
 
 
 def default_providers() -> list[str]:

@@ -42,10 +42,24 @@ def _save(tmp_path: Path, name: str, nodes: list, inits: list, elem: int = Tenso
     return path
 
 
-def test_detect_precision(tmp_path: Path) -> None:
+def test_a_file_never_sets_its_own_tolerance(tmp_path: Path) -> None:
+    """Graphs that look fp16 or int8 get the strict preset unless a stage's manifest says so."""
     w = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
     assert detect_precision(_save(tmp_path, "a.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [w])) == "fp32"
     w16 = numpy_helper.from_array(np.ones((2, 2), np.float16), "w")
-    assert detect_precision(_save(tmp_path, "b.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [w16], TensorProto.FLOAT16)) == "fp16"
+    fp16 = _save(tmp_path, "b.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [w16], TensorProto.FLOAT16)
+    assert detect_precision(fp16) == "fp32"
     q = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]), helper.make_node("Identity", ["s"], ["y"])]
-    assert detect_precision(_save(tmp_path, "c.onnx", q, [])) == "int8"
+    assert detect_precision(_save(tmp_path, "c.onnx", q, [])) == "fp32"
+
+
+def test_precision_comes_from_a_matching_manifest_only(tmp_path: Path) -> None:
+    from attn_deploy.artifact.artifact import Artifact
+
+    w16 = numpy_helper.from_array(np.ones((2, 2), np.float16), "w")
+    model = onnx.load(_save(tmp_path, "m.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [w16], TensorProto.FLOAT16))
+    path, _ = Artifact.describe(model, source="test", exporter="test", stages=["fp16"], precision="fp16").save(tmp_path / "m.onnx")
+    assert detect_precision(path) == "fp16"
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float16), "decoy"))
+    onnx.save(model, path)  # changed after its manifest was written: the manifest no longer counts
+    assert detect_precision(path) == "fp32"
