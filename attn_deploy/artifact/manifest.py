@@ -72,6 +72,7 @@ class SiteRecord(AttentionNode):
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["inputs"] = list(self.inputs)
         if self.op_type is None:  # not lowered: keep the exported record as it always was
             for key in ("op_type", "reason", "block_rows"):
                 del data[key]
