@@ -19,6 +19,7 @@ def quiet_polygraphy() -> None:
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
     G_LOGGER.use_python_logging_system = True
+    G_LOGGER.colors = False  # asking for colours prints a warning about the `colored` module on stdout
 
 
 def default_providers() -> list[str]:
