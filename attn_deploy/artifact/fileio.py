@@ -10,9 +10,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _mode_for(final: Path) -> int:
+    """The mode ``final`` should end up with: the existing file's, else what ``open()`` gives under the umask."""
+    try:
+        return final.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The result has the mode a plain write would give it (``mkstemp``'s 0600 would not be).
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -20,6 +33,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(final))
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -44,19 +44,30 @@ def is_engine_path(path: PathLike) -> bool:
 _HINT = "pass an .onnx file written by `attn-deploy export`"
 
 
-def load_onnx(path: PathLike, *, hint: str = _HINT) -> onnx.ModelProto:
-    """Parse an ONNX file (external data included); ``InputError`` with ``hint`` if it cannot be."""
+def load_onnx(path: PathLike, *, hint: str = _HINT, full_check: bool = False) -> onnx.ModelProto:
+    """Parse and validate an ONNX file (external data included); ``InputError`` with ``hint`` if it cannot be.
+
+    Every model is checked with ``onnx.checker`` here, once, so no stage works on an invalid graph;
+    ``full_check`` adds strict shape inference (``fuse`` rewrites by the inferred shapes).
+    """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a directory; {hint}")
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file; {hint}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file (a pipe or a device?); {hint}")
     try:
         model = onnx.load_model(str(path))
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, ValueError, RuntimeError ...
         raise InputError(f"{path} is not an ONNX model ({first_line(e)}); {hint}") from None
     if model.ir_version <= 0 or not model.graph.node:
         raise InputError(f"{path} is not an ONNX model (no graph in it); {hint}")
+    try:
+        # A path, not the proto: the checker reads models past protobuf's 2 GiB limit from disk.
+        onnx.checker.check_model(str(path), full_check=full_check)
+    except Exception as e:  # noqa: BLE001 - the checker and shape inference raise several types
+        raise InputError(f"{path} does not validate ({first_line(e)}); fix or re-export the model") from None
     return model
 
 

@@ -17,7 +17,7 @@ from attn_deploy.shapes import parse_shape
 
 @one_line_errors
 def export(
-    model: Annotated[str, typer.Argument(help="zoo:NAME, package.module:factory, TorchScript .pt, torch.export .pt2, or a torch.save file.")],
+    model: Annotated[str, typer.Argument(help="zoo:NAME, package.module:factory (imports and calls that function: code that runs), TorchScript .pt, torch.export .pt2, or a torch.save file.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .onnx (default: NAME.onnx here). OUT.json gets the manifest.")] = None,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="Input shape like 1x3x800x1333; repeat for several inputs. Default: the zoo entry's.")] = None,
     dynamic: Annotated[str, typer.Option("--dynamic", help="Axes to make dynamic on every input, e.g. 0 (batch) or 2,3 (height, width).")] = "",

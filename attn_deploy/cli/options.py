@@ -6,6 +6,7 @@ command go through the small factories (``json_flag``, ``file_option``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,9 +29,9 @@ def parse_bytes(text: str) -> int:
     try:
         value = float(number) * _UNITS[t[len(number):]]
     except (ValueError, KeyError):
-        raise typer.BadParameter(f"{text!r} is not a size like 256M, 1G or 1048576") from None
-    if value <= 0:
-        raise typer.BadParameter(f"{text!r}: the size must be positive")
+        raise InputError(f"--max-attn-mem {text!r} is not a size like 256M, 1G or 1048576") from None
+    if not (0 < value < float(1 << 60)):  # also refuses inf and nan
+        raise InputError(f"--max-attn-mem {text!r}: the size must be a positive number of bytes, like 256M")
     return int(value)
 
 
@@ -45,9 +46,12 @@ def format_bytes(n: int) -> str:
 def parse_axes(text: str) -> tuple[int, ...]:
     """``"2,3"`` -> ``(2, 3)``; ``""`` -> ``()``."""
     try:
-        return tuple(int(a) for a in text.split(",") if a.strip())
+        axes = tuple(int(a) for a in text.split(",") if a.strip())
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a comma-separated list of axis indices, e.g. 0,2,3") from None
+        raise InputError(f"--dynamic {text!r} is not a comma-separated list of axis indices, e.g. 0,2,3") from None
+    if any(a < 0 for a in axes):
+        raise InputError(f"--dynamic {text!r}: axes count from 0 (batch); negative axes are not accepted")
+    return axes
 
 
 def parse_range(text: str | None) -> tuple[float, float] | None:
@@ -57,7 +61,9 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not LOW,HIGH (e.g. 0,1)") from None
+        raise InputError(f"--val-range {text!r} is not LOW,HIGH (e.g. 0,1)") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(f"--val-range {text!r}: LOW must be below HIGH, both finite (e.g. 0,1)")
     return lo, hi
 
 
@@ -66,9 +72,9 @@ def parse_batches(text: str) -> tuple[int, ...]:
     try:
         batches = tuple(int(b) for b in text.split(",") if b.strip())
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a list of batch sizes like 1,4") from None
+        raise InputError(f"--batch {text!r} is not a list of batch sizes like 1,4") from None
     if not batches or any(b <= 0 for b in batches):
-        raise typer.BadParameter(f"{text!r}: batch sizes must be positive")
+        raise InputError(f"--batch {text!r}: batch sizes must be positive")
     return batches
 
 
@@ -99,7 +105,7 @@ BACKENDS = ",".join(defaults.BACKENDS)
 Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")]
 NamedInputShapes = Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")]
 LowerFirst = Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")]
-Seed = Annotated[int, typer.Option(help="Seed for the random inputs.")]
+Seed = Annotated[int, typer.Option(help="Seed for the random inputs (a non-negative integer).")]
 
 # --- lowering (lower, inspect) ---
 MAX_ATTN_MEM = format_bytes(defaults.MAX_ATTN_MEM)

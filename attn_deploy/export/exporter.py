@@ -16,7 +16,7 @@ import torch
 from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
-from attn_deploy.artifact.graph import fused_attention_nodes
+from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.export.loading import LoadedModel
@@ -172,18 +172,26 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     """Export ``loaded`` to an in-memory Artifact; the same model and options give byte-identical ONNX."""
     if options.opset < MIN_OPSET:
         raise InputError(f"--opset {options.opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    if options.opset > onnx.defs.onnx_opset_version():
+        raise InputError(f"--opset {options.opset} does not exist (onnx {onnx.__version__} knows up to {onnx.defs.onnx_opset_version()}); default {DEFAULT_OPSET}")
     if options.submodule:
         from attn_deploy.export.submodule import select_submodule
 
         loaded = select_submodule(loaded, options.submodule, options.input_shapes)
     shapes = options.input_shapes or loaded.input_shapes
     _check_shapes(loaded, shapes)
+    ranks = [len(s) for s in shapes]
+    outside = [a for a in options.dynamic_axes if any(a >= r for r in ranks)]
+    if outside:
+        raise InputError(f"--dynamic {','.join(map(str, outside))}: no such axis (the inputs have rank {', '.join(map(str, ranks))})")
     inputs = loaded.example_inputs(shapes)
     if loaded.entry is None:
         _probe(loaded, inputs, options)
     model, exporter, notes = _run_exporters(loaded, inputs, options)
     model = finalize(model)
     onnx.checker.check_model(model, full_check=True)
+    if default_opset(model) != options.opset:
+        notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
     expected = loaded.expected_attention_blocks
     found = len(fused_attention_nodes(model))
     if options.no_fuse:

@@ -78,9 +78,14 @@ def _from_factory(spec: str) -> LoadedModel:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise InputError(f"cannot import {spec!r}: {e}; pass package.module:factory importable from here") from None
-    model = factory()
+    if not callable(factory):
+        raise InputError(f"{spec} is a {type(factory).__name__}, not a function returning a torch.nn.Module")
+    try:
+        model = factory()
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: any failure is reported, exit() included
+        raise InputError(f"{spec}() failed: {type(e).__name__}: {first_line(e)}; MODEL as package.module:factory runs that function") from None
     if not isinstance(model, nn.Module):
-        raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
     return LoadedModel(module=model.eval(), source=spec)
 
 
@@ -148,6 +153,8 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
         raise InputError(f"{spec}: no such file (MODEL is a file, zoo:NAME or package.module:factory)")
     if path.is_dir():
         raise InputError(f"{spec} is a directory; pass a model file")
+    if not path.is_file():
+        raise InputError(f"{spec} is not a regular file (a pipe or device?); pass a model file")
     sha = sha256_file(path)
     kind = _archive_kind(path)
     if kind == "torchscript":

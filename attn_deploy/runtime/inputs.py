@@ -53,6 +53,8 @@ def input_specs(artifact: Artifact, overrides: Mapping[str, tuple[int, ...]] | N
 
 def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, float] | None, preprocess: Preprocess | None) -> Feeds:
     """Uniform in ``val_range`` if given; images in [0, 1] for models that take raw images; else N(0, 1)."""
+    if seed < 0:
+        raise InputError(f"--seed {seed}: the seed must be a non-negative integer")
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:

@@ -1,0 +1,66 @@
+"""Bad input from a user, as the CLI sees it: one ``error:`` line, exit 2, nothing written, no hang."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.conftest import RunCli
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["export", "zoo:sagan-256", "--opset", "99"], "does not exist"),
+        (["export", "zoo:sagan-256", "--dynamic", "9"], "no such axis"),
+        (["export", "zoo:sagan-256", "--dynamic=-1"], "negative axes"),
+        (["export", "builtins:exit"], "failed: SystemExit"),
+        (["export", "os:getcwd"], "returned str, not a torch.nn.Module"),
+        (["export", "math:pi"], "is a float, not a function"),
+        (["check", "zoo:sagan-256", "--val-range", "1,0"], "LOW must be below HIGH"),
+        (["check", "zoo:sagan-256", "--seed", "-1"], "non-negative"),
+        (["inspect", "x.onnx", "--max-attn-mem", "inf"], "positive number of bytes"),
+    ],
+)
+def test_bad_option_values_are_one_line(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], match: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_cli(*args).assert_error(match)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_pipe_is_refused_without_reading_it(run_cli: RunCli, tmp_path: Path) -> None:
+    for name, command in (("model.pt", "export"), ("model.onnx", "inspect")):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)  # opening it for reading would block forever
+        run_cli(command, str(fifo)).assert_error("not a regular file")
+
+
+def test_an_invalid_model_is_refused_on_load(run_cli: RunCli, tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "nowhere"], ["y"])], "g", [x], [y])
+    bad = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), bad)
+    for args in (["lower", str(bad), "-o", str(tmp_path / "out.onnx")], ["inspect", str(bad)], ["build-trt", str(bad), "-o", str(tmp_path / "b.engine")]):
+        run_cli(*args).assert_error("does not validate")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+def test_outputs_take_the_umask_and_keep_an_existing_mode(tmp_path: Path) -> None:
+    import attn_deploy.api as ad
+
+    artifact = ad.export("zoo:sagan-256")
+    old = os.umask(0o022)
+    try:
+        onnx_path, json_path = artifact.save(tmp_path / "m.onnx")
+        assert stat.S_IMODE(onnx_path.stat().st_mode) == 0o644 and stat.S_IMODE(json_path.stat().st_mode) == 0o644
+        onnx_path.chmod(0o640)
+        artifact.save(onnx_path)
+        assert stat.S_IMODE(onnx_path.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
