@@ -64,3 +64,50 @@ def test_outputs_take_the_umask_and_keep_an_existing_mode(tmp_path: Path) -> Non
         assert stat.S_IMODE(onnx_path.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+class _Touch:
+    """Unpickling this runs code: it creates the file at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+def _crafted_pt2(tmp_path: Path, marker: Path) -> Path:
+    """A real torch.export archive whose bias is stored as a pickle that creates ``marker``."""
+    import json
+    import pickle
+    import zipfile
+
+    import torch
+
+    program = torch.export.export(torch.nn.Linear(4, 4).eval(), (torch.randn(1, 4),))
+    good = tmp_path / "good.pt2"
+    torch.export.save(program, good)
+    crafted = tmp_path / "crafted.pt2"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(crafted, "w") as dst:
+        config_name = next(n for n in src.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(src.read(config_name))
+        bias = config["config"]["bias"]
+        bias["use_pickle"] = True
+        weight_name = config_name.rsplit("/", 1)[0] + "/" + bias["path_name"]
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == config_name:
+                data = json.dumps(config).encode()
+            elif info.filename == weight_name:
+                data = pickle.dumps(_Touch(str(marker)))
+            dst.writestr(info, data)
+    return crafted
+
+
+def test_a_crafted_pt2_runs_no_code_without_unsafe_load(run_cli: RunCli, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    crafted = _crafted_pt2(tmp_path, marker)
+    for command in (["export", str(crafted), "-o", str(tmp_path / "out.onnx")], ["check", str(crafted)]):
+        run_cli(*command).assert_error("--unsafe-load")
+        assert not marker.exists()
+    assert not (tmp_path / "out.onnx").exists()

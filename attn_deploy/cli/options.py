@@ -98,7 +98,7 @@ def file_option(name: str, what: str) -> Any:
 
 # --- loading a PyTorch MODEL (export, check, bench, quantize) ---
 Arch = Annotated[str | None, typer.Option(help="zoo:NAME whose architecture a state-dict file fits.")]
-UnsafeLoad = Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module (runs arbitrary code: trusted files only).")]
+UnsafeLoad = Annotated[bool, typer.Option("--unsafe-load", help="Allow unpickling a whole saved module, or the Python objects of a .pt2 (runs arbitrary code: trusted files only).")]
 
 # --- running models (check, bench) ---
 BACKENDS = ",".join(defaults.BACKENDS)

@@ -7,12 +7,15 @@ MODEL forms: ``zoo:NAME``; ``package.module:factory``; a TorchScript archive; a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pickle
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -141,6 +144,39 @@ def _load_pickle(path: Path, arch: str | None, unsafe_load: bool, sha: str) -> L
     raise InputError(f"{path} holds a {type(obj).__name__}, not a module or state dict")
 
 
+class _RefusedPickle:
+    """Stands in for ``pickle`` inside torch's .pt2 reader: opaque Python objects are refused."""
+
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def loads(*_: Any, **__: Any) -> NoReturn:
+        raise pickle.UnpicklingError("an opaque Python object")
+
+
+@contextlib.contextmanager
+def _weights_only_unpickling() -> Iterator[None]:
+    """While ``torch.export.load`` runs, every pickle it reads is read weights-only.
+
+    Its reader unpickles pickled weights and constants with ``torch.load(weights_only=False)`` and
+    opaque objects with ``pickle.loads``: a crafted archive would run code. Tensors still load.
+    """
+    from torch.export.pt2_archive import _package
+
+    torch_names, package_names = vars(torch), vars(_package)  # the two modules' globals, patched for the call
+    torch_load, package_pickle = torch_names["load"], package_names["pickle"]
+
+    def weights_only(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return torch_load(*args, **kwargs)
+
+    torch_names["load"], package_names["pickle"] = weights_only, _RefusedPickle
+    try:
+        yield
+    finally:
+        torch_names["load"], package_names["pickle"] = torch_load, package_pickle
+
+
 def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False) -> LoadedModel:
     """Load MODEL; every failure is an ``InputError`` with a message that says what to do."""
     if spec.startswith(ZOO_PREFIX):
@@ -165,7 +201,13 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
         return LoadedModel(module=module.eval(), source=str(path), source_sha256=sha, preferred_exporter="torchscript")
     if kind == "pt2":
         try:
-            program = torch.export.load(str(path))
+            with contextlib.nullcontext() if unsafe_load else _weights_only_unpickling():
+                program = torch.export.load(str(path))
+        except pickle.UnpicklingError as e:
+            raise InputError(
+                f"{path} holds pickled Python objects ({first_line(e)}); loading them runs arbitrary code. "
+                "Pass --unsafe-load if you trust the file"
+            ) from None
         except Exception as e:  # noqa: BLE001 - torch.export.load raises many types
             raise InputError(f"{path}: torch.export archive could not be loaded ({first_line(e)})") from None
         shapes = tuple(tuple(int(d) for d in t.shape) for t in program.example_inputs[0]) if program.example_inputs else ()
