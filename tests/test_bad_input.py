@@ -111,3 +111,42 @@ def test_a_crafted_pt2_runs_no_code_without_unsafe_load(run_cli: RunCli, tmp_pat
         run_cli(*command).assert_error("--unsafe-load")
         assert not marker.exists()
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_unwritable_outputs_are_one_line(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    run_cli("check", "zoo:sagan-256", "--report", str(tmp_path / "folder")).assert_error("is a directory")
+    run_cli("export", "zoo:sagan-256", "-o", "/proc/attn-deploy-test/m.onnx").assert_error("cannot write")
+
+
+def test_unreadable_data_is_one_line(run_cli: RunCli, tmp_path: Path) -> None:
+    import numpy as np
+
+    model = tmp_path / "m.onnx"
+    assert run_cli("export", "zoo:sagan-256", "-o", str(model)).exit_code == 0
+    x = np.zeros((1, 256, 64, 64), np.float32)
+    np.savez(tmp_path / "good.npz", input=x)
+    (tmp_path / "truncated.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:1000])
+    np.savez(tmp_path / "text.npz", input=np.array(["a", "b"]))
+    np.save(tmp_path / "single.npy", x)
+    (tmp_path / "single.npz").write_bytes((tmp_path / "single.npy").read_bytes())
+    for name, match in (("truncated.npz", "not a readable .npz"), ("text.npz", "holds <U1 values"), ("single.npz", "holds one array")):
+        run_cli("check", str(model), str(model), "--backends", "ort", "--data", str(tmp_path / name)).assert_error(match)
+
+
+def test_sigterm_leaves_no_temporary_files(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scratch, out = tmp_path / "tmp", tmp_path / "out"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    cmd = [sys.executable, "-m", "attn_deploy.cli", "export", "zoo:frcnn-r50-fpn-layer4", "-o", str(out / "m.onnx")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)  # importing torch and building the detector: the export is under way
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    assert not list(scratch.iterdir())
+    assert not out.exists() or not list(out.iterdir())

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from attn_deploy.errors import InputError
+
 
 def _mode_for(final: Path) -> int:
     """The mode ``final`` should end up with: the existing file's, else what ``open()`` gives under the umask."""
@@ -27,8 +29,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     The result has the mode a plain write would give it (``mkstemp``'s 0600 would not be).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -37,6 +42,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def ensure_writable(path: Path, option: str) -> None:
+    """``InputError`` unless ``path`` is a file name whose folder exists or can be made, writably."""
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory; name a file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: {folder} is not a folder this process can write to; pick another path")
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

@@ -5,6 +5,9 @@ The table below registers every command on ``app``, in the order ``--help`` list
 
 from __future__ import annotations
 
+import signal
+import sys
+
 from attn_deploy.cli import (
     bench,
     build_plugin,
@@ -33,6 +36,8 @@ zoo_app.command("list")(zoo.zoo_list)
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C: temporary files and folders are removed, no half-written output stays.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app(prog_name="attn-deploy")
 
 

@@ -5,6 +5,7 @@ Shapes come from an Artifact in memory (its graph and manifest): nothing here re
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import dims_of, dims_product, dtype_name, graph_inputs
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.runtime.base import Feeds
 
 Preprocess = Mapping[str, Any]
@@ -75,10 +76,19 @@ def random_feeds(specs: list[InputSpec], seed: int, val_range: tuple[float, floa
 def npz_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
     """The arrays of an .npz named like the inputs (a single array feeds a single input)."""
     try:
-        with np.load(path) as data:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path} is not a readable .npz file ({first_line(e)}); save arrays with numpy.savez") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # .npy content: one array
+        raise InputError(f"{path} holds one array, not an .npz archive; save it with numpy.savez(path, NAME=array)")
+    try:
+        with loaded as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path} is not a readable .npz file ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path} is not a readable .npz file ({first_line(e)}); save arrays with numpy.savez") from None
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"{path}: array {name!r} holds {array.dtype} values; the model takes numbers")
     if len(arrays) == 1 and len(specs) == 1 and specs[0].name not in arrays:
         arrays = {specs[0].name: next(iter(arrays.values()))}
     feeds = {}
