@@ -42,6 +42,7 @@ def is_engine_path(path: PathLike) -> bool:
 
 
 _HINT = "pass an .onnx file written by `attn-deploy export`"
+_PROTOBUF_LIMIT = 2**31 - 1
 
 
 def load_onnx(path: PathLike, *, hint: str = _HINT, full_check: bool = False) -> onnx.ModelProto:
@@ -64,8 +65,8 @@ def load_onnx(path: PathLike, *, hint: str = _HINT, full_check: bool = False) ->
     if model.ir_version <= 0 or not model.graph.node:
         raise InputError(f"{path} is not an ONNX model (no graph in it); {hint}")
     try:
-        # A path, not the proto: the checker reads models past protobuf's 2 GiB limit from disk.
-        onnx.checker.check_model(str(path), full_check=full_check)
+        # In memory (the file is parsed once); past protobuf's 2 GiB limit the checker must read the path.
+        onnx.checker.check_model(model if model.ByteSize() < _PROTOBUF_LIMIT else str(path), full_check=full_check)
     except Exception as e:  # noqa: BLE001 - the checker and shape inference raise several types
         raise InputError(f"{path} does not validate ({first_line(e)}); fix or re-export the model") from None
     return model
