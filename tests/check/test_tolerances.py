@@ -36,7 +36,7 @@ def test_overrides_fall_back_to_default_then_preset() -> None:
 
 
 def _save(tmp_path: Path, name: str, nodes: list, inits: list, elem: int = TensorProto.FLOAT) -> Path:
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, [2, 2])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, [2, 2])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])], inits)
     path = tmp_path / name
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), path)
     return path

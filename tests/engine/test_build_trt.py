@@ -131,7 +131,7 @@ def test_plugin_not_found_names_what_was_looked_for(run_cli: RunCli, tmp_path: P
 def test_unsupported_op_names_node_and_op_type(run_cli: RunCli, tmp_path: Path) -> None:
     model = encoder_block()
     model.graph.node.append(onnx.helper.make_node("NonZero", ["out"], ["nz"], name="find_boxes"))
-    model.graph.output.append(onnx.helper.make_tensor_value_info("nz", onnx.TensorProto.INT64, None))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("nz", onnx.TensorProto.INT64, [2, "n"]))
     src = _save(model, tmp_path / "m.onnx")
     _assert_input_error(run_cli, tmp_path, [str(src)], "node 'find_boxes' (NonZero)", code=1)
 
