@@ -194,6 +194,17 @@ def _(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: flo
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
+@fused_attention.register_kernel("cuda")
+def _(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: float) -> Tensor:
+    """On CUDA the op runs the Triton kernel the TensorRT plugin is compiled from (float64 keeps the tiled path)."""
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or not (q.dtype == k.dtype == v.dtype):
+        return blocked_attention(q, k, v, bias, scale=scale)
+    from attn_deploy.ops.triton_kernel import triton_attention
+
+    precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return triton_attention(q, k, v, None if bias is None else bias.to(q.dtype), scale=scale, fp32_precision=precision)
+
+
 def _backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     # Training is not the hot path: recompute with the plain formula and let autograd differentiate it.
     q, k, v, bias = ctx.saved_tensors
