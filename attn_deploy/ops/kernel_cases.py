@@ -35,6 +35,7 @@ class KernelCase:
     bias: tuple[int, ...] | str | None = None
     tiles: str = "small"  # "small" (SMALL_TILES) or "device" (tile_config for the tensors' device)
     fp32_precision: str = "ieee"
+    pad_heads: bool = True  # False: the kernel's own dk/dv masks do the work
 
     @property
     def tolerance(self) -> float:
@@ -55,12 +56,26 @@ def cases(dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")) -> list[
     grid: list[KernelCase] = []
     for dtype in dtypes:
         grid += [KernelCase(f"{name}-{dtype}", dtype, dims) for name, dims in SHAPES.items()]
+        grid += [KernelCase(f"{name}-unpadded-{dtype}", dtype, dims, pad_heads=False) for name, dims in SHAPES.items()
+                 if dims[4] % 16 or dims[5] % 16]
         grid.append(KernelCase(f"sagan2048-{dtype}", dtype, (1, 1, 20, 24, 256, 2048), tiles="device"))
         grid += [KernelCase(f"bias{'x'.join(map(str, s)) or '-scalar'}-{dtype}", dtype, (2, 3, 23, 19, 24, 40), bias=s)
                  for s in BIAS_SHAPES]
         grid.append(KernelCase(f"mask-{dtype}", dtype, (1, 2, 20, 40, 16, 24), bias="mask"))
     grid.append(KernelCase("gathered-float16", "float16", (1, 2, 21, 21, 16, 16), bias="gathered"))
     grid.append(KernelCase("strided-float32", "float32", (1, 1, 21, 21, 16, 16), bias="strided"))
+    return grid
+
+
+def device_sweep(dtypes: tuple[str, ...] = ("float16", "bfloat16")) -> list[KernelCase]:
+    """Head sizes around every tile boundary on the device's own tiles (for the GPU: interpreting
+    128-row tiles on a CPU is slow): dk and dv padded or exact, dv split or whole, masked rows."""
+    grid = []
+    for dtype in dtypes:
+        for dk in (8, 40, 72, 128, 256, 300):
+            for dv in (20, 100, 256, 2048):
+                grid.append(KernelCase(f"sweep-dk{dk}-dv{dv}-{dtype}", dtype, (2, 2, 150, 131, dk, dv), tiles="device"))
+        grid.append(KernelCase(f"sweep-mask-{dtype}", dtype, (1, 2, 150, 131, 72, 20), bias="mask", tiles="device"))
     return grid
 
 
@@ -101,7 +116,8 @@ def run_case(case: KernelCase, device: str = "cpu") -> float:
     scale = 1 / math.sqrt(dk)
     itemsize = torch.empty((), dtype=dtype).element_size()
     tiles = SMALL_TILES if case.tiles == "small" else tile_config(dk, dv, itemsize=itemsize, arch=_arch(device))
-    out = triton_attention(q, k, v, bias, scale=scale, config=tiles, fp32_precision=case.fp32_precision)
+    out = triton_attention(q, k, v, bias, scale=scale, config=tiles, fp32_precision=case.fp32_precision,
+                           pad_heads=case.pad_heads)
     assert out.shape == (b, h, nq, dv) and out.dtype == dtype, f"{case.name}: got {tuple(out.shape)} {out.dtype}"
     ref = _reference(q, k, v, bias, scale)
     nan = torch.isnan(ref)

@@ -151,17 +151,23 @@ def tile_config(dk: int, dv: int, *, itemsize: int = 2, arch: int = 90) -> TileC
     """Block sizes for head sizes (dk, dv), element size in bytes and SM architecture (80, 90, ...).
 
     ``tl.dot`` needs every block dimension ≥ 16. dk up to 256 is one block (Q stays in registers
-    across the key loop); larger dk is summed over 64-wide chunks. dv is split in blocks of at most
-    128 columns (at most 64 for float32, whose tiles take twice the registers and shared memory).
+    across the key loop); larger dk is summed over 64-wide chunks. For 16-bit inputs the choices are
+    the fastest measured on an H200 (benchmarks/results/gpu_check-h200.json): 128 query rows; dv
+    whole up to 256 when dk ≤ 64 (SAGAN C=256: no score recomputation), else blocks of 128 columns;
+    8 warps and 3 pipeline stages once a block is 128 wide. float32 tiles take twice the registers and shared memory:
+    64 rows, dv blocks of 64, 4 warps. Tiles of 64 rows × 64 keys with 4 warps and padded dk and dv
+    gave wrong results under Triton 3.6 on sm_90, so 16-bit tiles keep 128 rows.
     """
     block_dk = _pow2(dk, 16, 256) if dk <= 256 else 64
-    block_dv = _pow2(dv, 16, 128 if itemsize <= 2 else 64)
-    wide = block_dk >= 128 or block_dv >= 128 or itemsize > 2
-    block_m = 64 if wide else 128
-    block_n = 32 if (itemsize > 2 and block_dk >= 128) else 64
-    num_warps = 8 if block_dv >= 128 or block_dk >= 256 else 4
-    num_stages = 3 if arch >= 90 and not wide else 2
-    return TileConfig(block_m, block_n, block_dk, block_dv, num_warps, num_stages)
+    if itemsize > 2:
+        block_dv = _pow2(dv, 16, 64)
+        return TileConfig(64, 32 if block_dk >= 128 else 64, block_dk, block_dv, 4, 2)
+    block_dv = _pow2(dv, 16, 256 if block_dk <= 64 else 128)
+    small_heads = block_dk <= 64 and block_dv <= 64
+    num_warps = 4 if small_heads else 8
+    block_n = 32 if small_heads else 64
+    num_stages = 2 if arch < 90 else 4 if small_heads else 3
+    return TileConfig(128, block_n, block_dk, block_dv, num_warps, num_stages)
 
 
 @functools.cache
@@ -207,12 +213,16 @@ def _teach_interpreter_bf16_dot(interpreter: Any) -> None:
 
 def triton_attention(
     q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, *, scale: float,
-    config: TileConfig | None = None, fp32_precision: str = "ieee",
+    config: TileConfig | None = None, fp32_precision: str = "ieee", pad_heads: bool = True,
 ) -> Tensor:
     """``softmax(scale·q·kᵀ + bias)·v`` with the Triton kernel: compiled on CUDA tensors, interpreted on CPU ones.
 
     q/k/v are ``[B,H,N,d]`` of one dtype (float16, bfloat16 or float32); ``bias`` any tensor that
-    broadcasts to ``[B,H,Nq,Nk]``. Returns a new ``[B,H,Nq,dv]`` tensor of q's dtype.
+    broadcasts to ``[B,H,Nq,Nk]``. Returns a ``[B,H,Nq,dv]`` tensor of q's dtype.
+
+    ``pad_heads`` zero-pads dk and dv to multiples of 16 first (a copy, only when they are not):
+    with both unaligned (dk 72, dv 20) the compiled kernel read out of bounds under Triton 3.6 on
+    an H200, while the same source is exact in the interpreter; padding does not change the result.
     """
     import torch
 
@@ -226,6 +236,13 @@ def triton_attention(
     nk, dv = v.shape[-2], v.shape[-1]
     if k.shape != (batch, heads, nk, dk) or v.shape[:2] != (batch, heads):
         raise ValueError(f"k must be {(batch, heads, nk, dk)} and v [{batch},{heads},{nk},dv]; got {tuple(k.shape)}, {tuple(v.shape)}")
+    if pad_heads and (dk % 16 or dv % 16):
+        import torch.nn.functional as F
+
+        q, k = (F.pad(t, (0, -dk % 16)) for t in (q, k))
+        v = F.pad(v, (0, -dv % 16))
+        padded = triton_attention(q, k, v, bias, scale=scale, config=config, fp32_precision=fp32_precision, pad_heads=False)
+        return padded[..., :dv]
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     out = torch.empty((batch, heads, nq, dv), dtype=q.dtype, device=q.device)
     if bias is not None:
