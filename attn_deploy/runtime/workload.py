@@ -54,6 +54,8 @@ class WorkloadOptions:
     arch: str | None = None
     unsafe_load: bool = False
     transform: Transform | None = None
+    #: NumPy dtype by input name, as ``input_shapes`` (``--input input_ids:1x128:int64``); float32 where missing.
+    input_dtypes: Mapping[str, str] = field(default_factory=dict)
 
 
 def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
@@ -84,6 +86,8 @@ class Workload:
     skipped: list[Skipped]
     options: WorkloadOptions
     is_detector: bool = False
+    #: A detector's outputs by role (``{"boxes": NAME, ...}``), from the first ONNX model's manifest.
+    detection: Mapping[str, str] | None = None
 
     def make_runner(self, planned: Planned) -> Runner:
         """A runner for ``planned`` fed this workload's inputs; use it as a context manager."""
@@ -161,7 +165,14 @@ def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Tar
     assert source.model is not None
     loaded = source.model()
     progress(f"exporting {source.name} to ONNX")
-    artifact = export_artifact(loaded, ExportOptions(input_shapes=tuple(options.input_shapes.values()))).artifact
+    shapes, dtypes = options.input_shapes, options.input_dtypes
+    names = tuple(n for n in shapes if n)
+    export_options = ExportOptions(
+        input_shapes=tuple(shapes.values()),
+        input_dtypes=tuple(dtypes.get(n, "float32") for n in shapes) if dtypes else (),
+        input_names=names if len(names) == len(shapes) and not loaded.input_names else (),
+    )
+    artifact = export_artifact(loaded, export_options).artifact
     return Target("onnx", f"{Path(source.name.split(':', 1)[-1]).stem or 'model'}.onnx", artifact=artifact)
 
 
@@ -174,10 +185,13 @@ def _transformed(target: Target, transform: Transform) -> Target:
     return Target("onnx", str(path.with_name(f"{path.stem}.{tag}.onnx")), artifact=artifact)
 
 
-def _specs_from_model(loaded: LoadedModel, overrides: Mapping[str, tuple[int, ...]]) -> list[InputSpec]:
-    shapes = tuple(overrides.values()) or loaded.input_shapes
-    names = loaded.input_names or tuple(f"input_{i}" for i in range(len(shapes)))
-    return [InputSpec(n, tuple(s), np.dtype(np.float32)) for n, s in zip(names, shapes)]
+def _specs_from_model(loaded: LoadedModel, options: WorkloadOptions) -> list[InputSpec]:
+    shapes = tuple(options.input_shapes.values()) or loaded.input_shapes
+    given = tuple(n for n in options.input_shapes if n)
+    names = loaded.input_names or (given if len(given) == len(shapes) else tuple(f"input_{i}" for i in range(len(shapes))))
+    dtypes = [options.input_dtypes.get(n, "float32") for n in options.input_shapes] or list(loaded.input_dtypes)
+    dtypes = dtypes if len(dtypes) == len(shapes) else ["float32"] * len(shapes)
+    return [InputSpec(n, tuple(s), np.dtype(d), loaded.embedding_rows) for n, s, d in zip(names, shapes, dtypes)]
 
 
 def prepare_workload(
@@ -204,10 +218,11 @@ def prepare_workload(
         output_names = [o.name for o in first_onnx.proto.graph.output]
     else:
         assert loaded is not None, "a workload without ONNX has a PyTorch SOURCE"
-        specs, preprocess, output_names = _specs_from_model(loaded, options.input_shapes), None, list(loaded.output_names)
+        specs, preprocess, output_names = _specs_from_model(loaded, options), None, list(loaded.output_names)
     if preprocess is None and loaded is not None:
         preprocess = loaded.preprocess
 
     planned, skipped = plan_runners(targets, options.backends)
-    is_detector = loaded is not None and loaded.is_detector
-    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector)
+    detection = first_onnx.manifest.detection if first_onnx is not None else None
+    is_detector = bool(detection) or (loaded is not None and loaded.is_detector)
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection)
