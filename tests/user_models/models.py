@@ -1,4 +1,4 @@
-"""Models as users write them, built in code with random weights: ``tests.users.models:NAME`` is a MODEL."""
+"""Models as users write them, built in code with random weights: ``tests.user_models.models:NAME`` is a MODEL."""
 
 from __future__ import annotations
 
@@ -46,14 +46,14 @@ class TinyBert(nn.Module):
 
 
 def tiny_bert() -> nn.Module:
-    """``tests.users.models:tiny_bert``: the same weights on every call."""
+    """``tests.user_models.models:tiny_bert``: the same weights on every call."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return TinyBert().eval()
 
 
 def detector() -> nn.Module:
-    """``tests.users.models:detector``: torchvision's Faster R-CNN (MobileNetV3 FPN), random weights, 64-pixel images."""
+    """``tests.user_models.models:detector``: torchvision's Faster R-CNN (MobileNetV3 FPN), random weights, 64-pixel images."""
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
     with torch.random.fork_rng():
