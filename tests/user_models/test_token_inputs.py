@@ -78,7 +78,7 @@ def test_bench_with_token_inputs(run_cli: RunCli, bert_onnx: Path) -> None:
     code, stdout, stderr = run_cli("bench", str(bert_onnx), "--backends", "ort", "--iterations", "2", "--min-seconds", "0", "--warmup", "0", "--json")
     assert code == 0, stderr
     (result,) = json.loads(stdout)["results"]
-    assert result["backend"] == "ort" and len(result["samples_s"]) >= 2
+    assert result["backend"].startswith("ort") and len(result["samples_s"]) >= 2
 
 
 def test_npz_example_inputs_and_pt2_dtypes(run_cli: RunCli, tmp_path: Path) -> None:
