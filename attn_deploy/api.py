@@ -156,11 +156,12 @@ def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOp
     from attn_deploy.quantize.pipeline import QuantizeOptions
     from attn_deploy.quantize.pipeline import quantize_model as quantize_with
     from attn_deploy.runtime.inputs import artifact_feeds
+    from attn_deploy.shapes import shape_overrides
 
     opts = options or QuantizeOptions()
 
     def sample(artifact: Artifact) -> dict[str, Any]:
-        shapes = {d.name: d.shape for d in opts.inputs}
+        shapes = shape_overrides(opts.inputs)
         return artifact_feeds(artifact, shapes, data=opts.data, seed=1, val_range=opts.val_range, vocab=opts.vocab,
                               allow_nonfinite=opts.allow_nonfinite)
 

@@ -130,3 +130,19 @@ def parse_inputs(items: Iterable[str], option: str = "--input") -> list[InputDec
     if len(set(names)) != len(names) and any(names):
         raise InputError(f"{option}: an input is described twice ({', '.join(names)})")
     return decls
+
+
+def data_inputs(data: Path | None) -> list[InputDecl]:
+    """The inputs an ``--data`` ``.npz`` describes (its arrays' names, shapes, dtypes); none for images or no data."""
+    if data is None or data.suffix.lower() != ".npz" or not data.is_file():
+        return []
+    return npz_inputs(data, "--data")
+
+
+def shape_overrides(decls: Iterable[InputDecl]) -> dict[str, Shape]:
+    """``{name: shape}`` for ``input_specs``; a single input also under ``""`` (it fits a single-input model whatever its name)."""
+    decls = list(decls)
+    shapes = {d.name: d.shape for d in decls}
+    if len(decls) == 1:
+        shapes[""] = decls[0].shape
+    return shapes

@@ -12,6 +12,7 @@ backends (and everywhere without CUDA).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -103,7 +104,7 @@ def machine_info() -> dict[str, object]:
 
 
 def _with_batch(specs: list[InputSpec], batch: int) -> list[InputSpec]:
-    return [InputSpec(s.name, (batch, *s.shape[1:]), s.dtype) for s in specs]
+    return [dataclasses.replace(s, shape=(batch, *s.shape[1:])) for s in specs]
 
 
 def _batch_feeds(work: Workload, options: BenchOptions, data: Feeds | None, batch: int) -> Feeds:

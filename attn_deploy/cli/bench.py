@@ -50,7 +50,7 @@ def bench(
     from attn_deploy.bench.run import BenchOptions
 
     options = BenchOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
         warmup=warmup,
         iterations=iterations,
         min_seconds=min_seconds,

@@ -60,7 +60,7 @@ def check(
     from attn_deploy.check.report import render_table, to_dict, write_reports
 
     options = CheckOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
         seed=seed,
         val_range=opt.parse_range(val_range),
         data=data,

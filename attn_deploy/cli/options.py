@@ -15,7 +15,7 @@ import typer
 
 from attn_deploy import defaults
 from attn_deploy.errors import InputError
-from attn_deploy.shapes import InputDecl, parse_inputs, parse_optional_named
+from attn_deploy.shapes import InputDecl, data_inputs, parse_inputs, parse_optional_named
 
 if TYPE_CHECKING:
     from attn_deploy.runtime.workload import WorkloadOptions
@@ -148,13 +148,15 @@ def input_decls(inputs: list[str] | None, input_shapes: list[str] | None) -> lis
 
 
 def workload(
-    backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool, inputs: list[str] | None = None
+    backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool,
+    inputs: list[str] | None = None, data: Path | None = None,
 ) -> WorkloadOptions:
-    """What ``check`` and ``bench`` run: backends, inputs (``--input``, ``--input-shape``), how to load SOURCE, ``--lower``."""
+    """What ``check`` and ``bench`` run: backends, inputs (``--input``, ``--input-shape``, else a ``--data``
+    .npz's arrays), how to load SOURCE, ``--lower``."""
     from attn_deploy.runtime.backends import parse_backends
     from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
-    decls = input_decls(inputs, input_shapes)
+    decls = input_decls(inputs, input_shapes) or data_inputs(data)
     if len(decls) > 1 and not all(d.name for d in decls):
         raise InputError("several inputs: name each one, e.g. --input input_ids:1x128:int64 --input attention_mask:1x128:int64")
     return WorkloadOptions(

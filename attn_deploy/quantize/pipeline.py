@@ -37,7 +37,7 @@ from attn_deploy.quantize.dynamic import (
     quantized_node_names,
 )
 from attn_deploy.quantize.prepare import Preparation, prepare
-from attn_deploy.shapes import InputDecl
+from attn_deploy.shapes import InputDecl, data_inputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -229,7 +229,7 @@ def load_source(model: nn.Module | ModelSource, options: QuantizeOptions) -> Qua
     from attn_deploy.export.exporter import export_artifact
 
     loaded = load_model(model, arch=options.arch, unsafe_load=options.unsafe_load, input_shapes=options.input_shapes)
-    decls = options.inputs
+    decls = options.inputs or tuple(data_inputs(options.data))
     names = tuple(d.name for d in decls if d.name)
     export_options = ExportOptions(
         input_shapes=tuple(d.shape for d in decls) or options.input_shapes,

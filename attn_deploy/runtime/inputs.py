@@ -18,7 +18,7 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import dims_of, dims_product, dtype_name, graph_inputs
 from attn_deploy.errors import InputError
 from attn_deploy.runtime.base import Feeds
-from attn_deploy.shapes import read_npz
+from attn_deploy.shapes import data_inputs, read_npz, shape_overrides
 
 Preprocess = Mapping[str, Any]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -188,6 +188,11 @@ def image_feeds(path: Path, specs: list[InputSpec], preprocess: Preprocess | Non
     return samples
 
 
+def _must_exist(data: Path) -> None:
+    if not data.exists():
+        raise InputError(f"--data {data}: no such file or folder")
+
+
 def load_samples(
     data: Path | None,
     specs: list[InputSpec],
@@ -205,8 +210,7 @@ def load_samples(
     """
     if data is None:
         return [random_feeds(specs, seed, val_range, preprocess, vocab)]
-    if not data.exists():
-        raise InputError(f"--data {data}: no such file or folder")
+    _must_exist(data)
     samples = [npz_feeds(data, specs)] if data.suffix == ".npz" else image_feeds(data, specs, preprocess)
     if not allow_nonfinite:
         for sample in samples:
@@ -227,7 +231,12 @@ def artifact_feeds(
     vocab: int | None = None,
     allow_nonfinite: bool = False,
 ) -> Feeds:
-    """One sample for ``artifact`` as ``check`` makes it (``load_samples``; the first of an image folder)."""
-    specs = input_specs(artifact, overrides)
+    """One sample for ``artifact`` as ``check`` makes it (``load_samples``; the first of an image folder).
+
+    Dynamic dimensions take ``overrides``, else the shapes of the arrays in a ``data`` .npz.
+    """
+    if data is not None:
+        _must_exist(data)
+    specs = input_specs(artifact, overrides or shape_overrides(data_inputs(data)))
     return load_samples(data, specs, seed=seed, val_range=val_range, preprocess=artifact.manifest.preprocess,
                         allow_nonfinite=allow_nonfinite, vocab=vocab)[0]
