@@ -84,7 +84,7 @@ def export(
     submodule: str | None = None,
     arch: str | None = None,
     unsafe_load: bool = False,
-    input_dtypes: Sequence[str] = (),
+    input_dtypes: Sequence[str | None] = (),
     input_names: Sequence[str] = (),
     output_names: Sequence[str] = (),
 ) -> Artifact:

@@ -61,11 +61,12 @@ DTYPES = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "u
 
 @dataclass(frozen=True)
 class InputDecl:
-    """One model input as the user describes it: name (``""``: by position), shape and NumPy dtype."""
+    """One model input as the user describes it: name (``""``: by position), shape and NumPy dtype
+    (None: not given, the model's own where it records one (a ``.pt2``), else float32)."""
 
     name: str
     shape: Shape
-    dtype: str = "float32"
+    dtype: str | None = None
 
 
 def parse_input(text: str, option: str = "--input") -> InputDecl:
@@ -78,7 +79,7 @@ def parse_input(text: str, option: str = "--input") -> InputDecl:
     if dims is None:
         raise InputError(f"{option} {text!r} is not [NAME:]SHAPE[:DTYPE] like input_ids:1x128:int64 or 1x3x224x224 "
                          f"(DTYPE one of {', '.join(DTYPES)})")
-    return InputDecl(name, dims, dtype or "float32")
+    return InputDecl(name, dims, dtype)
 
 
 def read_npz(path: Path) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_optional_names() -> None:
 
 def test_input_with_name_shape_and_dtype() -> None:
     assert parse_input("input_ids:1x128:int64") == InputDecl("input_ids", (1, 128), "int64")
-    assert parse_input("images:1x3x8x8") == InputDecl("images", (1, 3, 8, 8), "float32")
+    assert parse_input("images:1x3x8x8") == InputDecl("images", (1, 3, 8, 8))  # dtype: the model's, else float32
     assert parse_input("1x16:INT32") == InputDecl("", (1, 16), "int32")
     assert parse_input("a:b:1x2") == InputDecl("a:b", (1, 2))
     for bad in ("ids:1x128:int65", "ids:1xq:int64", "ids::int64", "int64"):

@@ -165,5 +165,5 @@ def workload(
         arch,
         unsafe_load,
         transform=ort_lowering() if lower else None,
-        input_dtypes={d.name: d.dtype for d in decls},
+        input_dtypes={d.name: d.dtype for d in decls if d.dtype},
     )

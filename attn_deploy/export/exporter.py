@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from attn_deploy.ops.symbolic import (
     dynamo_translation_table,
     register_torchscript_symbolic,
 )
+from attn_deploy.shapes import InputDecl
 from attn_deploy.zoo.registry import Shape
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,21 @@ class ExportOptions:
     #: Export only this named part (``backbone`` of a zoo detector; see export/submodule.py).
     submodule: str | None = None
     #: NumPy dtype per input, in order (``--input input_ids:1x128:int64``); default: the model's, else float32.
-    input_dtypes: tuple[str, ...] = ()
+    input_dtypes: tuple[str | None, ...] = ()
     #: Graph input and output names (``--input-names`` / ``--output-names``); default: the model's.
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+
+
+def options_for_inputs(decls: Sequence[InputDecl], loaded: LoadedModel) -> ExportOptions:
+    """ExportOptions for inputs described with ``--input``: their shapes and dtypes, and their names
+    when every input is named and the model names none of its own (a zoo model's names stay)."""
+    names = tuple(d.name for d in decls if d.name)
+    return ExportOptions(
+        input_shapes=tuple(d.shape for d in decls),
+        input_dtypes=tuple(d.dtype for d in decls),
+        input_names=names if len(names) == len(decls) and not loaded.input_names else (),
+    )
 
 
 @dataclass
@@ -109,12 +122,13 @@ def _described(loaded: LoadedModel, options: ExportOptions, count: int) -> Loade
     """``loaded`` with the input/output names and input dtypes that ``options`` give."""
     if options.input_names and len(options.input_names) != count:
         raise InputError(f"--input-names gives {len(options.input_names)} name(s) for {count} input(s)")
-    dtypes = options.input_dtypes or loaded.input_dtypes
+    own = loaded.input_dtypes if len(loaded.input_dtypes) == count else ("float32",) * count
+    given = options.input_dtypes if len(options.input_dtypes) == count else (None,) * count
     return dataclasses.replace(
         loaded,
         input_names=options.input_names or loaded.input_names,
         output_names=options.output_names or loaded.output_names,
-        input_dtypes=dtypes if len(dtypes) == count else (),
+        input_dtypes=tuple(g or o for g, o in zip(given, own)),
     )
 
 

@@ -225,17 +225,11 @@ def load_source(model: nn.Module | ModelSource, options: QuantizeOptions) -> Qua
     if isinstance(model, (str, os.PathLike)) and _is_onnx_file(os.fspath(model)):
         return QuantizeSource(load_artifact_with_hint(os.fspath(model)), name=os.fspath(model))
     from attn_deploy.api import load_model
-    from attn_deploy.export import ExportOptions
-    from attn_deploy.export.exporter import export_artifact
+    from attn_deploy.export.exporter import ExportOptions, export_artifact, options_for_inputs
 
     loaded = load_model(model, arch=options.arch, unsafe_load=options.unsafe_load, input_shapes=options.input_shapes)
     decls = options.inputs or tuple(data_inputs(options.data))
-    names = tuple(d.name for d in decls if d.name)
-    export_options = ExportOptions(
-        input_shapes=tuple(d.shape for d in decls) or options.input_shapes,
-        input_dtypes=tuple(d.dtype for d in decls),
-        input_names=names if len(names) == len(decls) and not loaded.input_names else (),
-    )
+    export_options = options_for_inputs(decls, loaded) if decls else ExportOptions(input_shapes=options.input_shapes)
     exported = export_artifact(loaded, export_options).artifact
     name = model if isinstance(model, str) else os.fspath(model) if isinstance(model, os.PathLike) else loaded.source
     return QuantizeSource(exported, loaded.module, name)

@@ -31,6 +31,7 @@ from attn_deploy.runtime.backends import (
 )
 from attn_deploy.runtime.base import Runner
 from attn_deploy.runtime.inputs import InputSpec, input_specs
+from attn_deploy.shapes import InputDecl
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,7 +55,7 @@ class WorkloadOptions:
     arch: str | None = None
     unsafe_load: bool = False
     transform: Transform | None = None
-    #: NumPy dtype by input name, as ``input_shapes`` (``--input input_ids:1x128:int64``); float32 where missing.
+    #: NumPy dtype by input name, as ``input_shapes`` (``--input input_ids:1x128:int64``); else the model's, else float32.
     input_dtypes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -160,19 +161,14 @@ def resolve_candidate(candidate: Candidate) -> Target:
 
 def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Target:
     """The PyTorch SOURCE exported in memory (no file)."""
-    from attn_deploy.export import ExportOptions, export_artifact
+    from attn_deploy.export import export_artifact
+    from attn_deploy.export.exporter import options_for_inputs
 
     assert source.model is not None
     loaded = source.model()
     progress(f"exporting {source.name} to ONNX")
-    shapes, dtypes = options.input_shapes, options.input_dtypes
-    names = tuple(n for n in shapes if n)
-    export_options = ExportOptions(
-        input_shapes=tuple(shapes.values()),
-        input_dtypes=tuple(dtypes.get(n, "float32") for n in shapes) if dtypes else (),
-        input_names=names if len(names) == len(shapes) and not loaded.input_names else (),
-    )
-    artifact = export_artifact(loaded, export_options).artifact
+    decls = [InputDecl(n, s, options.input_dtypes.get(n)) for n, s in options.input_shapes.items()]
+    artifact = export_artifact(loaded, options_for_inputs(decls, loaded)).artifact
     return Target("onnx", f"{Path(source.name.split(':', 1)[-1]).stem or 'model'}.onnx", artifact=artifact)
 
 
@@ -187,10 +183,11 @@ def _transformed(target: Target, transform: Transform) -> Target:
 
 def _specs_from_model(loaded: LoadedModel, options: WorkloadOptions) -> list[InputSpec]:
     shapes = tuple(options.input_shapes.values()) or loaded.input_shapes
-    given = tuple(n for n in options.input_shapes if n)
-    names = loaded.input_names or (given if len(given) == len(shapes) else tuple(f"input_{i}" for i in range(len(shapes))))
-    dtypes = [options.input_dtypes.get(n, "float32") for n in options.input_shapes] or list(loaded.input_dtypes)
-    dtypes = dtypes if len(dtypes) == len(shapes) else ["float32"] * len(shapes)
+    named = tuple(n for n in options.input_shapes if n)
+    names = loaded.input_names or (named if len(named) == len(shapes) else tuple(f"input_{i}" for i in range(len(shapes))))
+    own = loaded.input_dtypes if len(loaded.input_dtypes) == len(shapes) else ("float32",) * len(shapes)
+    given = [options.input_dtypes.get(n) for n in options.input_shapes] or [None] * len(shapes)
+    dtypes = [g or o for g, o in zip(given, own)]
     return [InputSpec(n, tuple(s), np.dtype(d), loaded.embedding_rows) for n, s, d in zip(names, shapes, dtypes)]
 
 
