@@ -160,7 +160,7 @@ def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOp
 
     opts = options or QuantizeOptions()
 
-    def sample(artifact: Artifact) -> dict[str, Any]:
+    def sample(artifact: Artifact) -> dict[str, Any]:  # seed 1: the parity inputs quantize has always used
         shapes = shape_overrides(opts.inputs)
         return artifact_feeds(artifact, shapes, data=opts.data, seed=1, val_range=opts.val_range, vocab=opts.vocab,
                               allow_nonfinite=opts.allow_nonfinite)

@@ -120,7 +120,7 @@ Seed = Annotated[int, typer.Option(help="Seed for the random inputs (a non-negat
 
 # --- describing and filling inputs (export, check, bench, quantize) ---
 Inputs = Annotated[list[str] | None, typer.Option(
-    "--input", help="An input as [NAME:]SHAPE[:DTYPE], e.g. input_ids:1x128:int64 (DTYPE: float32 unless given), "
+    "--input", help="An input as [NAME:]SHAPE[:DTYPE], e.g. input_ids:1x128:int64 (no DTYPE: a .pt2's own, else float32), "
                     "or an .npz of example inputs (names, shapes and dtypes from its arrays); repeat per input.")]
 ValRange = Annotated[str | None, typer.Option(
     "--val-range", help="Random float inputs uniform in LOW,HIGH. Default: images (a 3-channel NCHW input) in [0,1] "
