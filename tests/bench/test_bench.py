@@ -9,7 +9,7 @@ import pytest
 
 from attn_deploy.bench import timing
 from attn_deploy.bench.timing import interleaved, latency_stats, measure
-from tests.conftest import RunCli
+from tests.conftest import RunCli, relu_model
 
 
 def test_latency_stats_order_and_cv() -> None:
@@ -78,18 +78,11 @@ def test_bench_lower_times_the_lowered_model(run_cli: RunCli) -> None:
 
 def test_bench_inputs_from_data_and_val_range(run_cli: RunCli, tmp_path: Path) -> None:
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper
 
-    from attn_deploy.artifact.graph import IR_VERSION
     from attn_deploy.bench.run import BenchOptions, _batch_feeds
     from attn_deploy.runtime.inputs import InputSpec
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
-    model = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION), model)
+    model = relu_model(tmp_path / "relu.onnx")
     data = tmp_path / "x.npz"
     np.savez(data, x=np.arange(4, dtype=np.float32).reshape(1, 4))
     args = ("bench", str(model), "--backends", "ort", "--input", "x:1x4", "--iterations", "1", "--min-seconds", "0", "--warmup", "0")

@@ -17,7 +17,7 @@ from torch import nn
 from attn_deploy.export import export_model
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.zoo import SelfAttention
-from tests.conftest import RunCli
+from tests.conftest import RunCli, relu_model
 
 
 class TwoHeads(nn.Module):
@@ -159,15 +159,7 @@ def test_lower_on_the_fly(run_cli: RunCli, exported: Path) -> None:
 
 
 def test_npz_data_gives_the_shapes_of_dynamic_inputs(run_cli: RunCli, tmp_path: Path) -> None:
-    from onnx import TensorProto, helper
-
-    from attn_deploy.artifact.graph import IR_VERSION
-
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
-    model = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION), model)
+    model = relu_model(tmp_path / "relu.onnx")
     run_cli("check", str(model), str(model), "--backends", "ort").assert_error("pass --input x:1x4")
     data = tmp_path / "x.npz"
     np.savez(data, x=np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
