@@ -84,12 +84,18 @@ def export(
     submodule: str | None = None,
     arch: str | None = None,
     unsafe_load: bool = False,
+    input_dtypes: Sequence[str | None] = (),
+    input_names: Sequence[str] = (),
+    output_names: Sequence[str] = (),
 ) -> Artifact:
     """Export a PyTorch model to an Artifact with one FusedAttention node per attention block.
 
     ``model`` is an ``nn.Module`` (give ``input_shapes``) or MODEL as the CLI takes it (``zoo:NAME``,
-    ``package.module:factory``, a TorchScript / ``.pt2`` / ``torch.save`` file). Notes from the
-    exporters (one failed, another was used) are in ``artifact.manifest.notes``.
+    ``package.module:factory``, a TorchScript / ``.pt2`` / ``torch.save`` file). ``input_dtypes``
+    (NumPy names, per input: ``int64`` token ids) default to the model's (a ``.pt2``'s) or float32.
+    A model returning torchvision-style detections is recorded as a detector
+    (``artifact.manifest.detection``). Notes from the exporters (one failed, another was used) are
+    in ``artifact.manifest.notes``.
     """
     from attn_deploy.export.exporter import ExportOptions, export_artifact
 
@@ -101,6 +107,9 @@ def export(
         exporter=exporter,  # type: ignore[arg-type]
         no_fuse=not fuse,
         submodule=submodule,
+        input_dtypes=tuple(input_dtypes),
+        input_names=tuple(input_names),
+        output_names=tuple(output_names),
     )
     return export_artifact(loaded, options).artifact
 
@@ -146,8 +155,17 @@ def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOp
     from attn_deploy.bench.compare import compare_int8
     from attn_deploy.quantize.pipeline import QuantizeOptions
     from attn_deploy.quantize.pipeline import quantize_model as quantize_with
+    from attn_deploy.runtime.inputs import artifact_feeds
+    from attn_deploy.shapes import shape_overrides
 
-    return quantize_with(model, output, options or QuantizeOptions(), compare=compare_int8)
+    opts = options or QuantizeOptions()
+
+    def sample(artifact: Artifact) -> dict[str, Any]:  # seed 1: the parity inputs quantize has always used
+        shapes = shape_overrides(opts.inputs)
+        return artifact_feeds(artifact, shapes, data=opts.data, seed=1, val_range=opts.val_range, vocab=opts.vocab,
+                              allow_nonfinite=opts.allow_nonfinite)
+
+    return quantize_with(model, output, opts, compare=compare_int8, sample=sample)
 
 
 #: The name ``attn-deploy quantize`` calls (``attn_deploy.quantize.quantize_model`` resolves to it).

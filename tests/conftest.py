@@ -27,6 +27,19 @@ def run_ort(model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray]) -
     return session.run(None, feeds)
 
 
+def relu_model(path: Path) -> Path:
+    """Save ``y = relu(x)`` with ``x: [batch, 4]`` (a dynamic batch) to ``path``."""
+    from onnx import TensorProto, helper
+
+    from attn_deploy.artifact.graph import IR_VERSION
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION), path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)

@@ -3,7 +3,8 @@
 It records what a deployment script needs without parsing ONNX: inputs and outputs with shapes
 and dynamic axes, the opset, every attention site with the bytes its N×N score matrix would take,
 the precision the producing stages gave the model, how each site is lowered, and provenance
-(source, sha256 of source and output, the stages that ran, library versions).
+(source, sha256 of source and output, the stages that ran, library versions), and for a detector
+which outputs are its boxes, scores and labels.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class Manifest:
     #: What the producing stages want a person to know (an exporter that failed before another worked, ...).
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
+    #: A detector's outputs by role: ``{"boxes": NAME, "scores": NAME, "labels": NAME}`` (graph output
+    #: names, whatever they are), recorded at export from what the model returns; None: not a detector.
+    detection: dict[str, str] | None = None
 
     @classmethod
     def describe(
@@ -169,6 +173,7 @@ class Manifest:
             "outputs": [dataclasses.asdict(t) for t in self.outputs],
             "fused_attention": [r.to_json() for r in self.fused_attention],
             **({"lowering": dataclasses.asdict(self.lowering)} if self.lowering else {}),
+            **({"detection": self.detection} if self.detection else {}),
             "notes": self.notes,
             "versions": self.versions,
         }
@@ -202,6 +207,7 @@ class Manifest:
                 lowering=Lowering(**lowering) if lowering else None,
                 notes=[str(n) for n in data.get("notes") or []],
                 versions=dict(data.get("versions") or {}),
+                detection={str(k): str(v) for k, v in data["detection"].items()} if data.get("detection") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{where} is a damaged attn-deploy manifest ({type(e).__name__}: {e}); re-export the model") from None

@@ -18,6 +18,8 @@ from attn_deploy.bench.timing import interleaved
 from attn_deploy.check.detection import (
     DETECTION_OUTPUTS,
     DetectionThresholds,
+    Roles,
+    detection_roles,
     match_detections,
 )
 from attn_deploy.check.stats import compare_outputs
@@ -30,10 +32,11 @@ def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunne
     return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads)
 
 
-def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5) -> dict[str, Any]:
+def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5, roles: Roles | None = None) -> dict[str, Any]:
     """Detections matched by class and IoU (``attn_deploy.check.detection``), as the report's JSON fields."""
-    result = match_detections(reference, candidate, DetectionThresholds(iou=iou))
+    result = match_detections(reference, candidate, DetectionThresholds(iou=iou), roles)
     return {
+        "outputs": dict(roles) if roles else {role: role for role in DETECTION_OUTPUTS},
         "iou_threshold": iou,
         "reference_detections": result.reference_count,
         "candidate_detections": result.candidate_count,
@@ -45,19 +48,21 @@ def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5) -> di
 
 
 def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, threads: int | None = None,
-            float_lowered_path: Path | None = None) -> dict[str, Any]:
+            float_lowered_path: Path | None = None, detection: Roles | None = None) -> dict[str, Any]:
     """Parity (``check`` statistics) and latency of the int8 model against the float one.
 
     With ``float_lowered_path`` (the float model lowered for ONNX Runtime, when the int8 model is),
     its latency is measured in the same run too, so the report separates what quantization gains
-    from what lowering gains.
+    from what lowering gains. A detector's outputs (``detection``, as its manifest records them, else
+    outputs named boxes, scores and labels) are matched as detections.
     """
     float_runner, int8_runner = TimingRunner(float_path, threads), TimingRunner(int8_path, threads)
     reference, candidate = float_runner.infer(feeds), int8_runner.infer(feeds)
     result: dict[str, Any] = {}
-    if all(k in reference for k in DETECTION_OUTPUTS):
-        result["detection"] = detection_parity(reference, candidate)
-        others = {k: v for k, v in reference.items() if k not in DETECTION_OUTPUTS}
+    roles = detection_roles(list(reference), detection)
+    if roles:
+        result["detection"] = detection_parity(reference, candidate, roles=roles)
+        others = {k: v for k, v in reference.items() if k not in roles.values()}
         result["parity"] = [s.to_dict() for s in compare_outputs(others, {k: candidate[k] for k in others})]
     else:
         result["parity"] = [s.to_dict() for s in compare_outputs(reference, candidate)]
@@ -93,6 +98,7 @@ def compare_int8(
     iterations: int,
     threads: int | None = None,
     float_lowered: onnx.ModelProto | None = None,
+    detection: Roles | None = None,
 ) -> dict[str, Any]:
     """The report's ``parity``, ``latency`` (and ``detection``) fields for the models in memory.
 
@@ -112,4 +118,4 @@ def compare_int8(
         if float_lowered is not None:
             lowered_path = tmp / "float-lowered.onnx"
             onnx.save_model(float_lowered, lowered_path)
-        return measure(float_path, int8_path, feeds, iterations, threads, lowered_path)
+        return measure(float_path, int8_path, feeds, iterations, threads, lowered_path, detection)

@@ -12,18 +12,23 @@ backends (and everywhere without CUDA).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from attn_deploy import defaults
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.bench.timing import LatencyStats, latency_stats, measure
+from attn_deploy.errors import InputError
 from attn_deploy.runtime.backends import Planned, Skipped
 from attn_deploy.runtime.base import Feeds, Runner
-from attn_deploy.runtime.inputs import InputSpec, random_feeds
+from attn_deploy.runtime.inputs import InputSpec, load_samples, random_feeds
 from attn_deploy.runtime.workload import (
     Candidate,
     Reference,
@@ -63,6 +68,11 @@ class BenchOptions:
     min_seconds: float = defaults.BENCH_MIN_SECONDS
     batches: tuple[int, ...] = defaults.BENCH_BATCHES
     seed: int = defaults.SEED
+    #: Inputs as ``check`` makes them (``runtime/inputs.py``): random float range, real data, token-id bound.
+    val_range: tuple[float, float] | None = None
+    data: Path | None = None
+    allow_nonfinite: bool = False
+    vocab: int | None = None
 
 
 @dataclass
@@ -94,7 +104,19 @@ def machine_info() -> dict[str, object]:
 
 
 def _with_batch(specs: list[InputSpec], batch: int) -> list[InputSpec]:
-    return [InputSpec(s.name, (batch, *s.shape[1:]), s.dtype) for s in specs]
+    return [dataclasses.replace(s, shape=(batch, *s.shape[1:])) for s in specs]
+
+
+def _batch_feeds(work: Workload, options: BenchOptions, data: Feeds | None, batch: int) -> Feeds:
+    """Random inputs at ``batch``, or the ``--data`` sample (one image or .npz) repeated to it."""
+    if data is None:
+        return random_feeds(_with_batch(work.specs, batch), options.seed, options.val_range, work.preprocess, options.vocab)
+    feeds = {}
+    for name, array in data.items():
+        if array.shape[:1] != (batch,) and array.shape[:1] != (1,):
+            raise InputError(f"--data {options.data}: {name!r} holds batch {array.shape[0]}; give batch 1 (repeated to --batch {batch}) or {batch}")
+        feeds[name] = array if array.shape[0] == batch else np.repeat(array, batch, axis=0)
+    return feeds
 
 
 def _batch_skip_reason(planned: Planned, batch: int, is_detector: bool) -> str | None:
@@ -122,6 +144,9 @@ def bench_workload(
     """``run_bench`` on a prepared workload (``demo`` checks and benches one workload)."""
     skipped = list(work.skipped)
     results: list[BackendResult] = []
+    data = None
+    if options.data is not None:
+        data = load_samples(options.data, work.specs, preprocess=work.preprocess, allow_nonfinite=options.allow_nonfinite)[0]
     for planned in work.planned:
         progress(f"loading {planned.label}")
         with work.make_runner(planned) as runner:
@@ -130,7 +155,7 @@ def bench_workload(
                 if reason:
                     skipped.append(Skipped(planned.label, reason))
                     continue
-                feeds = random_feeds(_with_batch(work.specs, batch), options.seed, None, work.preprocess)
+                feeds = _batch_feeds(work, options, data, batch)
                 done = 0
 
                 def on_tick(label: str = planned.label, batch: int = batch) -> None:
@@ -158,6 +183,8 @@ def bench_workload(
             "min_seconds": options.min_seconds,
             "batches": list(options.batches),
             "seed": options.seed,
+            "val_range": list(options.val_range) if options.val_range else None,
+            "data": str(options.data) if options.data else None,
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in work.specs],
         },
     )

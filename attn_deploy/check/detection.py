@@ -3,11 +3,14 @@
 Raw element-wise comparison of detector outputs is meaningless once one backend keeps a box the
 other drops: everything after it shifts. Instead, reference detections are matched greedily, in
 descending reference score, to unmatched candidate detections of the same class with the highest
-IoU at or above a threshold.
+IoU at or above a threshold. Which outputs hold boxes, scores and labels is recorded in the
+manifest at export (a user's torchvision detector's outputs have numeric names), else read from
+outputs named ``boxes``, ``scores`` and ``labels``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -46,8 +49,20 @@ class DetectionResult:
         return asdict(self)
 
 
+#: A detector's outputs by role: ``{"boxes": output name, "scores": ..., "labels": ...}``.
+Roles = Mapping[str, str]
+
+
+def detection_roles(names: Sequence[str], recorded: Roles | None = None) -> dict[str, str] | None:
+    """Which of ``names`` are boxes, scores and labels: as the manifest ``recorded`` them at export,
+    else the outputs named so; None when the model is not a detector."""
+    if recorded and all(recorded.get(role) in names for role in DETECTION_OUTPUTS):
+        return {role: recorded[role] for role in DETECTION_OUTPUTS}
+    return {role: role for role in DETECTION_OUTPUTS} if all(n in names for n in DETECTION_OUTPUTS) else None
+
+
 def is_detection_output(names: list[str]) -> bool:
-    return all(n in names for n in DETECTION_OUTPUTS)
+    return detection_roles(names) is not None
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,9 +82,12 @@ def match_detections(
     reference: dict[str, np.ndarray],
     candidate: dict[str, np.ndarray],
     thresholds: DetectionThresholds = DetectionThresholds(),
+    roles: Roles | None = None,
 ) -> DetectionResult:
-    rb, rs, rl = (np.asarray(reference[k]) for k in DETECTION_OUTPUTS)
-    cb, cs, cl = (np.asarray(candidate[k]) for k in DETECTION_OUTPUTS)
+    """Match ``candidate``'s detections to ``reference``'s; ``roles`` names their boxes/scores/labels outputs."""
+    names = [roles[k] if roles else k for k in DETECTION_OUTPUTS]
+    rb, rs, rl = (np.asarray(reference[n]) for n in names)
+    cb, cs, cl = (np.asarray(candidate[n]) for n in names)
     n_ref, n_cand = len(rb), len(cb)
     if n_ref == 0 and n_cand == 0:
         return DetectionResult(0, 0, 0, 1.0, 1.0, 1.0, 0.0, 0.0, thresholds, True)

@@ -9,17 +9,16 @@ JUnit writers in report.py; ``passed`` is the gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.check.detection import (
-    DETECTION_OUTPUTS,
     DetectionResult,
     DetectionThresholds,
-    is_detection_output,
+    detection_roles,
     match_detections,
 )
 from attn_deploy.check.stats import ErrorStats, error_stats
@@ -50,6 +49,8 @@ class CheckOptions:
     detection: DetectionThresholds = field(default_factory=DetectionThresholds)
     #: Run ``data`` holding NaN or Inf instead of refusing it.
     allow_nonfinite: bool = False
+    #: Random integer inputs (token ids) are drawn below this; None: the embedding's rows (``runtime/inputs.py``).
+    vocab: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,14 @@ class CheckReport:
         return bool(self.comparisons) and all(c.passed for c in self.comparisons)
 
 
-def _judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tolerance], detection_mode: bool) -> list[OutputVerdict]:
+def _judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tolerance], detection_outputs: Collection[str]) -> list[OutputVerdict]:
     from polygraphy.comparator.compare import SimpleCompareFunc
     from polygraphy.comparator.struct import IterationResult
 
     from attn_deploy.runtime.ort_runner import quiet_polygraphy
 
     quiet_polygraphy()
-    judged = [n for n in reference if not (detection_mode and n in DETECTION_OUTPUTS)]
+    judged = [n for n in reference if n not in detection_outputs]
     missing = [n for n in reference if n not in candidate]
     if missing:
         raise InputError(f"the candidate has no outputs named {missing} (it has {sorted(candidate)}); compare models with the same outputs")
@@ -154,11 +155,12 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         why = "; ".join(f"{s.label}: {s.reason}" for s in skipped) or "give an ARTIFACT or more --backends"
         raise InputError(f"check needs a reference and at least one candidate that can run here ({why})")
     samples = load_samples(
-        options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess, allow_nonfinite=options.allow_nonfinite
+        options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess,
+        allow_nonfinite=options.allow_nonfinite, vocab=options.vocab,
     )
     results = _run_all(work, samples, progress)
     reference = planned[0]
-    detection_mode = is_detection_output(output_names)
+    roles = detection_roles(output_names, work.detection)
     comparisons = []
     notes: list[str] = []
     for p in planned[1:]:
@@ -170,8 +172,8 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
             precision = options.precision
         tolerances = tolerances_for(output_names, precision, options.overrides)
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
-            verdicts = _judge_outputs(ref, cand, tolerances, detection_mode)
-            detection = match_detections(ref, cand, options.detection) if detection_mode else None
+            verdicts = _judge_outputs(ref, cand, tolerances, roles.values() if roles else ())
+            detection = match_detections(ref, cand, options.detection, roles) if roles else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
             comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed))
     return CheckReport(
@@ -188,6 +190,6 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
             "val_range": list(options.val_range) if options.val_range else None,
             "data": str(options.data) if options.data else None,
             "precision": options.precision,
-            "detection": vars(options.detection) if detection_mode else None,
+            "detection": {**vars(options.detection), "outputs": roles} if roles else None,
         },
     )

@@ -23,8 +23,13 @@ def bench(
     min_seconds: Annotated[float, typer.Option(min=0.0, help="...and at least this many seconds of them.")] = defaults.BENCH_MIN_SECONDS,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = defaults.BENCH_WARMUP,
     batch: Annotated[str, typer.Option(help="Batch sizes to sweep, e.g. 1,4 (ONNX models need a dynamic batch axis).")] = ",".join(map(str, defaults.BENCH_BATCHES)),
+    inputs: opt.Inputs = None,
     input_shape: opt.NamedInputShapes = None,
     seed: opt.Seed = defaults.SEED,
+    val_range: opt.ValRange = None,
+    data: opt.Data = None,
+    allow_nonfinite: opt.AllowNonfinite = False,
+    vocab: opt.Vocab = None,
     arch: opt.Arch = None,
     unsafe_load: opt.UnsafeLoad = False,
     lower: opt.LowerFirst = False,
@@ -33,7 +38,11 @@ def bench(
     plot: Annotated[Path | None, opt.file_option("--plot", "Write a PNG of the latency distribution per backend.")] = None,
     as_json: Annotated[bool, opt.json_flag("Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
-    """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend."""
+    """Latency (p50/p90/p95/p99, mean, std, CV, throughput) and peak memory per backend.
+
+    Inputs as for check: images (a 3-channel NCHW input) uniform in [0,1], other floats N(0,1)
+    (--val-range), masks ones, token ids below the embedding's size (--vocab), or --data.
+    """
     from rich import progress as rp
 
     from attn_deploy import api
@@ -41,12 +50,16 @@ def bench(
     from attn_deploy.bench.run import BenchOptions
 
     options = BenchOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
         warmup=warmup,
         iterations=iterations,
         min_seconds=min_seconds,
         batches=opt.parse_batches(batch),
         seed=seed,
+        val_range=opt.parse_range(val_range),
+        data=data,
+        allow_nonfinite=allow_nonfinite,
+        vocab=vocab,
     )
     columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn())
     with rp.Progress(*columns, console=err, transient=True) as bar:

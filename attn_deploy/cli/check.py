@@ -21,10 +21,11 @@ def check(
                                                                  "None with a PyTorch SOURCE: it is exported and checked in ONNX Runtime.")] = None,
     backends: opt.Backends = opt.BACKENDS,
     seed: opt.Seed = defaults.SEED,
-    val_range: Annotated[str | None, typer.Option(help="Random inputs uniform in LOW,HIGH (default: [0,1] for image models, else N(0,1)).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
-                                                   "(resized and normalised per the manifest).")] = None,
-    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Run --data that holds NaN or Inf (refused by default: exit 2).")] = False,
+    val_range: opt.ValRange = None,
+    data: opt.Data = None,
+    allow_nonfinite: opt.AllowNonfinite = False,
+    vocab: opt.Vocab = None,
+    inputs: opt.Inputs = None,
     input_shape: opt.NamedInputShapes = None,
     precision: Annotated[str, typer.Option(help="Tolerance preset: auto (what the stage that made each artifact recorded in its manifest, checked by sha256; else fp32), fp32, fp16 or int8.")] = defaults.PRECISION,
     atol: Annotated[list[str] | None, typer.Option(help="Absolute tolerance, VALUE or OUTPUT=VALUE; repeatable (e.g. --atol boxes=0.5).")] = None,
@@ -46,8 +47,11 @@ def check(
 
     Presets (atol / rtol / error stat / min cosine), chosen per artifact by --precision auto:
     fp32 1e-4 / 1e-4 / elemwise / 0.99999; fp16 1e-2 / 1e-2 / elemwise / 0.999;
-    int8 5e-2 / 5e-2 / median / 0.99. Detector outputs (boxes, scores, labels) are matched by class
-    and IoU instead.
+    int8 5e-2 / 5e-2 / median / 0.99. A detector's outputs (boxes, scores, labels, as export recorded
+    them from what the model returns) are matched by class and IoU instead.
+
+    Random inputs: images (a 3-channel NCHW input) uniform in [0,1], other floats N(0,1) (--val-range
+    to change), masks ones, token ids below the embedding's size (--vocab); --data for real ones.
     """
     from attn_deploy import api
     from attn_deploy.check import tolerances as tol
@@ -56,7 +60,7 @@ def check(
     from attn_deploy.check.report import render_table, to_dict, write_reports
 
     options = CheckOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
         seed=seed,
         val_range=opt.parse_range(val_range),
         data=data,
@@ -69,6 +73,7 @@ def check(
         precision=opt.choose(precision, (defaults.PRECISION, *tol.PRESETS), "--precision"),
         detection=DetectionThresholds(iou, min_matched, max_score_error),
         allow_nonfinite=allow_nonfinite,
+        vocab=vocab,
     )
     with err.status("checking ...") as status:
         result = api.check(source, *(artifacts or []), options=options, progress=lambda msg: status.update(msg + " ..."))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from attn_deploy import defaults
 from attn_deploy.errors import InputError
-from attn_deploy.shapes import parse_optional_named
+from attn_deploy.shapes import InputDecl, data_inputs, parse_inputs, parse_optional_named
 
 if TYPE_CHECKING:
     from attn_deploy.runtime.workload import WorkloadOptions
@@ -67,6 +68,16 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def parse_names(text: str | None, option: str) -> tuple[str, ...]:
+    """``"input_ids,attention_mask"`` -> ``("input_ids", "attention_mask")``; None -> ``()``."""
+    if text is None:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(f"{option} {text!r} is not a comma-separated list of distinct names, e.g. boxes,scores,labels")
+    return names
+
+
 def parse_batches(text: str) -> tuple[int, ...]:
     """``"1,4"`` -> ``(1, 4)``; every batch size positive."""
     try:
@@ -107,6 +118,21 @@ NamedInputShapes = Annotated[list[str] | None, typer.Option("--input-shape", hel
 LowerFirst = Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")]
 Seed = Annotated[int, typer.Option(help="Seed for the random inputs (a non-negative integer).")]
 
+# --- describing and filling inputs (export, check, bench, quantize) ---
+Inputs = Annotated[list[str] | None, typer.Option(
+    "--input", help="An input as [NAME:]SHAPE[:DTYPE], e.g. input_ids:1x128:int64 (no DTYPE: a .pt2's own, else float32), "
+                    "or an .npz of example inputs (names, shapes and dtypes from its arrays); repeat per input.")]
+ValRange = Annotated[str | None, typer.Option(
+    "--val-range", help="Random float inputs uniform in LOW,HIGH. Default: images (a 3-channel NCHW input) in [0,1] "
+                        "(a zoo model's own range if it has one), other floats N(0,1); masks are ones, token ids "
+                        "below the embedding's size (--vocab).")]
+Data = Annotated[Path | None, typer.Option(
+    "--data", help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
+                   "(RGB in [0,1], normalised per the manifest).")]
+AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Run --data that holds NaN or Inf (refused by default: exit 2).")]
+Vocab = Annotated[int | None, typer.Option(
+    "--vocab", min=1, help="Random integer inputs (token ids) are drawn below this. Default: the row count of the "
+                           "embedding table the input indexes in the graph (else 0/1); masks are ones.")]
 # --- lowering (lower, inspect) ---
 MAX_ATTN_MEM = format_bytes(defaults.MAX_ATTN_MEM)
 
@@ -116,12 +142,28 @@ def max_attn_mem_option(what: str) -> Any:
     return typer.Option("--max-attn-mem", help=what)
 
 
-def workload(backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool) -> WorkloadOptions:
-    """What ``check`` and ``bench`` run: backends, input shapes, how to load SOURCE, ``--lower``."""
+def input_decls(inputs: list[str] | None, input_shapes: list[str] | None) -> list[InputDecl]:
+    """``--input`` and ``--input-shape`` (float32) as one list, in the order given."""
+    return parse_inputs(inputs or []) + [InputDecl(name, shape) for name, shape in parse_optional_named(input_shapes or []).items()]
+
+
+def workload(
+    backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool,
+    inputs: list[str] | None = None, data: Path | None = None,
+) -> WorkloadOptions:
+    """What ``check`` and ``bench`` run: backends, inputs (``--input``, ``--input-shape``, else a ``--data``
+    .npz's arrays), how to load SOURCE, ``--lower``."""
     from attn_deploy.runtime.backends import parse_backends
     from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
+    decls = input_decls(inputs, input_shapes) or data_inputs(data)
+    if len(decls) > 1 and not all(d.name for d in decls):
+        raise InputError("several inputs: name each one, e.g. --input input_ids:1x128:int64 --input attention_mask:1x128:int64")
     return WorkloadOptions(
-        parse_backends(backends), parse_optional_named(input_shapes or []), arch, unsafe_load, transform=ort_lowering() if lower else None
+        parse_backends(backends),
+        {d.name: d.shape for d in decls},
+        arch,
+        unsafe_load,
+        transform=ort_lowering() if lower else None,
+        input_dtypes={d.name: d.dtype for d in decls if d.dtype},
     )
-

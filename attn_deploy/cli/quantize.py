@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from attn_deploy import defaults
+from attn_deploy.cli import options as opt
 from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import Arch, UnsafeLoad, choose, file_option, json_flag
-from attn_deploy.shapes import parse_shape
+from attn_deploy.shapes import parse_inputs, parse_shape
 
 
 @one_line_errors
@@ -29,13 +30,23 @@ def quantize(
     lower: Annotated[bool, typer.Option("--lower/--no-lower", help="Lower FusedAttention for ONNX Runtime, as `lower --target ort` does (default; not with --quantize-attention). Dynamic int8 runs only in ONNX Runtime; --no-lower keeps the portable FusedAttention nodes.")] = True,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
+    inputs: opt.Inputs = None,
+    val_range: opt.ValRange = None,
+    data: opt.Data = None,
+    allow_nonfinite: opt.AllowNonfinite = False,
+    vocab: opt.Vocab = None,
     arch: Arch = None,
     unsafe_load: UnsafeLoad = False,
     iterations: Annotated[int, typer.Option(min=0, help="Timed runs per model for the latency comparison; 0 skips parity and latency.")] = defaults.QUANTIZE_ITERATIONS,
     report_file: Annotated[Path | None, file_option("--report", "Write the report as JSON to this file.")] = None,
     as_json: Annotated[bool, json_flag("Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Dynamic int8 for ONNX Runtime: 1x1 Conv projections into MatMuls, quantize_dynamic, attention lowered; parity and latency report."""
+    """Dynamic int8 for ONNX Runtime: 1x1 Conv projections into MatMuls, quantize_dynamic, attention lowered; parity and latency report.
+
+    Parity inputs as for check: images (a 3-channel NCHW input) uniform in [0,1], other floats N(0,1)
+    (--val-range), masks ones, token ids below the embedding's size (--vocab), or --data; a
+    detector's outputs are matched as detections.
+    """
     from attn_deploy import api
     from attn_deploy.quantize import QuantizeOptions, write_report
     from attn_deploy.quantize.render import render_report, warning_lines
@@ -54,6 +65,11 @@ def quantize(
         arch=arch,
         unsafe_load=unsafe_load,
         input_shapes=tuple(parse_shape(s) for s in input_shape or []),
+        inputs=tuple(parse_inputs(inputs or [])),
+        val_range=opt.parse_range(val_range),
+        data=data,
+        allow_nonfinite=allow_nonfinite,
+        vocab=vocab,
     )
     with err.status(f"quantizing {model} ..."):
         result = api.quantize(model, output, options)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,13 +20,16 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
+from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
+from attn_deploy.export.detector import DetectionLayout, detection_layout
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
 from attn_deploy.ops.symbolic import (
     dynamo_translation_table,
     register_torchscript_symbolic,
 )
+from attn_deploy.shapes import InputDecl
 from attn_deploy.zoo.registry import Shape
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,22 @@ class ExportOptions:
     no_fuse: bool = False
     #: Export only this named part (``backbone`` of a zoo detector; see export/submodule.py).
     submodule: str | None = None
+    #: NumPy dtype per input, in order (``--input input_ids:1x128:int64``); default: the model's, else float32.
+    input_dtypes: tuple[str | None, ...] = ()
+    #: Graph input and output names (``--input-names`` / ``--output-names``); default: the model's.
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+
+def options_for_inputs(decls: Sequence[InputDecl], loaded: LoadedModel) -> ExportOptions:
+    """ExportOptions for inputs described with ``--input``: their shapes and dtypes, and their names
+    when every input is named and the model names none of its own (a zoo model's names stay)."""
+    names = tuple(d.name for d in decls if d.name)
+    return ExportOptions(
+        input_shapes=tuple(d.shape for d in decls),
+        input_dtypes=tuple(d.dtype for d in decls),
+        input_names=names if len(names) == len(decls) and not loaded.input_names else (),
+    )
 
 
 @dataclass
@@ -86,15 +107,51 @@ def _routing(loaded: LoadedModel, options: ExportOptions) -> contextlib.Abstract
     return attention_left_plain(loaded.module) if options.no_fuse else attention_routed_through_op(loaded.module)
 
 
-def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> None:
-    """Run once in PyTorch so a shape the model rejects is a usage error, not an exporter traceback."""
+def _probe(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> object:
+    """Run once in PyTorch so a shape the model rejects is a usage error, not an exporter traceback; the output."""
     try:
         with torch.no_grad(), _routing(loaded, options):
-            loaded.module(*inputs)
+            return loaded.module(*inputs)
     except Exception as e:  # noqa: BLE001 - any failure here is about the input we made
         shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
         first = first_line(e)
         raise InputError(f"{loaded.source} rejected an input of shape {shapes}: {first}; fix --input-shape") from None
+
+
+def _described(loaded: LoadedModel, options: ExportOptions, count: int) -> LoadedModel:
+    """``loaded`` with the input/output names and input dtypes that ``options`` give."""
+    if options.input_names and len(options.input_names) != count:
+        raise InputError(f"--input-names gives {len(options.input_names)} name(s) for {count} input(s)")
+    own = loaded.input_dtypes if len(loaded.input_dtypes) == count else ("float32",) * count
+    given = options.input_dtypes if len(options.input_dtypes) == count else (None,) * count
+    return dataclasses.replace(
+        loaded,
+        input_names=options.input_names or loaded.input_names,
+        output_names=options.output_names or loaded.output_names,
+        input_dtypes=tuple(g or o for g, o in zip(given, own)),
+    )
+
+
+def _as_detector(loaded: LoadedModel, outputs: object) -> tuple[LoadedModel, DetectionLayout | None]:
+    """A model that returns torchvision-style detections is exported as the zoo's detectors are (TorchScript,
+    a dynamic number of detections), its outputs named by role unless ``--output-names`` names them."""
+    layout = detection_layout(outputs)
+    if layout is None:
+        return loaded, None
+    names = layout.output_names(loaded.output_names)
+    return dataclasses.replace(loaded, is_detector=True, preferred_exporter="torchscript", output_names=names), layout
+
+
+def _detection_outputs(loaded: LoadedModel, layout: DetectionLayout | None, model: onnx.ModelProto, notes: list[str]) -> dict[str, str] | None:
+    """``{role: graph output}`` for the manifest: from the eager output's layout, else (zoo) by output name."""
+    if layout is not None:
+        found = layout.by_name(model)
+        if found is None:
+            notes.append(f"the model returns detections but the graph has {len(model.graph.output)} outputs for its "
+                         f"{layout.count} tensors; check and quantize compare its outputs as plain tensors")
+        return found
+    names = [o.name for o in model.graph.output]
+    return {role: role for role in DETECTION_OUTPUTS} if loaded.is_detector and all(r in names for r in DETECTION_OUTPUTS) else None
 
 
 def _names(loaded: LoadedModel, count: int) -> list[str]:
@@ -184,9 +241,11 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     outside = [a for a in options.dynamic_axes if any(a >= r for r in ranks)]
     if outside:
         raise InputError(f"--dynamic {','.join(map(str, outside))}: no such axis (the inputs have rank {', '.join(map(str, ranks))})")
+    loaded = _described(loaded, options, len(shapes))
     inputs = loaded.example_inputs(shapes)
+    layout = None
     if loaded.entry is None:
-        _probe(loaded, inputs, options)
+        loaded, layout = _as_detector(loaded, _probe(loaded, inputs, options))
     model, exporter, notes = _run_exporters(loaded, inputs, options)
     model = finalize(model)
     onnx.checker.check_model(model, full_check=True)
@@ -200,6 +259,7 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         expected = None
     if expected is not None and found != expected:
         raise AttnDeployError(f"export produced {found} FusedAttention nodes for {expected} attention blocks; please report this model")
+    detection = _detection_outputs(loaded, layout, model, notes)
     artifact = Artifact.describe(
         model,
         source=loaded.source,
@@ -210,6 +270,7 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         preprocess=loaded.preprocess,
         stages=[f"export:{exporter}"],
         notes=list(notes),
+        detection=detection,
     )
     return ExportResult(artifact, exporter, notes)
 

@@ -36,6 +36,8 @@ class LoadedModel:
     source: str
     input_shapes: tuple[Shape, ...] = ()
     input_names: tuple[str, ...] = ()
+    #: NumPy dtype name per input (``int64`` token ids, ...); float32 where missing.
+    input_dtypes: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     preferred_exporter: str = "dynamo"
     expected_attention_blocks: int | None = None
@@ -44,11 +46,24 @@ class LoadedModel:
     preprocess: dict[str, object] | None = None
     entry: ZooEntry | None = field(default=None, repr=False)
 
+    @property
+    def embedding_rows(self) -> int | None:
+        """Rows of the model's first ``nn.Embedding`` (its token ids lie below), if it has one."""
+        return next((m.num_embeddings for m in self.module.modules() if isinstance(m, nn.Embedding)), None)
+
     def example_inputs(self, shapes: tuple[Shape, ...], seed: int = 0) -> tuple[torch.Tensor, ...]:
-        if self.entry is not None:
+        """Inputs to trace with: the zoo entry's, else ``check``'s random inputs (``runtime/inputs.py``) for these dtypes."""
+        dtypes = self.input_dtypes if len(self.input_dtypes) == len(shapes) else ("float32",) * len(shapes)
+        if self.entry is not None and all(d == "float32" for d in dtypes):
             return self.entry.example_inputs(shapes, seed)
-        gen = torch.Generator().manual_seed(seed)
-        return tuple(torch.randn(s, generator=gen) for s in shapes)
+        import numpy as np
+
+        from attn_deploy.runtime.inputs import InputSpec, random_feeds
+
+        names = self.input_names if len(self.input_names) == len(shapes) else tuple(f"input_{i}" for i in range(len(shapes)))
+        specs = [InputSpec(n, tuple(s), np.dtype(d), self.embedding_rows) for n, s, d in zip(names, shapes, dtypes)]
+        feeds = random_feeds(specs, seed, None, self.preprocess)
+        return tuple(torch.from_numpy(feeds[spec.name]) for spec in specs)
 
 
 def _from_entry(entry: ZooEntry, module: nn.Module, source: str, sha: str | None = None) -> LoadedModel:
@@ -210,8 +225,10 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
             ) from None
         except Exception as e:  # noqa: BLE001 - torch.export.load raises many types
             raise InputError(f"{path}: torch.export archive could not be loaded ({first_line(e)})") from None
-        shapes = tuple(tuple(int(d) for d in t.shape) for t in program.example_inputs[0]) if program.example_inputs else ()
-        return LoadedModel(module=program.module(), source=str(path), source_sha256=sha, input_shapes=shapes)
+        examples = [t for t in program.example_inputs[0] if isinstance(t, torch.Tensor)] if program.example_inputs else []
+        shapes = tuple(tuple(int(d) for d in t.shape) for t in examples)
+        dtypes = tuple(str(t.dtype).removeprefix("torch.") for t in examples)
+        return LoadedModel(module=program.module(), source=str(path), source_sha256=sha, input_shapes=shapes, input_dtypes=dtypes)
     if kind == "legacy" and not unsafe_load:
         raise InputError(f"{path} is a legacy pickle; loading it runs arbitrary code. Pass --unsafe-load if you trust it")
     return _load_pickle(path, arch, unsafe_load, sha)

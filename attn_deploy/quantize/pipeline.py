@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.artifact.graph import IR_VERSION, dims_of, graph_inputs
+from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.artifact.io import load_artifact, save_artifact
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.errors import InputError
@@ -37,6 +37,7 @@ from attn_deploy.quantize.dynamic import (
     quantized_node_names,
 )
 from attn_deploy.quantize.prepare import Preparation, prepare
+from attn_deploy.shapes import InputDecl, data_inputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -74,6 +75,13 @@ class QuantizeOptions:
     arch: str | None = None
     unsafe_load: bool = False
     input_shapes: tuple[tuple[int, ...], ...] = ()
+    #: Inputs described with names and dtypes (``--input``): for exporting a MODEL, and shapes for an .onnx's dynamic dims.
+    inputs: tuple[InputDecl, ...] = ()
+    #: The parity inputs, as ``check`` makes them: random float range, real data (.npz or image), token-id bound.
+    val_range: tuple[float, float] | None = None
+    data: Path | None = None
+    allow_nonfinite: bool = False
+    vocab: int | None = None
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
     iterations: int = 5
     threads: int | None = None
@@ -186,24 +194,16 @@ def quantize_artifact(artifact: Artifact, options: QuantizeOptions = QuantizeOpt
 
 @dataclass
 class QuantizeSource:
-    """The float model to quantize, how to make example inputs for it, and the torch module when it was exported here."""
+    """The float model to quantize, and the torch module when it was exported here."""
 
     artifact: Artifact
-    feeds: Callable[[], Feeds | None]
     module: Any = None
     name: str = ""
 
 
-def _random_feeds(model: onnx.ModelProto) -> Feeds | None:
-    """Standard-normal inputs of the graph's static shapes; None if a dimension is symbolic."""
-    rng = np.random.default_rng(1)
-    feeds: Feeds = {}
-    for vi in graph_inputs(model):
-        dims = dims_of(vi.type)
-        if dims is None or not all(isinstance(d, int) for d in dims) or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-            return None
-        feeds[vi.name] = rng.standard_normal(dims).astype(np.float32)  # type: ignore[arg-type]
-    return feeds
+#: The parity inputs for the float model (``attn_deploy.runtime.inputs.artifact_feeds`` with the options'
+#: input settings); ``InputError`` when they cannot be made (a dynamic dimension with no shape given).
+Sampler = Callable[[Artifact], Feeds]
 
 
 def _first_byte(path: Path) -> bytes:
@@ -219,27 +219,20 @@ def _is_onnx_file(spec: str) -> bool:
 def load_source(model: nn.Module | ModelSource, options: QuantizeOptions) -> QuantizeSource:
     """The float Artifact to quantize: given, loaded from an .onnx file, or exported from MODEL / an nn.Module."""
     if isinstance(model, Artifact):
-        return QuantizeSource(model, lambda: _random_feeds(model.proto), name=str(model.path or model.manifest.source))
+        return QuantizeSource(model, name=str(model.path or model.manifest.source))
     if isinstance(model, onnx.ModelProto):
-        artifact = Artifact.describe(model, source="<in memory>", exporter="unknown")
-        return QuantizeSource(artifact, lambda: _random_feeds(model), name="<in memory>")
+        return QuantizeSource(Artifact.describe(model, source="<in memory>", exporter="unknown"), name="<in memory>")
     if isinstance(model, (str, os.PathLike)) and _is_onnx_file(os.fspath(model)):
-        loaded_artifact = load_artifact_with_hint(os.fspath(model))
-        return QuantizeSource(loaded_artifact, lambda: _random_feeds(loaded_artifact.proto), name=os.fspath(model))
+        return QuantizeSource(load_artifact_with_hint(os.fspath(model)), name=os.fspath(model))
     from attn_deploy.api import load_model
-    from attn_deploy.export import ExportOptions
-    from attn_deploy.export.exporter import export_artifact
+    from attn_deploy.export.exporter import ExportOptions, export_artifact, options_for_inputs
 
     loaded = load_model(model, arch=options.arch, unsafe_load=options.unsafe_load, input_shapes=options.input_shapes)
-    exported = export_artifact(loaded, ExportOptions(input_shapes=options.input_shapes)).artifact
-    shapes = options.input_shapes or loaded.input_shapes
-
-    def feeds() -> Feeds:
-        names = [vi.name for vi in graph_inputs(exported.proto)]
-        return {n: t.numpy() for n, t in zip(names, loaded.example_inputs(shapes, seed=1))}
-
+    decls = options.inputs or tuple(data_inputs(options.data))
+    export_options = options_for_inputs(decls, loaded) if decls else ExportOptions(input_shapes=options.input_shapes)
+    exported = export_artifact(loaded, export_options).artifact
     name = model if isinstance(model, str) else os.fspath(model) if isinstance(model, os.PathLike) else loaded.source
-    return QuantizeSource(exported, feeds, loaded.module, name)
+    return QuantizeSource(exported, loaded.module, name)
 
 
 def load_artifact_with_hint(spec: str) -> Artifact:
@@ -265,16 +258,22 @@ class Comparer(Protocol):
     def __call__(
         self, float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds | None, *,
         iterations: int, threads: int | None = ..., float_lowered: onnx.ModelProto | None = ...,
+        detection: Mapping[str, str] | None = ...,
     ) -> dict[str, Any]: ...
 
 
 def quantize_model(
-    model: nn.Module | ModelSource, output: str | os.PathLike[str], options: QuantizeOptions = QuantizeOptions(), *, compare: Comparer | None = None
+    model: nn.Module | ModelSource,
+    output: str | os.PathLike[str],
+    options: QuantizeOptions = QuantizeOptions(),
+    *,
+    compare: Comparer | None = None,
+    sample: Sampler | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` into ``output`` and its manifest; the report has the same fields as ``attn-deploy quantize --report``.
 
-    ``compare`` fills the report's ``parity``/``latency`` (and ``detection``); without one they are
-    None. Nothing is written on error.
+    ``compare`` fills the report's ``parity``/``latency`` (and ``detection``) on the inputs ``sample``
+    makes; without both they are None. Nothing is written on error.
     """
     output = Path(output)
     if output.suffix != ".onnx":
@@ -297,14 +296,20 @@ def quantize_model(
         **summary.to_json(),
         "ops_after": op_counts(int8.proto),
     }
-    feeds = source.feeds() if options.iterations > 0 else None
+    feeds = None
+    if compare is not None and sample is not None and options.iterations > 0:
+        try:
+            feeds = sample(source.artifact)
+        except InputError as e:
+            if options.data is not None:
+                raise
+            warnings.append(f"parity and latency skipped: {e}")
     if compare is not None:
         lowered = summary.float_lowered.proto if summary.float_lowered is not None else None
-        report.update(compare(float_model, int8.proto, feeds, iterations=options.iterations, threads=options.threads, float_lowered=lowered))
+        report.update(compare(float_model, int8.proto, feeds, iterations=options.iterations, threads=options.threads,
+                              float_lowered=lowered, detection=source.artifact.manifest.detection))
     else:
         report["parity"] = report["latency"] = None
-    if feeds is None and options.iterations > 0:
-        warnings.append("parity and latency skipped: the model has a symbolic input dimension")
     if options.torch_output is not None:
         from attn_deploy.quantize.torch_side import save_torch_quantized
 

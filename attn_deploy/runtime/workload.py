@@ -31,6 +31,7 @@ from attn_deploy.runtime.backends import (
 )
 from attn_deploy.runtime.base import Runner
 from attn_deploy.runtime.inputs import InputSpec, input_specs
+from attn_deploy.shapes import InputDecl
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,6 +55,8 @@ class WorkloadOptions:
     arch: str | None = None
     unsafe_load: bool = False
     transform: Transform | None = None
+    #: NumPy dtype by input name, as ``input_shapes`` (``--input input_ids:1x128:int64``); else the model's, else float32.
+    input_dtypes: Mapping[str, str] = field(default_factory=dict)
 
 
 def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
@@ -84,6 +87,8 @@ class Workload:
     skipped: list[Skipped]
     options: WorkloadOptions
     is_detector: bool = False
+    #: A detector's outputs by role (``{"boxes": NAME, ...}``), from the first ONNX model's manifest.
+    detection: Mapping[str, str] | None = None
 
     def make_runner(self, planned: Planned) -> Runner:
         """A runner for ``planned`` fed this workload's inputs; use it as a context manager."""
@@ -156,12 +161,14 @@ def resolve_candidate(candidate: Candidate) -> Target:
 
 def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Target:
     """The PyTorch SOURCE exported in memory (no file)."""
-    from attn_deploy.export import ExportOptions, export_artifact
+    from attn_deploy.export import export_artifact
+    from attn_deploy.export.exporter import options_for_inputs
 
     assert source.model is not None
     loaded = source.model()
     progress(f"exporting {source.name} to ONNX")
-    artifact = export_artifact(loaded, ExportOptions(input_shapes=tuple(options.input_shapes.values()))).artifact
+    decls = [InputDecl(n, s, options.input_dtypes.get(n)) for n, s in options.input_shapes.items()]
+    artifact = export_artifact(loaded, options_for_inputs(decls, loaded)).artifact
     return Target("onnx", f"{Path(source.name.split(':', 1)[-1]).stem or 'model'}.onnx", artifact=artifact)
 
 
@@ -174,10 +181,14 @@ def _transformed(target: Target, transform: Transform) -> Target:
     return Target("onnx", str(path.with_name(f"{path.stem}.{tag}.onnx")), artifact=artifact)
 
 
-def _specs_from_model(loaded: LoadedModel, overrides: Mapping[str, tuple[int, ...]]) -> list[InputSpec]:
-    shapes = tuple(overrides.values()) or loaded.input_shapes
-    names = loaded.input_names or tuple(f"input_{i}" for i in range(len(shapes)))
-    return [InputSpec(n, tuple(s), np.dtype(np.float32)) for n, s in zip(names, shapes)]
+def _specs_from_model(loaded: LoadedModel, options: WorkloadOptions) -> list[InputSpec]:
+    shapes = tuple(options.input_shapes.values()) or loaded.input_shapes
+    named = tuple(n for n in options.input_shapes if n)
+    names = loaded.input_names or (named if len(named) == len(shapes) else tuple(f"input_{i}" for i in range(len(shapes))))
+    own = loaded.input_dtypes if len(loaded.input_dtypes) == len(shapes) else ("float32",) * len(shapes)
+    given = [options.input_dtypes.get(n) for n in options.input_shapes] or [None] * len(shapes)
+    dtypes = [g or o for g, o in zip(given, own)]
+    return [InputSpec(n, tuple(s), np.dtype(d), loaded.embedding_rows) for n, s, d in zip(names, shapes, dtypes)]
 
 
 def prepare_workload(
@@ -204,10 +215,11 @@ def prepare_workload(
         output_names = [o.name for o in first_onnx.proto.graph.output]
     else:
         assert loaded is not None, "a workload without ONNX has a PyTorch SOURCE"
-        specs, preprocess, output_names = _specs_from_model(loaded, options.input_shapes), None, list(loaded.output_names)
+        specs, preprocess, output_names = _specs_from_model(loaded, options), None, list(loaded.output_names)
     if preprocess is None and loaded is not None:
         preprocess = loaded.preprocess
 
     planned, skipped = plan_runners(targets, options.backends)
-    is_detector = loaded is not None and loaded.is_detector
-    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector)
+    detection = first_onnx.manifest.detection if first_onnx is not None else None
+    is_detector = bool(detection) or (loaded is not None and loaded.is_detector)
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection)

@@ -9,7 +9,7 @@ import pytest
 
 from attn_deploy.bench import timing
 from attn_deploy.bench.timing import interleaved, latency_stats, measure
-from tests.conftest import RunCli
+from tests.conftest import RunCli, relu_model
 
 
 def test_latency_stats_order_and_cv() -> None:
@@ -74,3 +74,26 @@ def test_bench_lower_times_the_lowered_model(run_cli: RunCli) -> None:
                                  "--min-seconds", "0", "--input-shape", "1x256x8x8", "--json")
     assert result.exit_code == 0, result.stderr
     assert [r["backend"].endswith(".ort.onnx") for r in json.loads(result.stdout)["results"]] == [True]
+
+
+def test_bench_inputs_from_data_and_val_range(run_cli: RunCli, tmp_path: Path) -> None:
+    import numpy as np
+
+    from attn_deploy.bench.run import BenchOptions, _batch_feeds
+    from attn_deploy.runtime.inputs import InputSpec
+
+    model = relu_model(tmp_path / "relu.onnx")
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.arange(4, dtype=np.float32).reshape(1, 4))
+    args = ("bench", str(model), "--backends", "ort", "--input", "x:1x4", "--iterations", "1", "--min-seconds", "0", "--warmup", "0")
+    code, stdout, stderr = run_cli(*args, "--batch", "1,2", "--data", str(data), "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert [r["batch"] for r in report["results"]] == [1, 2] and report["settings"]["data"] == str(data)
+    run_cli(*args, "--val-range", "1,0").assert_error("--val-range '1,0'")
+
+    work = type("W", (), {"specs": [InputSpec("x", (1, 4), np.dtype(np.float32))], "preprocess": None})()
+    repeated = _batch_feeds(work, BenchOptions(data=data), {"x": np.arange(4, dtype=np.float32).reshape(1, 4)}, 3)  # type: ignore[arg-type]
+    assert repeated["x"].shape == (3, 4) and (repeated["x"][2] == [0, 1, 2, 3]).all()
+    ranged = _batch_feeds(work, BenchOptions(val_range=(5.0, 6.0)), None, 2)  # type: ignore[arg-type]
+    assert ranged["x"].shape == (2, 4) and ranged["x"].min() >= 5.0

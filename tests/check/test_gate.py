@@ -17,7 +17,7 @@ from torch import nn
 from attn_deploy.export import export_model
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.zoo import SelfAttention
-from tests.conftest import RunCli
+from tests.conftest import RunCli, relu_model
 
 
 class TwoHeads(nn.Module):
@@ -156,3 +156,13 @@ def test_lower_on_the_fly(run_cli: RunCli, exported: Path) -> None:
     assert code == 0, stderr
     (comparison,) = json.loads(stdout)["comparisons"]
     assert comparison["candidate"].endswith("two.ort.onnx") and comparison["passed"]
+
+
+def test_npz_data_gives_the_shapes_of_dynamic_inputs(run_cli: RunCli, tmp_path: Path) -> None:
+    model = relu_model(tmp_path / "relu.onnx")
+    run_cli("check", str(model), str(model), "--backends", "ort").assert_error("pass --input x:1x4")
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+    code, stdout, stderr = run_cli("check", str(model), str(model), "--backends", "ort", "--data", str(data), "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["inputs"] == [{"name": "x", "shape": [3, 4], "dtype": "float32"}]

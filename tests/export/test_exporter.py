@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.errors import InputError
 from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import LoadedModel, load_model
 from attn_deploy.ops import fused_attention
@@ -71,3 +72,17 @@ def test_auto_falls_back_to_torchscript(tmp_path: Path) -> None:
     assert result.exporter == "torchscript"
     assert result.notes and "dynamo exporter failed" in result.notes[0]
     assert result.fused_attention_count == 1
+
+
+def test_input_dtypes_given_or_the_models_own() -> None:
+    from attn_deploy.export.exporter import _described
+
+    loaded = LoadedModel(module=nn.Identity(), source="m.pt2", input_shapes=((1, 4), (1, 4)), input_dtypes=("int64", "int64"))
+    assert _described(loaded, ExportOptions(input_shapes=((1, 8), (1, 8))), 2).input_dtypes == ("int64", "int64")  # --input-shape keeps them
+    assert _described(loaded, ExportOptions(input_dtypes=("int32", None)), 2).input_dtypes == ("int32", "int64")
+    plain = LoadedModel(module=nn.Identity(), source="m:f")
+    assert _described(plain, ExportOptions(input_dtypes=(None, "bool")), 2).input_dtypes == ("float32", "bool")
+    named = _described(plain, ExportOptions(input_names=("a",), output_names=("y",)), 1)
+    assert named.input_names == ("a",) and named.output_names == ("y",)
+    with pytest.raises(InputError, match="--input-names gives 1 name"):
+        _described(plain, ExportOptions(input_names=("a",)), 2)

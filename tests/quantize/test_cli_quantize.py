@@ -116,3 +116,29 @@ def test_full_range_turns_reduce_range_off(run_cli: RunCli, tmp_path: Path, monk
     run_cli("quantize", "m.onnx", "-o", str(tmp_path / "q.onnx")).assert_error("stopped here")
     run_cli("quantize", "m.onnx", "-o", str(tmp_path / "q.onnx"), "--full-range").assert_error("stopped here")
     assert [o.reduce_range for o in seen] == [True, False]
+
+
+def test_parity_inputs_as_check_makes_them(run_cli: RunCli, tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [w],
+    )
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION), path)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.ones((3, 8), np.float32))
+
+    def report(*args: str) -> dict[str, object]:
+        code, _, stderr = run_cli("quantize", str(path), "-o", str(tmp_path / "out.onnx"), "--iterations", "1", "--report", str(tmp_path / "r.json"), *args)
+        assert code == 0, stderr
+        return json.loads((tmp_path / "r.json").read_text())  # type: ignore[no-any-return]
+
+    skipped = report()
+    assert skipped["parity"] is None and skipped["warnings"] == [
+        "parity and latency skipped: input 'x' has dynamic dims ['batch', 8]; pass --input x:1x8"]
+    assert report("--input", "x:2x8")["parity"]
+    assert report("--data", str(data))["parity"]
+    assert report("--input", "x:2x8", "--val-range", "0,1")["parity"]
+    _assert_input_error(run_cli, tmp_path, [str(path), "--data", str(tmp_path / "none.npz")], "--data")

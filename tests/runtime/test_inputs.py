@@ -14,6 +14,7 @@ from attn_deploy.runtime.inputs import (
     image_feeds,
     load_samples,
     random_feeds,
+    token_bounds,
 )
 
 IMG = [InputSpec("images", (1, 3, 6, 8), np.dtype(np.float32))]
@@ -25,7 +26,56 @@ def test_random_is_seeded_and_ranged() -> None:
     assert a.min() >= 0.0 and a.max() <= 1.0 and a.dtype == np.float32
     detector = random_feeds(IMG, 3, None, {"range": [0, 1], "mean": None})["images"]
     assert detector.min() >= 0.0
-    assert random_feeds(IMG, 3, None, None)["images"].min() < 0.0  # N(0, 1) by default
+    image = random_feeds(IMG, 3, None, None)["images"]  # a 3-channel NCHW input: an image in [0, 1]
+    assert image.min() >= 0.0 and image.max() <= 1.0 and image.std() > 0.2
+    normalised = random_feeds(IMG, 3, None, {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]})["images"]
+    assert normalised.min() < 0.0  # normalised images: N(0, 1)
+    features = [InputSpec("x", (1, 8, 6, 8), np.dtype(np.float32))]
+    assert random_feeds(features, 3, None, None)["x"].min() < 0.0  # N(0, 1) for other floats
+
+
+def test_integer_inputs_are_token_ids_in_range_and_masks_are_ones() -> None:
+    specs = [
+        InputSpec("input_ids", (2, 64), np.dtype(np.int64), high=50),
+        InputSpec("attention_mask", (2, 64), np.dtype(np.int64)),
+        InputSpec("keep", (2, 64), np.dtype(np.bool_)),
+        InputSpec("positions", (2, 64), np.dtype(np.int32)),
+    ]
+    feeds = random_feeds(specs, 0, None, None)
+    ids = feeds["input_ids"]
+    assert ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < 50 and len(np.unique(ids)) > 20
+    assert feeds["attention_mask"].dtype == np.int64 and (feeds["attention_mask"] == 1).all()
+    assert feeds["keep"].dtype == np.bool_ and feeds["keep"].all()
+    assert set(np.unique(feeds["positions"])) <= {0, 1}  # no table known: 0/1
+    assert random_feeds(specs, 0, None, None, vocab=5)["input_ids"].max() < 5
+    with pytest.raises(InputError, match="--vocab"):
+        random_feeds(specs, 0, None, None, vocab=0)
+
+
+def test_token_bounds_follow_each_input_to_its_embedding() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.zeros((30, 4), np.float32), "tokens")
+    types = numpy_helper.from_array(np.zeros((2, 4), np.float32), "types")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["tokens", "input_ids"], ["t"]),
+            helper.make_node("Cast", ["token_type_ids"], ["tt"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["types", "tt"], ["e"]),
+            helper.make_node("Add", ["t", "e"], ["s"]),
+            helper.make_node("Cast", ["mask"], ["m"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["other"], ["o"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["m", "axes"], ["mu"]),
+            helper.make_node("Mul", ["s", "mu"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.INT64 if n != "token_type_ids" else TensorProto.INT32, [1, 5])
+         for n in ("input_ids", "token_type_ids", "mask", "other")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+        [table, types, numpy_helper.from_array(np.array([-1], np.int64), "axes")],
+    )
+    bounds = token_bounds(helper.make_model(graph))
+    assert bounds == {"input_ids": 30, "token_type_ids": 2, "other": 30}  # other: the first table's rows; masks none
 
 
 def test_npz(tmp_path: Path) -> None:
