@@ -146,7 +146,10 @@ def quantize_stage(model: ModelLike, options: QuantizeOptions | None = None) -> 
 
 
 def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOptions | None = None) -> QuantizeResult:
-    """Dynamic int8 for ONNX Runtime, written to ``output`` with its manifest; the report has parity and latency.
+    """int8 for ONNX Runtime, written to ``output`` with its manifest; the report has parity and latency.
+
+    Dynamic int8 of the projections by default; static Q/DQ int8 of convolutions too, calibrated on
+    ``options.calibrate`` (images or .npz), when that is set.
 
     ``model`` is an ``nn.Module`` (give ``options.input_shapes``), MODEL as the CLI takes it, an
     .onnx path, an Artifact or a ModelProto. The graph work is ``quantize_stage``; the float/int8
@@ -155,7 +158,7 @@ def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOp
     from attn_deploy.bench.compare import compare_int8
     from attn_deploy.quantize.pipeline import QuantizeOptions
     from attn_deploy.quantize.pipeline import quantize_model as quantize_with
-    from attn_deploy.runtime.inputs import artifact_feeds
+    from attn_deploy.runtime.inputs import artifact_feeds, input_specs, load_samples
     from attn_deploy.shapes import shape_overrides
 
     opts = options or QuantizeOptions()
@@ -165,7 +168,12 @@ def quantize(model: nn.Module | ModelLike, output: PathLike, options: QuantizeOp
         return artifact_feeds(artifact, shapes, data=opts.data, seed=1, val_range=opts.val_range, vocab=opts.vocab,
                               allow_nonfinite=opts.allow_nonfinite)
 
-    return quantize_with(model, output, opts, compare=compare_int8, sample=sample)
+    def calibrate(artifact: Artifact) -> list[dict[str, Any]]:
+        assert opts.calibrate is not None
+        specs = input_specs(artifact, shape_overrides(opts.inputs))
+        return load_samples(opts.calibrate, specs, preprocess=artifact.manifest.preprocess)[: opts.calibrate_count]
+
+    return quantize_with(model, output, opts, compare=compare_int8, sample=sample, calibrate=calibrate)
 
 
 #: The name ``attn-deploy quantize`` calls (``attn_deploy.quantize.quantize_model`` resolves to it).

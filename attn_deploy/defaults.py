@@ -46,3 +46,9 @@ PLUGIN_CUDA_ARCHITECTURES = "80;86;89;90"
 PLUGIN_BUILD_TYPE = "Release"
 PLUGIN_JOBS = 2
 BENCH_BATCHES: tuple[int, ...] = (1,)
+
+#: Static int8 (``quantize --calibrate``): samples used, calibration method, output cosine to keep.
+CALIBRATE_COUNT = 32
+CALIBRATE_METHODS = ("percentile", "minmax", "entropy")
+CALIBRATE_METHOD = "percentile"
+TARGET_COSINE = 0.999

@@ -30,6 +30,10 @@ def quantize(
     lower: Annotated[bool, typer.Option("--lower/--no-lower", help="Lower FusedAttention for ONNX Runtime, as `lower --target ort` does (default; not with --quantize-attention). Dynamic int8 runs only in ONNX Runtime; --no-lower keeps the portable FusedAttention nodes.")] = True,
     torch_out: Annotated[bool, typer.Option("--torch", help="Also write OUT.torch.pt: PyTorch dynamic int8 (1x1 convs as Linear) for PyTorch CPU inference; it cannot be exported to ONNX.")] = False,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="For a MODEL that is not .onnx: input shape like 1x3x800x1333 (repeat per input), as for export.")] = None,
+    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Static int8: calibrate on these samples (an image, a folder of images, or an .npz; images preprocessed as the manifest says) and quantize convolutions and projections as Q/DQ. Without it: dynamic int8 of the projections.")] = None,
+    calibrate_count: Annotated[int, typer.Option("--calibrate-count", min=1, help="Static int8: calibration samples used at most.")] = defaults.CALIBRATE_COUNT,
+    calibrate_method: Annotated[str, typer.Option("--calibrate-method", help="Static int8: percentile (default; robust to outlier activations), minmax or entropy.")] = defaults.CALIBRATE_METHOD,
+    target_cosine: Annotated[float, typer.Option("--target-cosine", min=0.0, max=1.0, help="Static int8: nodes go back to float, noisiest first, until every output's cosine to the float model on the calibration samples reaches this; 0 quantizes every candidate.")] = defaults.TARGET_COSINE,
     inputs: opt.Inputs = None,
     val_range: opt.ValRange = None,
     data: opt.Data = None,
@@ -41,7 +45,11 @@ def quantize(
     report_file: Annotated[Path | None, file_option("--report", "Write the report as JSON to this file.")] = None,
     as_json: Annotated[bool, json_flag("Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Dynamic int8 for ONNX Runtime: 1x1 Conv projections into MatMuls, quantize_dynamic, attention lowered; parity and latency report.
+    """int8 for ONNX Runtime, attention kept float and lowered; parity and latency report.
+
+    Dynamic by default (1x1 Conv projections into MatMuls, quantize_dynamic). With --calibrate,
+    static: Q/DQ int8 of convolutions and projections calibrated on real samples, the noisiest
+    nodes kept float until outputs reach --target-cosine (what makes CNN backbones faster).
 
     Parity inputs as for check: images (a 3-channel NCHW input) uniform in [0,1], other floats N(0,1)
     (--val-range), masks ones, token ids below the embedding's size (--vocab), or --data; a
@@ -70,6 +78,10 @@ def quantize(
         data=data,
         allow_nonfinite=allow_nonfinite,
         vocab=vocab,
+        calibrate=calibrate,
+        calibrate_count=calibrate_count,
+        calibrate_method=choose(calibrate_method, defaults.CALIBRATE_METHODS, "--calibrate-method"),
+        target_cosine=target_cosine or None,
     )
     with err.status(f"quantizing {model} ..."):
         result = api.quantize(model, output, options)

@@ -84,7 +84,7 @@ def plan(
     return out
 
 
-def _restore_contract(quantized: onnx.ModelProto, prepared: onnx.ModelProto) -> None:
+def restore_contract(quantized: onnx.ModelProto, prepared: onnx.ModelProto) -> None:
     """Put back what a quantizer may drop: IR version, model-local functions, our opset import."""
     quantized.ir_version = IR_VERSION
     have = {(f.domain, f.name) for f in quantized.functions}
@@ -94,7 +94,7 @@ def _restore_contract(quantized: onnx.ModelProto, prepared: onnx.ModelProto) -> 
 
 
 @contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
+def quiet_quantizer() -> Iterator[None]:
     """Silence onnxruntime.quantization's warnings (its "run pre-processing" advice) during one call.
 
     Scoped and restored after: a library call must not change the root logger's level. The
@@ -144,7 +144,7 @@ def quantize(
     wanted = {c.name for c in candidates if c.reason is None}
     op_types = sorted({c.op_type for c in candidates if c.reason is None})
     skip = [n.name for n in prepared.graph.node if n.op_type in op_types and n.name not in wanted]
-    with _quiet_quantizer(), tempfile.TemporaryDirectory(prefix="attn_deploy_q_") as tmp:
+    with quiet_quantizer(), tempfile.TemporaryDirectory(prefix="attn_deploy_q_") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(prepared, src)
         quantize_dynamic(
@@ -158,7 +158,7 @@ def quantize(
             extra_options={"MatMulConstBOnly": True},
         )
         quantized = onnx.load_model(dst)
-    _restore_contract(quantized, prepared)
+    restore_contract(quantized, prepared)
     return quantized
 
 

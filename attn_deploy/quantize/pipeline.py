@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import onnx
 
+from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.artifact.io import load_artifact, save_artifact
@@ -82,6 +83,14 @@ class QuantizeOptions:
     data: Path | None = None
     allow_nonfinite: bool = False
     vocab: int | None = None
+    #: Static (calibrated) Q/DQ int8 of convolutions and projections on samples from this image,
+    #: image folder or .npz (``--calibrate``); None: dynamic int8 of the projections only.
+    calibrate: Path | None = None
+    calibrate_count: int = defaults.CALIBRATE_COUNT
+    calibrate_method: str = defaults.CALIBRATE_METHOD
+    #: Static only: nodes go back to float, noisiest first, until every output's cosine to the float
+    #: model over the calibration samples reaches this; None quantizes every candidate.
+    target_cosine: float | None = defaults.TARGET_COSINE
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
     iterations: int = 5
     threads: int | None = None
@@ -97,6 +106,10 @@ class QuantizeOptions:
             "quantize_attention": self.quantize_attention,
             "float_qk": self.float_qk,
             "lower": self.lower,
+            "mode": "static" if self.calibrate is not None else "dynamic",
+            **({"calibrate": str(self.calibrate), "calibrate_count": self.calibrate_count,
+                "calibrate_method": self.calibrate_method, "target_cosine": self.target_cosine}
+               if self.calibrate is not None else {}),
         }
 
 
@@ -114,6 +127,8 @@ class QuantizeSummary:
     #: The float model lowered the same way (to compare latencies), when the int8 one was lowered.
     float_lowered: Artifact | None = None
     warnings: tuple[str, ...] = ()
+    #: The report's ``static`` section (calibration, automatic choices, per-node SQNR), static int8 only.
+    static: dict[str, Any] | None = None
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -122,7 +137,7 @@ class QuantizeSummary:
         return {
             "quantized": sorted(c.name for c in asked if c.name in self.quantized),
             "skipped": [
-                {"name": c.name, "op_type": c.op_type, "why": c.reason or "quantize_dynamic left it float"}
+                {"name": c.name, "op_type": c.op_type, "why": c.reason or "the quantizer left it float"}
                 for c in self.candidates
                 if c.name not in self.quantized
             ],
@@ -134,6 +149,8 @@ class QuantizeSummary:
             "nodes": self.nodes,
             "attention_int8_pv": self.attention_int8_pv,
             "attention_lowering": [c.to_json() for c in self.lowering],
+            "mode": MODE_STATIC if self.static is not None else MODE_DYNAMIC,
+            **({"static": self.static} if self.static is not None else {}),
         }
 
 
@@ -150,11 +167,21 @@ def _nothing_to_quantize(where: str, model: onnx.ModelProto, options: QuantizeOp
     )
 
 
-def quantize_artifact(artifact: Artifact, options: QuantizeOptions = QuantizeOptions(), *, name: str | None = None) -> StageResult[QuantizeSummary]:
-    """Dynamic int8 of ``artifact``'s weight projections (manifest precision ``int8``); ``name`` is for messages.
+MODE_STATIC = "static: Q/DQ int8 of convolutions and projections, calibrated (--calibrate)"
+MODE_DYNAMIC = "dynamic: int8 weights of the projections, activations quantized at run time (no --calibrate data given)"
+
+
+def quantize_artifact(
+    artifact: Artifact, options: QuantizeOptions = QuantizeOptions(), *, name: str | None = None,
+    calibration: Sequence[Feeds] = (),
+) -> StageResult[QuantizeSummary]:
+    """int8 of ``artifact`` (manifest precision ``int8``): static Q/DQ when ``options.calibrate`` is set
+    (on the ``calibration`` samples), else dynamic int8 of its weight projections; ``name`` is for messages.
 
     Raises ``InputError`` when nothing can be quantized.
     """
+    if options.calibrate is not None:
+        return _quantize_static(artifact, options, calibration, name or str(artifact.path or artifact.manifest.source))
     where = name or str(artifact.path or artifact.manifest.source)
     source = onnx.ModelProto()
     source.CopyFrom(artifact.proto)
@@ -192,6 +219,35 @@ def quantize_artifact(artifact: Artifact, options: QuantizeOptions = QuantizeOpt
     return StageResult(artifact.evolve(quantized, stage="quantize", precision="int8"), summary)
 
 
+def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: Sequence[Feeds], where: str) -> StageResult[QuantizeSummary]:
+    from attn_deploy.quantize.static import quantize_static, quantized_static_names, static_report
+
+    if options.quantize_attention:
+        raise InputError("--quantize-attention is for dynamic int8; static int8 keeps attention float (drop one of them)")
+    source = onnx.ModelProto()
+    source.CopyFrom(artifact.proto)
+    source.ir_version = IR_VERSION
+    prepared, preparation = prepare(source, separate_query_key=options.float_qk)
+    candidates = plan(prepared, exclude=options.exclude, include_convs=True, float_qk=options.float_qk)
+    if not any(c.reason is None for c in candidates):
+        raise _nothing_to_quantize(where, prepared, options)
+    outcome = quantize_static(prepared, candidates, calibration[: options.calibrate_count], method=options.calibrate_method,
+                              per_channel=options.per_channel, reduce_range=options.reduce_range, target_cosine=options.target_cosine)
+    quantized = outcome.model
+    done = quantized_static_names(quantized, outcome.candidates)
+    warnings = []
+    if not done:
+        warnings.append(f"static int8 kept every node float: no quantized node met cosine {options.target_cosine} on the calibration samples")
+    lowering: list[NodeChoice] = []
+    float_lowered = None
+    if options.lower and artifact.sites:
+        quantized, lowering = lower_model(quantized)
+        float_lowered = artifact.evolve(lower_model(source)[0], stage="lower:ort")
+    summary = QuantizeSummary(preparation, outcome.candidates, frozenset(done), False, tuple(lowering), float_lowered,
+                              tuple(warnings), static_report(outcome, options.calibrate_method, options.target_cosine))
+    return StageResult(artifact.evolve(quantized, stage="quantize:static", precision="int8"), summary)
+
+
 @dataclass
 class QuantizeSource:
     """The float model to quantize, and the torch module when it was exported here."""
@@ -204,6 +260,8 @@ class QuantizeSource:
 #: The parity inputs for the float model (``attn_deploy.runtime.inputs.artifact_feeds`` with the options'
 #: input settings); ``InputError`` when they cannot be made (a dynamic dimension with no shape given).
 Sampler = Callable[[Artifact], Feeds]
+#: The calibration samples for the float model (``--calibrate``: images or .npz, as ``check --data`` reads them).
+Calibrator = Callable[[Artifact], list[Feeds]]
 
 
 def _first_byte(path: Path) -> bytes:
@@ -269,6 +327,7 @@ def quantize_model(
     *,
     compare: Comparer | None = None,
     sample: Sampler | None = None,
+    calibrate: Calibrator | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` into ``output`` and its manifest; the report has the same fields as ``attn-deploy quantize --report``.
 
@@ -281,7 +340,12 @@ def quantize_model(
     source = load_source(model, options)
     if options.torch_output is not None and source.module is None:
         raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")
-    stage = quantize_artifact(source.artifact, options, name=source.name)
+    calibration: list[Feeds] = []
+    if options.calibrate is not None:
+        if calibrate is None:
+            raise InputError("static quantization needs a calibration sampler (attn_deploy.api.quantize makes one)")
+        calibration = calibrate(source.artifact)
+    stage = quantize_artifact(source.artifact, options, name=source.name, calibration=calibration)
     summary, int8 = stage.summary, stage.artifact
     warnings = list(summary.warnings)
     float_model = onnx.ModelProto()

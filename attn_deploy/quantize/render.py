@@ -25,8 +25,23 @@ def _table(report: Mapping[str, Any], title: str) -> Table:
     return table
 
 
+def _static_lines(static: Mapping[str, Any]) -> list[str]:
+    cal = static["calibration"]
+    cosines = static.get("output_cosine") or {}
+    lines = [f"calibrated on {cal['samples']} sample(s) ({cal['method']}); lowest output cosine on them "
+             f"{min(cosines.values(), default=float('nan')):.6f} (target {static['target_cosine']}, {static['rounds']} round(s))"]
+    if static.get("kept_float_automatically"):
+        lines.append(f"kept float automatically: {', '.join(static['kept_float_automatically'])}")
+    noisiest = list(static.get("node_sqnr_db", {}).items())[:3]
+    if noisiest:
+        lines.append("noisiest int8 nodes (SQNR of the activation each writes): " + ", ".join(f"{n} {db:.1f} dB" for n, db in noisiest))
+    return lines
+
+
 def _lines(report: Mapping[str, Any]) -> list[str]:
-    lines = []
+    lines = [f"mode: {report['mode']}"] if report.get("mode") else []
+    if report.get("static"):
+        lines.extend(_static_lines(report["static"]))
     if report.get("attention_lowering"):
         picked = ", ".join(f"{c['node']}: {c['implementation']}" for c in report["attention_lowering"])
         lines.append(f"attention lowered for ONNX Runtime: {picked}")

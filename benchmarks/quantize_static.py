@@ -1,0 +1,131 @@
+"""Static int8 (``quantize --calibrate``) against what a user has without attn-deploy, in ONNX Runtime (CPU).
+
+The baseline is the zoo model exported with plain ``torch.onnx.export`` (attention written out as
+MatMul/Softmax/MatMul, as a user's own module exports) and run in fp32. The candidate is
+``attn-deploy quantize zoo:NAME --calibrate PHOTOS``: Q/DQ int8 convolutions and projections,
+attention float and lowered. Calibrated on scikit-image's sample photographs, judged on other
+photographs (held out): cosine per output, or matched detections for a detector. Both models run
+in the same process in turns (``attn_deploy.bench.timing.interleaved``); compare the ratio, on a
+quiet machine.
+
+    python benchmarks/quantize_static.py [--cases fpn-multiscale,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _measure import write_json  # noqa: E402
+
+from attn_deploy.api import quantize_model  # noqa: E402
+from attn_deploy.artifact.manifest import library_versions  # noqa: E402
+from attn_deploy.bench.compare import TimingRunner, detection_parity  # noqa: E402
+from attn_deploy.bench.timing import interleaved  # noqa: E402
+from attn_deploy.export.loading import load_model  # noqa: E402
+from attn_deploy.quantize import QuantizeOptions  # noqa: E402
+from attn_deploy.runtime.inputs import image_feeds, input_specs  # noqa: E402
+
+CASES = ("fpn-multiscale", "frcnn-r50-fpn-layer4")
+ITERATIONS = {"fpn-multiscale": 30, "frcnn-r50-fpn-layer4": 7}
+CALIBRATION = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "camera")
+HELD_OUT = ("cat", "coins", "clock")
+
+
+def write_photos(folder: Path, names: tuple[str, ...]) -> Path:
+    import skimage.data
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(folder / f"{name}.png")
+    return folder
+
+
+def plain_export(name: str, path: Path) -> None:
+    """What a user without attn-deploy has: torch.onnx.export of the module, attention written out."""
+    import torch
+
+    from attn_deploy.ops.torch_op import plain_attention
+
+    loaded = load_model(f"zoo:{name}")
+    with plain_attention(), torch.no_grad():
+        torch.onnx.export(loaded.module, loaded.example_inputs(loaded.input_shapes, seed=0), path, opset_version=17, dynamo=False,
+                          input_names=list(loaded.input_names) or None, output_names=list(loaded.output_names) or None)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def run_case(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
+    plain = tmp / f"{name}-plain.onnx"
+    int8 = tmp / f"{name}-static-int8.onnx"
+    started = time.perf_counter()
+    plain_export(name, plain)
+    result = quantize_model(f"zoo:{name}", int8, QuantizeOptions(calibrate=tmp / "calibration", iterations=0))
+    quantize_s = time.perf_counter() - started
+    runners = [TimingRunner(plain), TimingRunner(int8)]
+    for runner in runners:
+        runner.activate()
+    assert result.artifact is not None
+    held_out = image_feeds(tmp / "held_out", input_specs(result.artifact), result.artifact.manifest.preprocess)
+    parity: list[dict[str, Any]] = []
+    for feeds in held_out:
+        ref, out = (r.infer(feeds) for r in runners)
+        if result.artifact.manifest.detection:
+            parity.append(detection_parity(ref, out, roles=result.artifact.manifest.detection))
+        else:
+            parity.append({k: cosine(ref[k], out[k]) for k in ref})
+    feeds = held_out[0]
+    times = interleaved([lambda r=r: r.infer(feeds) for r in runners], iterations)
+    plain_ms, int8_ms = (statistics.median(t) * 1e3 for t in times)
+    for runner in runners:
+        runner.close()
+    return {
+        "case": name,
+        "plain_fp32_ms": plain_ms,
+        "static_int8_ms": int8_ms,
+        "speedup_vs_plain_export": plain_ms / int8_ms,
+        "held_out_parity": parity,
+        "quantized_nodes": len(result.report["nodes"]["quantized"]),
+        "static": result.report["static"],
+        "quantize_and_export_s": quantize_s,
+        "iterations": iterations,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_static.json")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="attn_deploy_qs_") as folder:
+        tmp = Path(folder)
+        write_photos(tmp / "calibration", CALIBRATION)
+        write_photos(tmp / "held_out", HELD_OUT)
+        for name in args.cases.split(","):
+            row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10))
+            results.append(row)
+            print(f"{name}: plain fp32 {row['plain_fp32_ms']:.1f} ms, static int8 {row['static_int8_ms']:.1f} ms, "
+                  f"{row['speedup_vs_plain_export']:.2f}x; held-out parity {row['held_out_parity']}", flush=True)
+    write_json(args.out, {"machine": platform.processor() or platform.machine(), "libraries": library_versions(), "results": results})
+
+
+if __name__ == "__main__":
+    main()

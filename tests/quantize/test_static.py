@@ -1,0 +1,92 @@
+"""Static (calibrated) int8: convolutions and projections as Q/DQ, attention float, calibrated on photographs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from attn_deploy.quantize.dynamic import plan
+from attn_deploy.quantize.static import quantize_static, quantized_static_names
+from tests.conftest import RunCli, run_ort
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:You are using the legacy TorchScript:DeprecationWarning", "ignore:The feature will be removed:DeprecationWarning"
+)
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the sample photographs")
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        Image.fromarray(getattr(skimage_data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+def _conv_model(tmp_path: Path) -> onnx.ModelProto:
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(16, 8, 1)).eval()
+    path = tmp_path / "convs.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 32, 32),), path, input_names=["x"], dynamo=False)
+    return onnx.load(path)
+
+
+def test_convolutions_become_qdq_and_outputs_stay_close(tmp_path: Path) -> None:
+    model = _conv_model(tmp_path)
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.random((1, 3, 32, 32), dtype=np.float32)} for _ in range(6)]
+    candidates = plan(model, include_convs=True)
+    outcome = quantize_static(model, candidates, samples, method="minmax")
+    done = quantized_static_names(outcome.model, outcome.candidates)
+    assert done == {n.name for n in model.graph.node if n.op_type == "Conv"}
+    assert set(outcome.sqnr_db) == done and all(db > 20 for db in outcome.sqnr_db.values())
+    held_out = {"x": rng.random((1, 3, 32, 32), dtype=np.float32)}
+    ref, out = run_ort(model, held_out)[0], run_ort(outcome.model, held_out)[0]
+    cosine = float((ref * out).sum() / np.linalg.norm(ref) / np.linalg.norm(out))
+    assert 0.999 <= cosine < 1.0  # close, and really quantized
+    assert not np.allclose(run_ort(outcome.model, {"x": held_out["x"] * 0.5})[0], out)  # depends on the input
+
+
+def test_an_unreachable_target_sends_the_noisiest_nodes_back_to_float(tmp_path: Path) -> None:
+    model = _conv_model(tmp_path)
+    samples = [{"x": np.random.default_rng(i).random((1, 3, 32, 32), dtype=np.float32)} for i in range(4)]
+    outcome = quantize_static(model, plan(model, include_convs=True), samples, method="minmax", target_cosine=0.9999999)
+    auto = [c for c in outcome.candidates if c.reason and c.reason.startswith("kept float automatically")]
+    assert auto and outcome.rounds > 1
+    assert all(c >= 0.9999999 for c in outcome.output_cosine.values()) or len(auto) == 3
+
+
+def test_static_quantize_command_on_a_zoo_detector_backbone(run_cli: RunCli, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fpn_int8.onnx"
+    code, stdout, stderr = run_cli("quantize", "zoo:fpn-multiscale", "-o", str(out), "--calibrate", str(photos),
+                                   "--input-shape", "1x3x128x128", "--iterations", "1", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)  # stdout is the report alone: the calibrators' progress prints are kept out
+    assert report["mode"].startswith("static") and report["static"]["calibration"]["samples"] == len(PHOTOS)
+    model = onnx.load(out)
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(n.input[1] in dequantized for n in convs if n.name in report["nodes"]["quantized"])
+    assert sum(n.input[1] in dequantized for n in convs) >= 10  # the backbone and FPN convolutions are int8
+    assert not any(n.op_type == "FusedAttention" and n.input[0] in dequantized for n in model.graph.node)
+    assert set(report["static"]["node_sqnr_db"]) == set(report["nodes"]["quantized"])
+    assert min(report["static"]["output_cosine"].values()) >= 0.999
+    assert all(p["cosine"] > 0.99 for p in report["parity"])
+
+
+def test_static_input_errors(run_cli: RunCli, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q.onnx"
+    run_cli("quantize", "zoo:sagan-256", "-o", str(out), "--calibrate", str(tmp_path / "missing")).assert_error("missing")
+    run_cli("quantize", "zoo:sagan-256", "-o", str(out), "--calibrate", str(photos), "--calibrate-method", "best").assert_error("calibrate-method")
+    run_cli("quantize", "zoo:fpn-multiscale", "-o", str(out), "--calibrate", str(photos), "--quantize-attention").assert_error("static")
+    run_cli("quantize", "zoo:sagan-256", "-o", str(out), "--calibrate", str(photos)).assert_error("images need one NCHW input")
+    assert not out.exists()
