@@ -208,13 +208,16 @@ def _lower_and_build(
     rejected: dict[str, str] = {}
     while True:
         lowering = lower_for_tensorrt(typed, plugin=plugin, rejected=rejected)
+        parsed = False
         try:
             with _polygraphy_messages():
                 network = _parse(backend, lowering.artifact.proto)
+            parsed = True
             layers = network_layers(network[1])
             return lowering, layers, _serialize(backend, network, config, options)
         except AttnDeployError as e:
-            suspects = _fallback_nodes(lowering.summary)
+            # A parse error names its node: only one at an Attention node is the lowering's fault.
+            suspects = _fallback_nodes(lowering.summary) if parsed or "(Attention)" in str(e) else []
             if suspects:
                 rejected.update(dict.fromkeys(suspects, f"{backend.name} {backend.version}: {_rejection(str(e))}"))
                 continue
