@@ -6,11 +6,6 @@ whose only consumer is a ``Reshape`` to ``[B, Cout, *rest]`` whose only consumer
 
     Transpose(Reshape(X, [B, Cin, *rest]), perm) @ Wᵀ + b
 
-When the Reshape is not followed by such a Transpose but its tokens reach an attention product
-(a MatMul of two activations, or FusedAttention: the seed's ``view(b, -1, h*w)`` keys and values,
-or one merged Q/K/V projection that a Split/Slice cuts in three), the channel-first result
-``[B, Cout, *rest]`` is that product transposed back, so the projection still becomes a MatMul.
-
 which is how the zoo's blocks turn projections into tokens (SAGAN: conv -> flatten(2) ->
 transpose(1, 2)). The Reshape/Transpose pair then moves onto the *input*, where projections
 that read the same X with the same layout share it: SAGAN's Q, K and V become one
@@ -23,6 +18,11 @@ constant (dynamo export) or ``Concat(Slice(Shape(y), 0, 2), [-1])``, flatten(2) 
 shapes as the TorchScript exporter writes it (detectors); the input then gets ``[0, 0, -1]``.
 A constant target may hold 0 and -1 anywhere (``view(b, -1, h*w)`` exports as ``[1, -1, N]``)
 when the Conv's shapes are static: it is resolved against them, and must mean ``[B, Cout, ...]``.
+
+When the Reshape is not followed by such a Transpose but its tokens reach an attention product
+(a MatMul of two activations, or FusedAttention: the seed's ``view(b, -1, h*w)`` keys and values,
+or one merged Q/K/V projection that a Split/Slice cuts in three), the channel-first result
+``[B, Cout, *rest]`` is that product transposed back, so the projection still becomes a MatMul.
 """
 
 from __future__ import annotations
