@@ -9,21 +9,23 @@ in place (the views are read-only by contract) but return a new one with ``evolv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
-import onnx_ir as ir
 
 from attn_deploy.artifact.manifest import Manifest, Precision
 from attn_deploy.artifact.sites import AttentionSite, attention_sites
+
+if TYPE_CHECKING:  # imported on first use of the onnx-ir view: its import (sympy) takes seconds
+    import onnx_ir as ir
 
 
 class Artifact:
     """A model and its manifest; ``path`` is where it was loaded from or last saved, if anywhere."""
 
     def __init__(self, model: ir.Model | onnx.ModelProto, manifest: Manifest, *, path: Path | None = None) -> None:
-        self._ir = model if isinstance(model, ir.Model) else None
         self._proto = model if isinstance(model, onnx.ModelProto) else None
+        self._ir = None if isinstance(model, onnx.ModelProto) else model
         self.manifest = manifest
         self.path = path
         #: The file this model, or the one a stage made it from, was loaded from (never overwritten by ``save``).
@@ -42,6 +44,8 @@ class Artifact:
     def proto(self) -> onnx.ModelProto:
         """The model as a ModelProto (read-only: copy before changing it)."""
         if self._proto is None:  # then the onnx-ir view is the one set
+            import onnx_ir as ir
+
             self._proto = ir.serde.serialize_model(self.model)
         return self._proto
 
@@ -49,6 +53,8 @@ class Artifact:
     def model(self) -> ir.Model:
         """The model as an onnx-ir Model (read-only: stages build a new one or copy)."""
         if self._ir is None:  # then the ModelProto view is the one set
+            import onnx_ir as ir
+
             self._ir = ir.serde.deserialize_model(self.proto)
         return self._ir
 
@@ -72,7 +78,12 @@ class Artifact:
 
     def evolve(self, model: ir.Model | onnx.ModelProto, *, stage: str, **manifest_changes: Any) -> Artifact:
         """The Artifact ``stage`` made of this one: the new model, its manifest derived from this one's."""
-        proto = model if isinstance(model, onnx.ModelProto) else ir.serde.serialize_model(model)
+        if isinstance(model, onnx.ModelProto):
+            proto = model
+        else:
+            import onnx_ir as ir
+
+            proto = ir.serde.serialize_model(model)
         sites = attention_sites(proto)
         manifest = self.manifest.derive(proto, stage=stage, **manifest_changes)
         artifact = Artifact(proto, manifest)

@@ -9,6 +9,7 @@ JUnit writers in report.py; ``passed`` is the gate.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,11 @@ from attn_deploy.check.detection import (
 )
 from attn_deploy.check.stats import ErrorStats, error_stats
 from attn_deploy.check.tolerances import Tolerance, ToleranceOverrides, tolerances_for
+from attn_deploy.check.vacuity import inputs_differ, output_warnings
 from attn_deploy.errors import InputError
 from attn_deploy.runtime.backends import Skipped
 from attn_deploy.runtime.base import Feeds
-from attn_deploy.runtime.inputs import load_samples
+from attn_deploy.runtime.inputs import load_samples, random_feeds
 from attn_deploy.runtime.workload import (
     Candidate,
     Reference,
@@ -59,6 +61,9 @@ class OutputVerdict:
     tolerance: Tolerance
     passed: bool
     reason: str
+    #: Why a match on this output proves little (constant reference, or one the input does not change);
+    #: it never changes ``passed``.
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,17 @@ def run_check(
     return check_workload(prepare_workload(source, artifacts, options.workload, progress), options, progress)
 
 
-def _run_all(work: Workload, samples: list[Feeds], progress: Progress) -> dict[str, list[Feeds]]:
+def _run_all(work: Workload, samples: list[Feeds], progress: Progress, probe: Feeds | None = None) -> tuple[dict[str, list[Feeds]], Feeds | None]:
+    """Every runner on every sample; the reference (first) also on ``probe``, whose outputs come second."""
     results: dict[str, list[Feeds]] = {}
-    for p in work.planned:
+    probed = None
+    for i, p in enumerate(work.planned):
         progress(f"running {p.label} on {len(samples)} sample(s)")
         with work.make_runner(p) as runner:
             results[p.label] = [runner.infer(s) for s in samples]
-    return results
+            if i == 0 and probe is not None:
+                probed = runner.infer(probe)
+    return results, probed
 
 
 def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progress: Progress = lambda _: None) -> CheckReport:
@@ -158,9 +167,14 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         options.data, specs, seed=options.seed, val_range=options.val_range, preprocess=work.preprocess,
         allow_nonfinite=options.allow_nonfinite, vocab=options.vocab,
     )
-    results = _run_all(work, samples, progress)
+    # One more reference run on another input shows an output that ignores its input (one sample only:
+    # several samples already are different inputs).
+    probe = random_feeds(specs, options.seed + 1, options.val_range, work.preprocess, options.vocab) if len(samples) == 1 else None
+    probe = probe if probe is not None and inputs_differ(samples[0], probe) else None
+    results, probed = _run_all(work, samples, progress, probe)
     reference = planned[0]
     roles = detection_roles(output_names, work.detection)
+    warnings = output_warnings(results[reference.label], samples, (probe, probed) if probe is not None and probed is not None else None)
     comparisons = []
     notes: list[str] = []
     for p in planned[1:]:
@@ -172,7 +186,8 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
             precision = options.precision
         tolerances = tolerances_for(output_names, precision, options.overrides)
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
-            verdicts = _judge_outputs(ref, cand, tolerances, roles.values() if roles else ())
+            verdicts = [dataclasses.replace(v, warning=warnings.get(v.stats.name))
+                        for v in _judge_outputs(ref, cand, tolerances, roles.values() if roles else ())]
             detection = match_detections(ref, cand, options.detection, roles) if roles else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
             comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed))

@@ -35,6 +35,7 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
                         "tolerance": vars(o.tolerance),
                         "passed": o.passed,
                         "reason": o.reason,
+                        "warning": o.warning,
                     }
                     for o in c.outputs
                 ],
@@ -70,6 +71,8 @@ def render_table(report: CheckReport) -> Table:
             verdict = "[green]pass[/green]" if o.passed else f"[red]FAIL[/red] {o.reason}"
             if o.reason.startswith("judged by"):
                 verdict = "[dim]see detections[/dim]"
+            if o.warning:
+                verdict += f" [yellow]warning:[/yellow] {o.warning}"
             table.add_row(_label(c, report.samples), s.name, f"{s.max_abs:.2g}", f"{s.p99_abs:.2g}", f"{s.max_rel:.2g}",
                           f"{s.cosine:.6f}", str(s.nonfinite), verdict)
         if c.detection:
@@ -93,7 +96,7 @@ def to_markdown(report: CheckReport) -> str:
     for c in report.comparisons:
         for o in c.outputs:
             s = o.stats
-            result = "pass" if o.passed else f"**FAIL** {o.reason}"
+            result = ("pass" if o.passed else f"**FAIL** {o.reason}") + (f" ⚠️ {o.warning}" if o.warning else "")
             lines.append(f"| `{_label(c, report.samples)}` | {s.name} | {s.max_abs:.3g} | {s.p99_abs:.3g} | {s.max_rel:.3g} | "
                          f"{s.cosine:.6f} | {s.nonfinite} | {result} |")
         if c.detection:

@@ -25,13 +25,15 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.fileio import atomic_path, sha256_file
 from attn_deploy.artifact.io import engine_report_path, load_artifact, save_artifact
 from attn_deploy.artifact.manifest import library_versions
+from attn_deploy.artifact.stage import StageResult
+from attn_deploy.captured import captured_output
 from attn_deploy.engine.backend import TrtBackend, select_backend
 from attn_deploy.engine.plugins import PluginState, load_plugins
 from attn_deploy.engine.profiles import InputProfile, Shape, resolve_profile
 from attn_deploy.engine.report import engine_layers, layer_summary, network_layers
 from attn_deploy.errors import AttnDeployError, InputError
 from attn_deploy.lower.fp16 import to_fp16
-from attn_deploy.lower.trt import lower_for_tensorrt
+from attn_deploy.lower.trt import NodeLowering, lower_for_tensorrt
 
 REPORT_FORMAT = "attn-deploy-engine-report/1"
 
@@ -177,11 +179,60 @@ def _serialize(backend: TrtBackend, network: tuple[Any, Any, Any], config: Any, 
     with _polygraphy_messages() as errors:
         try:
             cache = str(options.timing_cache) if options.timing_cache and not backend.is_rtx else None
-            engine = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
+            with captured_output(stdout=False) as printed:  # Myelin prints its exceptions on fd 2 too
+                engine = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
         except PolygraphyException as e:
-            details = "; ".join(_clean(m) for m in errors[-3:]) or str(e)
+            details = "; ".join(_clean(m) for m in (errors or printed)[-3:]) or str(e)
             raise AttnDeployError(f"{backend.name} {backend.version} failed to build the engine: {details}") from None
     return bytes(memoryview(engine))
+
+
+def _rejection(message: str) -> str:
+    """The part of a builder error that says what it refused (TensorRT-RTX: after "CHECK(...) failed.")."""
+    found = re.search(r"failed\.\s*([^.(]+)", message)
+    return (found.group(1) if found else message).strip()[:200]
+
+
+def _fallback_nodes(plans: list[NodeLowering]) -> list[str]:
+    """Native-attention nodes to build as the body after the builder failed: those with a bias
+    first (TensorRT-RTX has no dedicated kernel for many biased shapes), else all of them."""
+    native = [p for p in plans if p.choice == "native-attention"]
+    return [p.node for p in native if p.has_bias] or [p.node for p in native]
+
+
+def _lower_and_build(
+    backend: TrtBackend, typed: Artifact, plugin: bool, config: Any, options: BuildOptions
+) -> tuple[StageResult[list[NodeLowering]], list[dict[str, Any]], bytes]:
+    """Lower, parse and build; when that fails, native-attention nodes fall back to the body and
+    the build is retried (see :func:`_fallback_nodes`). ``--save-onnx`` is written on failure too."""
+    rejected: dict[str, str] = {}
+    while True:
+        lowering = lower_for_tensorrt(typed, plugin=plugin, rejected=rejected)
+        parsed = False
+        try:
+            with _polygraphy_messages():
+                network = _parse(backend, lowering.artifact.proto)
+            parsed = True
+            layers = network_layers(network[1])
+            return lowering, layers, _serialize(backend, network, config, options)
+        except AttnDeployError as e:
+            # A parse error names its node: only one at an Attention node is the lowering's fault.
+            suspects = _fallback_nodes(lowering.summary) if parsed or "(Attention)" in str(e) else []
+            if suspects:
+                rejected.update(dict.fromkeys(suspects, f"{backend.name} {backend.version}: {_rejection(str(e))}"))
+                continue
+            if options.save_onnx is None:
+                raise
+            save_artifact(lowering.artifact, options.save_onnx)
+            raise AttnDeployError(f"{e}; the lowered model it parsed is in {options.save_onnx}") from None
+
+
+def _fallback_note(plans: list[NodeLowering]) -> str | None:
+    fell = [p for p in plans if p.fell_back_from]
+    if not fell:
+        return None
+    why = fell[0].reason.split(": ", 1)[-1]
+    return f"{len(fell)} FusedAttention node(s) fell back from native attention to the body ({why}): {', '.join(p.node for p in fell)}"
 
 
 #: The engine report's ``precision`` for each Artifact precision (the report's values predate the manifest's).
@@ -212,15 +263,12 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
     typed, fp16_summary = _fp16_stage(source, options)
     with _polygraphy_messages():
         plugins: PluginState = load_plugins(backend, options.plugins)
-    lowering = lower_for_tensorrt(typed, plugin=plugins.fused_attention)
-    lowered, plans = lowering.artifact.proto, lowering.summary
-    with _polygraphy_messages():
-        network = _parse(backend, lowered)
-    layers = network_layers(network[1])
-    engine = _serialize(backend, network, _config(backend, profile, options, caps), options)
+    config = _config(backend, profile, options, caps)
+    lowering, layers, engine = _lower_and_build(backend, typed, plugins.fused_attention, config, options)
+    plans = lowering.summary
     build_seconds = time.perf_counter() - started
     inspected, inspect_note = engine_layers(backend, engine)
-    notes = []
+    notes = [note] if (note := _fallback_note(plans)) else []
     if options.timing_cache is not None and backend.is_rtx:
         notes.append(f"--timing-cache ignored: timing caches are no-ops in TensorRT-RTX (since 1.2; this is {backend.version})")
 
@@ -243,6 +291,7 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         "fp16_conversion": fp16_summary,
         "plugins": plugins.to_dict(),
         "fused_attention": [p.to_dict() for p in plans],
+        "fallbacks": [{"node": p.node, "from": p.fell_back_from, "to": p.choice, "why": p.reason} for p in plans if p.fell_back_from],
         "network_layers": {"summary": layer_summary(layers), "layers": layers},
         "engine_layers": inspected,
         "engine_layers_note": inspect_note,

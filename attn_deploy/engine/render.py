@@ -22,7 +22,8 @@ def lowering_table(result: BuildResult) -> Table:
     for col in ("node", "choice", "blocks", "dk", "dv", "dtype", "why"):
         table.add_column(col)
     for p in result.lowering:
-        table.add_row(p["node"], p["choice"], str(p["query_blocks"]), str(p["dk"]), str(p["dv"]), p["dtype"], p["reason"])
+        choice = f"{p['choice']} (fallback)" if p.get("fell_back_from") else p["choice"]
+        table.add_row(p["node"], choice, str(p["query_blocks"]), str(p["dk"]), str(p["dv"]), p["dtype"], p["reason"])
     return table
 
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
+from attn_deploy.captured import captured_output
 from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.export.detector import DetectionLayout, detection_layout
@@ -205,6 +207,18 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], o
 
 
 _EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failure_reason(error: BaseException) -> str:
+    """One clean line on why an exporter failed: the innermost cause (torch.onnx wraps torch.export's
+    error in several paragraphs of advice), its type named, colour codes dropped."""
+    inner, seen = error, {id(error)}
+    while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
+        inner = nxt
+        seen.add(id(nxt))
+    line = _ANSI.sub("", first_line(inner))
+    return line if inner is error else f"{type(inner).__name__}: {line}"
 
 
 def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], options: ExportOptions) -> tuple[onnx.ModelProto, str, list[str]]:
@@ -215,13 +229,14 @@ def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
     notes: list[str] = []
     for name in order:
         try:
-            with torch.no_grad(), _routing(loaded, options), warnings.catch_warnings():
+            # torch.export prints FX graphs and guard warnings (hundreds of KB) before it gives up
+            with torch.no_grad(), _routing(loaded, options), warnings.catch_warnings(), captured_output() as printed:
                 warnings.simplefilter("ignore")
                 return _EXPORTERS[name](loaded, inputs, options), name, notes
         except Exception as e:  # noqa: BLE001 - exporters raise anything; try the next one or report
-            first = first_line(e)
-            notes.append(f"{name} exporter failed: {first[:300]}")
+            notes.append(f"{name} exporter failed: {_failure_reason(e)[:300]}")
             log.info("%s exporter failed, %s", name, "trying the next" if name != order[-1] else "giving up")
+            log.debug("%s exporter printed:\n%s", name, "\n".join(printed))
     raise AttnDeployError("export failed: " + "; ".join(notes) + ("; try --exporter torchscript" if options.exporter == "dynamo" else ""))
 
 

@@ -7,8 +7,7 @@ import onnx_ir as ir
 
 from attn_deploy.fuse.graph import Builder, rank, swap_last
 from attn_deploy.fuse.match import Attention, Operand
-from attn_deploy.ops.contract import DOMAIN, OP_TYPE
-from attn_deploy.ops.symbolic import node_attributes
+from attn_deploy.ops.contract import DOMAIN, OP_TYPE, node_attributes
 
 #: Unit axes that turn a rank-r token layout into [B, H, N, d].
 _UNIT_AXES = {2: [0, 1], 3: [1], 4: []}

@@ -22,6 +22,7 @@ precision (``fp16`` after the fp16 stage) decides, so ``--fp16`` is decided once
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -37,7 +38,6 @@ from attn_deploy.artifact.graph import (
 from attn_deploy.artifact.manifest import Precision
 from attn_deploy.artifact.sites import AttentionSite
 from attn_deploy.artifact.stage import StageResult
-from attn_deploy.lower.prune import prune
 from attn_deploy.ops.bodies import CONTRACT_ATTRIBUTES, inline_blocked_nodes, plain_body
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, OPSET_VERSION, block_rows
 
@@ -62,6 +62,8 @@ class NodeLowering:
     has_bias: bool
     #: Static query blocks the body is inlined as (1: the whole score matrix at once).
     query_blocks: int = 1
+    #: The choice the builder rejected for this node, when it fell back to this one.
+    fell_back_from: Choice | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -95,22 +97,28 @@ _PRECISION_DTYPES: dict[str, str] = {"fp16": "float16", "fp32": "float32"}
 
 
 def plan_site(
-    site: AttentionSite, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS, precision: Precision | None = None
+    site: AttentionSite, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS, precision: Precision | None = None, rejected: str | None = None
 ) -> NodeLowering:
-    """How TensorRT builds one site, and why (``precision``: the Artifact's, for a site of unknown dtype)."""
+    """How TensorRT builds one site, and why (``precision``: the Artifact's, for a site of unknown dtype).
+
+    ``rejected``: why the builder refused this node's native attention; the node gets the body.
+    """
     if site.dtype is None and precision is not None and precision in _PRECISION_DTYPES:
         site = dataclasses.replace(site, dtype=_PRECISION_DTYPES[precision])
     blocker = native_attention_blocker(site)
+    fell_back_from: Choice | None = None
     if plugin:
         choice, reason = "plugin", "a FusedAttention plugin creator is registered"
     elif blocker is not None:
         choice, reason = "body", blocker
+    elif rejected is not None:
+        choice, reason, fell_back_from = "body", f"fell back from native attention, which the builder rejected: {rejected}", "native-attention"
     else:
         choice, reason = "native-attention", f"{site.dtype} and dk == dv == {site.dk}"
     blocks = _query_blocks(site, budget) if choice == "body" else 1
     if blocks > 1:
         reason += f"; {blocks} query blocks (score matrix {(site.score_matrix_bytes or 0) / 2**30:.1f} GiB in float32)"
-    return NodeLowering(site.name, choice, reason, site.dk, site.dv, site.dtype or "unknown", site.has_bias, blocks)  # type: ignore[arg-type]
+    return NodeLowering(site.name, choice, reason, site.dk, site.dv, site.dtype or "unknown", site.has_bias, blocks, fell_back_from)  # type: ignore[arg-type]
 
 
 def trt_choice(site: AttentionSite) -> str:
@@ -119,9 +127,19 @@ def trt_choice(site: AttentionSite) -> str:
     return "plugin if loaded, else " + ("native Attention (opset 23)" if native else "body")
 
 
-def plan_lowering(artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS) -> list[NodeLowering]:
-    """Choose, for every FusedAttention node in graph order, how TensorRT builds it."""
-    return [plan_site(site, plugin=plugin, budget=budget, precision=artifact.precision) for site in artifact.sites if site.domain == DOMAIN]
+def plan_lowering(
+    artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS, rejected: Mapping[str, str] | None = None
+) -> list[NodeLowering]:
+    """Choose, for every FusedAttention node in graph order, how TensorRT builds it.
+
+    ``rejected``: node name -> why the builder refused its native attention (those get the body).
+    """
+    rejected = rejected or {}
+    return [
+        plan_site(site, plugin=plugin, budget=budget, precision=artifact.precision, rejected=rejected.get(site.name))
+        for site in artifact.sites
+        if site.domain == DOMAIN
+    ]
 
 
 def _inline_blocked(model: onnx.ModelProto, plans: list[NodeLowering], sites: list[AttentionSite]) -> None:
@@ -159,11 +177,14 @@ def _to_attention_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def lower_for_tensorrt(
-    artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS
+    artifact: Artifact, *, plugin: bool, budget: int = TRT_SCORE_BLOCK_ELEMENTS, rejected: Mapping[str, str] | None = None
 ) -> StageResult[list[NodeLowering]]:
-    """``artifact`` ready for TensorRT's ONNX parser (stage ``lower:tensorrt``); the summary is the per-node plan."""
+    """``artifact`` ready for TensorRT's ONNX parser (stage ``lower:tensorrt``); the summary is the per-node plan.
+
+    ``rejected``: as for :func:`plan_lowering` (the engine build's per-node fallback).
+    """
     model = onnx.ModelProto.FromString(artifact.proto.SerializeToString())
-    plans = plan_lowering(artifact, plugin=plugin, budget=budget)
+    plans = plan_lowering(artifact, plugin=plugin, budget=budget, rejected=rejected)
     _inline_blocked(model, plans, artifact.sites)
     if any(p.choice == "native-attention" for p in plans):
         model = _to_attention_opset(model)
@@ -185,4 +206,6 @@ def lower_for_tensorrt(
         )
         if not any(i.domain == DOMAIN for i in model.opset_import):
             model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+    from attn_deploy.lower.prune import prune  # onnx-ir: not loaded by ``inspect``, which reads trt_choice
+
     return StageResult(artifact.evolve(prune(model), stage="lower:tensorrt"), plans)

@@ -15,6 +15,11 @@ OPSET_VERSION = 1
 PLUGIN_NAMESPACE = "attn_deploy"
 PLUGIN_VERSION = "1"
 
+
+def node_attributes(scale: float) -> dict[str, float | str]:
+    """A FusedAttention node's attributes: ``scale``, and what TensorRT's parser matches plugins by."""
+    return {"scale": float(scale), "plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
+
 #: Largest score block (elements of float32) the ONNX body materialises at once (the eager kernel
 #: uses ``EAGER_TILE_ELEMENTS`` below).
 #: 8 Mi elements = 32 MiB: big enough that matrix products stay efficient, small enough that a

@@ -15,17 +15,12 @@ from attn_deploy.ops.contract import (
     DOMAIN,
     OP_TYPE,
     OPSET_VERSION,
-    PLUGIN_NAMESPACE,
-    PLUGIN_VERSION,
+    node_attributes,
 )
 from attn_deploy.ops.schema import fused_attention_schema
 
 _TORCH_OP_NAME = "attn_deploy::fused_attention"
 _registered_torchscript_opsets: set[int] = set()
-
-
-def node_attributes(scale: float) -> dict[str, Any]:
-    return {"scale": float(scale), "plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
 
 
 def dynamo_translation_table() -> dict[Any, Any]:

@@ -16,6 +16,13 @@ The reshape keeps B and C (its first two output dims equal the input's), so it o
 each channel's contiguous H·W block: exact in float32 up to summation order. Its target is a
 constant (dynamo export) or ``Concat(Slice(Shape(y), 0, 2), [-1])``, flatten(2) with dynamic
 shapes as the TorchScript exporter writes it (detectors); the input then gets ``[0, 0, -1]``.
+A constant target may hold 0 and -1 anywhere (``view(b, -1, h*w)`` exports as ``[1, -1, N]``)
+when the Conv's shapes are static: it is resolved against them, and must mean ``[B, Cout, ...]``.
+
+When the Reshape is not followed by such a Transpose but its tokens reach an attention product
+(a MatMul of two activations, or FusedAttention: the seed's ``view(b, -1, h*w)`` keys and values,
+or one merged Q/K/V projection that a Split/Slice cuts in three), the channel-first result
+``[B, Cout, *rest]`` is that product transposed back, so the projection still becomes a MatMul.
 """
 
 from __future__ import annotations
@@ -35,13 +42,19 @@ class TokenProjection:
 
     conv: ir.Node
     reshape: ir.Node
-    transpose: ir.Node
+    #: None: the Reshape's channel-first output [B, Cout, *rest] is what the graph reads.
+    transpose: ir.Node | None
     weight: np.ndarray  # [Cout, Cin]
     bias: np.ndarray  # [Cout]
     input_shape: tuple[int, ...]  # Reshape target for X (channel dim = Cin)
-    perm: tuple[int, ...]
+    perm: tuple[int, ...]  # Transpose of the reshaped X that puts channels last
     #: Shape/Slice/Concat nodes computing a dynamic flatten(2) target, removed with the chain.
     shape_nodes: tuple[ir.Node, ...] = ()
+
+    @property
+    def output(self) -> ir.Value:
+        """The value the rewrite replaces: the Transpose's output, or the Reshape's."""
+        return (self.transpose or self.reshape).outputs[0]
 
 
 def _ints(node: ir.Node, name: str, default: Sequence[int] | None = None) -> list[int] | None:
@@ -94,23 +107,47 @@ def _is_pointwise_conv(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
     return weight.reshape(cout, -1), bias
 
 
-def _keeps_batch_and_channels(shape: np.ndarray, allowzero: int, x: ir.Value, cout: int) -> bool:
-    """True when Reshape(conv output, ``shape``) has output dims 0, 1 equal to B, Cout."""
-    if shape.ndim != 1 or len(shape) < 3:
-        return False
-    if allowzero and 0 in shape:
-        return False
-    if shape[1] not in (cout, 0):
-        return False
-    if shape[0] == 0:
-        return True
-    dims = x.shape
-    if dims is None or len(dims) != 4 or not all(isinstance(d, int) for d in dims):
-        return False  # cannot prove that the reshape keeps the batch axis
-    batch, _, h, w = dims
-    if shape[0] == -1:
-        return bool(np.all(shape[2:] > 0)) and int(np.prod(shape[2:])) == h * w
-    return int(shape[0]) == batch
+def _static_dims(value: ir.Value) -> list[int] | None:
+    dims = value.shape
+    if dims is None:
+        return None
+    ints = [d for d in dims if isinstance(d, int)]
+    return ints if len(ints) == len(dims) else None
+
+
+def _resolve_target(shape: np.ndarray, allowzero: int, dims: list[int]) -> list[int] | None:
+    """ONNX Reshape's output shape for an input of ``dims`` and target ``shape`` (None if invalid)."""
+    out = [dims[i] if s == 0 and not allowzero and i < len(dims) else int(s) for i, s in enumerate(shape.tolist())]
+    total, known = int(np.prod(dims)), [d for d in out if d != -1]
+    if out.count(-1) > 1 or any(d < 0 for d in known):
+        return None
+    if -1 in out:
+        rest = int(np.prod(known))
+        if rest == 0 or total % rest:
+            return None
+        out[out.index(-1)] = total // rest
+    return out if int(np.prod(out)) == total else None
+
+
+def _token_target(shape: np.ndarray, allowzero: int, x: ir.Value, y: ir.Value, cout: int, cin: int) -> list[int] | None:
+    """The Reshape target to give X (channel entry Cin) when Reshape(conv output, ``shape``) keeps
+    dims 0, 1 equal to B, Cout; None when that cannot be proved."""
+    if shape.ndim != 1 or len(shape) < 3 or (allowzero and 0 in shape):
+        return None
+    dims = _static_dims(y) or _static_dims(x)
+    if dims is not None and len(dims) == 4:  # resolve 0 and -1 against the known shapes
+        batch, _, h, w = dims
+        resolved = _resolve_target(shape, allowzero, [batch, cout, h, w])
+        if resolved is None or resolved[:2] != [batch, cout]:
+            return None
+        target = [int(s) for s in shape]
+        target[1] = cin  # X has Cin/Cout times the elements: the same target regroups it alike
+        return target
+    if shape[1] not in (cout, 0) or shape[0] != 0:
+        return None  # dynamic shapes: only [0, Cout or 0, ...] proves that B and C are kept
+    target = [int(s) for s in shape]
+    target[1] = cin
+    return target
 
 
 def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
@@ -147,6 +184,31 @@ def _dynamic_flatten2(reshape: ir.Node, y: ir.Value) -> tuple[ir.Node, ...] | No
     return (concat, sliced, shape)
 
 
+#: Ops that move or cut tokens without mixing them, on the way from a projection to attention.
+_ATTENTION_PATH = frozenset({"Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Mul", "Div", "Cast", "Identity"})
+
+
+def _feeds_attention(value: ir.Value, max_depth: int = 4) -> bool:
+    """True when ``value`` reaches FusedAttention or a MatMul of two activations (QKᵀ, PV)
+    through ops that only move, cut or scale tokens."""
+    frontier, seen = [value], set[int]()
+    for _ in range(max_depth):
+        following: list[ir.Value] = []
+        for v in frontier:
+            for user in v.consumers():
+                if user.domain == DOMAIN and user.op_type == OP_TYPE:
+                    return True
+                if user.domain != "" or id(user) in seen:
+                    continue
+                seen.add(id(user))
+                if user.op_type == "MatMul" and all(i is not None and _const(i) is None for i in user.inputs):
+                    return True
+                if user.op_type in _ATTENTION_PATH:
+                    following.extend(user.outputs)
+        frontier = following
+    return False
+
+
 def match_token_projection(conv: ir.Node) -> TokenProjection | None:
     """The chain starting at ``conv`` if it has the form in the module docstring, else None."""
     if conv.op_type != "Conv" or conv.domain != "":
@@ -164,20 +226,20 @@ def match_token_projection(conv: ir.Node) -> TokenProjection | None:
     shape_nodes: tuple[ir.Node, ...] = ()
     shape = _const(reshape.inputs[1])
     if shape is not None and len(users) == 1:
-        if not _keeps_batch_and_channels(shape, _int(reshape, "allowzero", 0), x, weight.shape[0]):
+        target = _token_target(shape, _int(reshape, "allowzero", 0), x, y, *weight.shape)
+        if target is None:
             return None
-        input_shape = [int(s) for s in shape]
-        input_shape[1] = weight.shape[1]
+        input_shape = target
     elif shape is None and len(users) == 2 and (found := _dynamic_flatten2(reshape, y)) is not None and found[2] in users:
         shape_nodes, input_shape = found, [0, 0, -1]
     else:
         return None
     transpose = _sole_consumer(reshape.outputs[0], "Transpose")
-    if transpose is None:
-        return None
-    perm = _ints(transpose, "perm")
+    perm = _ints(transpose, "perm") if transpose is not None else None
     if perm is None or len(perm) != len(input_shape) or perm[-1] != 1:
-        return None
+        if reshape.outputs[0].is_graph_output() or not _feeds_attention(reshape.outputs[0]):
+            return None
+        transpose, perm = None, [0, *range(2, len(input_shape)), 1]
     return TokenProjection(conv, reshape, transpose, weight, bias, tuple(input_shape), tuple(perm), shape_nodes)
 
 
@@ -214,23 +276,27 @@ def _rewrite_group(
     product = tape.op("MatMul", [tokens, w], name=f"{base}_matmul", output=ir.Value(name=f"{base}_product"))
     projected = tape.op("Add", [product, b], name=f"{base}_add", output=ir.Value(name=f"{base}_projected"))
     if len(group) == 1:
-        outputs: Sequence[ir.Value] = [projected]
+        outputs: list[ir.Value] = [projected]
     else:
         sizes = tape.initializer(ir.tensor(np.array([p.weight.shape[0] for p in group], np.int64), name=f"{base}_sizes"))
-        outputs = tape.op_multi_out(
+        outputs = list(tape.op_multi_out(
             "Split", [projected, sizes], {"axis": -1}, name=f"{base}_split",
             outputs=[ir.Value(name=f"{base}_part{i}") for i in range(len(group))],
-        )
+        ))
+    for i, p in enumerate(group):
+        if p.transpose is None:  # channels back in front: [B, *rest, Cout] -> [B, Cout, *rest]
+            back = [0, len(p.perm) - 1, *range(1, len(p.perm) - 1)]
+            outputs[i] = tape.op("Transpose", [outputs[i]], {"perm": back}, name=f"{base}_channels_first{i}", output=ir.Value(name=f"{base}_channels_first{i}"))
     # Tape(graph) appended its nodes at the end; move them before the first Conv to stay sorted.
     graph.remove(tape.nodes)
     graph.insert_before(first.conv, tape.nodes)
     for p, new in zip(group, outputs):
-        old = p.transpose.outputs[0]
+        old = p.output
         new.shape, new.type = old.shape, old.type
         if old.is_graph_output():
             new.name = old.name
         old.replace_all_uses_with(new, replace_graph_outputs=True)
-        graph.remove([p.transpose, p.reshape, *p.shape_nodes, p.conv], safe=True)
+        graph.remove([n for n in (p.transpose, p.reshape, *p.shape_nodes, p.conv) if n is not None], safe=True)
     return f"{base}_matmul", [p.conv.name or "?" for p in group]
 
 
@@ -266,7 +332,7 @@ def convs_to_matmul(model: ir.Model, *, separate_query_key: bool = False) -> Rew
     for node in list(model.graph):
         match = match_token_projection(node)
         if match is not None:
-            is_qk = separate_query_key and attention_role(match.transpose.outputs[0]) == "query_key"
+            is_qk = separate_query_key and attention_role(match.output) == "query_key"
             key = (id(node.inputs[0]), match.input_shape, match.perm, is_qk)
             groups.setdefault(key, []).append(match)
     tokens_cache: dict[tuple[int, tuple[int, ...], tuple[int, ...]], ir.Value] = {}

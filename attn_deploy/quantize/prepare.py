@@ -27,7 +27,7 @@ class Preparation:
 
 
 def drop_unused_initializers(graph: ir.Graph) -> None:
-    """Drop initializers nothing reads (the weights the passes replaced).
+    """Drop initializers and Constant nodes nothing reads (the weights and targets the passes replaced).
 
     Not onnx-ir's ``RemoveUnusedNodesPass``: it also edits function bodies and drops the empty
     optional input of FusedAttention's ``Loop``, which ONNX Runtime then rejects.
@@ -35,6 +35,9 @@ def drop_unused_initializers(graph: ir.Graph) -> None:
     for name, value in list(graph.initializers.items()):
         if not value.uses() and not value.is_graph_output() and not value.is_graph_input():
             del graph.initializers[name]
+    for node in list(graph):  # the TorchScript exporter's Reshape targets are Constant nodes
+        if node.op_type == "Constant" and node.domain == "" and not node.outputs[0].uses() and not node.outputs[0].is_graph_output():
+            graph.remove(node)
 
 
 def prepare(model: onnx.ModelProto, *, separate_query_key: bool = False) -> tuple[onnx.ModelProto, Preparation]:

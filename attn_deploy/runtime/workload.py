@@ -10,6 +10,7 @@ lowers in memory too. Nothing is written to disk.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,18 +127,22 @@ def _onnx_target(model: Artifact | onnx.ModelProto | str) -> Target:
 
 
 def resolve_source(source: Reference, options: WorkloadOptions, progress: Progress) -> Target:
-    """SOURCE as a target; a PyTorch MODEL spec is loaded on first use, once."""
-    from torch import nn
+    """SOURCE as a target; a PyTorch MODEL spec is loaded on first use, once.
 
-    from attn_deploy.export.loading import LoadedModel, load_model
-
-    if isinstance(source, LoadedModel):
-        return _torch_target(source.source, lambda: source)
-    if isinstance(source, nn.Module):
+    torch is not imported for ONNX and engine sources: a LoadedModel or an nn.Module exists only
+    once its module (and torch) has been imported, so ``sys.modules`` says whether to look.
+    """
+    loading, torch_nn = sys.modules.get("attn_deploy.export.loading"), sys.modules.get("torch.nn")
+    if loading is not None and isinstance(source, loading.LoadedModel):
+        loaded_source = source
+        return _torch_target(source.source, lambda: loaded_source)
+    if torch_nn is not None and isinstance(source, torch_nn.Module):
         loaded = _module_model(source, options.input_shapes)
         return _torch_target(loaded.source, lambda: loaded)
     if isinstance(source, (Artifact, onnx.ModelProto)):
         return _onnx_target(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"SOURCE is a {type(source).__name__}: pass a path, a MODEL spec, an Artifact or an nn.Module")
     spec = os.fspath(source)
     if is_onnx_path(spec):
         return _onnx_target(spec)
@@ -145,6 +150,8 @@ def resolve_source(source: Reference, options: WorkloadOptions, progress: Progre
         return Target("engine", spec, engine=Path(spec))
 
     def load() -> LoadedModel:
+        from attn_deploy.export.loading import load_model
+
         progress(f"loading {spec}")
         return load_model(spec, arch=options.arch, unsafe_load=options.unsafe_load)
 
