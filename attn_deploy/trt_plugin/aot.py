@@ -232,7 +232,7 @@ def kernel_signature(v: Variant) -> tuple[dict[str, str], dict[str, Any], dict[t
     """``triton.compile``'s signature, constexprs and attributes for a variant.
 
     The launch ABI (what ``fused_attention_launcher.cpp`` passes): Q, K, V, Bias, Out pointers,
-    18 int64 strides, int32 heads, nq, nk, dk, dv, float32 qk_scale, then Triton's two scratch pointers.
+    16 int64 strides, int32 heads, nq, nk, dk, dv, float32 qk_scale, then Triton's two scratch pointers.
     """
     from attn_deploy.ops.triton_kernel import jit_kernel
 

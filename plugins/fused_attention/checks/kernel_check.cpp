@@ -2,7 +2,8 @@
 // machine; `run` executes the embedded cubins on the current GPU against a float64 CPU reference.
 //
 //   kernel_check strides B H Nq Nk [d0 [d1 [d2 [d3]]]]  -> "sb sh si sj" or "reject" (no dims: scalar bias)
-//   kernel_check select ARCH fp16|bf16|fp32 BIAS(0|1) DK DV ALIGNED(0|1) -> the chosen variant's key, or "none"
+//   kernel_check select < queries    one "ARCH fp16|bf16|fp32 BIAS(0|1) DK DV ALIGNED(0|1)" a line -> the chosen
+//                                    variant's key (or "none") a line
 //   kernel_check table                                    -> the embedded images' table (JSON)
 //   kernel_check run [DEVICE]                             -> GPU: one line per case with its max relative error;
 //                                                            exit 1 if any case is out of tolerance
@@ -73,17 +74,26 @@ bool parseDType(char const* name, AttentionDType& dtype)
     return true;
 }
 
-int select(int argc, char** argv)
+//! One query "ARCH DTYPE BIAS DK DV ALIGNED" per line on stdin; one key (or "none") per line on stdout.
+int select()
 {
-    AttentionDType dtype{};
-    if (argc != 8 || !parseDType(argv[3], dtype))
+    int arch = 0;
+    char dtypeName[8] = {};
+    int bias = 0;
+    int dk = 0;
+    int dv = 0;
+    int aligned = 0;
+    while (std::scanf("%d %7s %d %d %d %d", &arch, dtypeName, &bias, &dk, &dv, &aligned) == 6)
     {
-        std::fprintf(stderr, "usage: select ARCH fp16|bf16|fp32 BIAS DK DV ALIGNED\n");
-        return 2;
+        AttentionDType dtype{};
+        if (!parseDType(dtypeName, dtype))
+        {
+            std::fprintf(stderr, "select: dtype %s is not fp16, bf16 or fp32\n", dtypeName);
+            return 2;
+        }
+        int32_t const i = attn_deploy::selectCubin(arch, dtype, bias != 0, dk, dv, aligned != 0);
+        std::printf("%s\n", i < 0 ? "none" : attn_deploy::kCubinImages[i].key);
     }
-    int32_t const i = attn_deploy::selectCubin(std::atoi(argv[2]), dtype, std::atoi(argv[4]) != 0, std::atoi(argv[5]),
-        std::atoi(argv[6]), std::atoi(argv[7]) != 0);
-    std::printf("%s\n", i < 0 ? "none" : attn_deploy::kCubinImages[i].key);
     return 0;
 }
 
@@ -478,9 +488,9 @@ int main(int argc, char** argv)
     {
         return strides(argc, argv);
     }
-    if (argc >= 2 && std::strcmp(argv[1], "select") == 0)
+    if (argc == 2 && std::strcmp(argv[1], "select") == 0)
     {
-        return select(argc, argv);
+        return select();
     }
     if (argc == 2 && std::strcmp(argv[1], "table") == 0)
     {

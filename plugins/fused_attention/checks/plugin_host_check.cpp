@@ -1,6 +1,6 @@
 // Loads the plugin library the way IPluginRegistry::loadLibrary does (dlopen + getCreators) and
 // drives the creator and plugin through TensorRT's interfaces, without libnvinfer or a GPU.
-// Compiled and run by tests/plugin/test_host_checks.py wherever TensorRT headers exist.
+// Compiled and run by tests/trt_plugin/test_compile.py wherever TensorRT headers exist.
 #include <NvInferRuntime.h>
 
 #include <dlfcn.h>
@@ -151,8 +151,14 @@ int main(int argc, char** argv)
     scalarBias[3].min = scalarBias[3].opt = scalarBias[3].max = scalarBias[3].desc.dims;
     check(build->configurePlugin(scalarBias, 4, &out, 1) == 0, "configure with a scalar bias (finalize's zero bias)");
     DynamicPluginTensorDesc bad[4] = {ok[0], ok[1], ok[2], ok[3]};
-    bad[2] = desc(dims4(1, 1, 300, 512));
-    check(build->configurePlugin(bad, 3, &out, 1) != 0, "dv=512 refused at configure");
+    DynamicPluginTensorDesc sagan2048[3] = {ok[0], ok[1], desc(dims4(1, 1, 300, 2048))};
+    sagan2048[0] = sagan2048[1] = desc(dims4(1, 1, 300, 256));
+    DynamicPluginTensorDesc out2048 = desc(dims4(1, 1, 300, 2048));
+    check(build->configurePlugin(sagan2048, 3, &out2048, 1) == 0, "configure SAGAN C=2048: dk=256 dv=2048");
+    DynamicPluginTensorDesc wide[3] = {desc(dims4(2, 4, 50, 600)), desc(dims4(2, 4, 70, 600)), desc(dims4(2, 4, 70, 40))};
+    check(build->configurePlugin(wide, 3, &out, 1) == 0, "configure dk=600 (chunked) dv=40");
+    bad[2] = desc(dims4(1, 1, 300, 0));
+    check(build->configurePlugin(bad, 3, &out, 1) != 0, "dv=0 refused at configure");
     bad[2] = ok[2];
     bad[1] = desc(dims4(1, 1, 300, 16));
     check(build->configurePlugin(bad, 3, &out, 1) != 0, "dk mismatch refused");
@@ -160,8 +166,8 @@ int main(int argc, char** argv)
     bad[3] = desc(dims4(1, 1, 7, 300));
     check(build->configurePlugin(bad, 4, &out, 1) != 0, "non-broadcastable bias refused");
     bad[3] = ok[3];
-    bad[2].max.d[3] = 300;  // the profile lets dv grow past 256
-    check(build->configurePlugin(bad, 3, &out, 1) != 0, "profile max dv=300 refused");
+    bad[2].max.d[3] = 4096;  // a profile whose dv grows to 4096: dv is split across programs, no limit
+    check(build->configurePlugin(bad, 3, &out, 1) == 0, "profile max dv=4096 accepted");
 
     // getOutputShapes only rewires the expressions: [B,H,Nq] of Q and dv of V.
     IDimensionExpr const* tokens[12];
