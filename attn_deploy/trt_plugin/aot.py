@@ -27,10 +27,13 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attn_deploy.artifact.fileio import write_bytes_atomic
 from attn_deploy.errors import AttnDeployError, InputError
+
+if TYPE_CHECKING:
+    from attn_deploy.ops.triton_kernel import TileConfig
 
 #: Architectures built by default (Ampere, Ampere GA10x, Ada, Hopper, Blackwell, Blackwell GeForce).
 DEFAULT_ARCHS = (80, 86, 89, 90, 100, 120)
@@ -73,7 +76,7 @@ class Variant:
         return (f"sm{self.arch}_{self.dtype}_{'bias' if self.has_bias else 'nobias'}_{dk}_dv{self.block_dv}"
                 f"_{'a16' if self.aligned else 'a1'}")
 
-    def tile(self) -> Any:
+    def tile(self) -> TileConfig:
         """The ``TileConfig`` of this variant (block sizes, warps, stages) from ``tile_config``."""
         from attn_deploy.ops.triton_kernel import tile_config
 
@@ -250,7 +253,8 @@ def kernel_signature(v: Variant) -> tuple[dict[str, str], dict[str, Any], dict[t
             signature[name] = "fp32"
         else:
             signature[name] = "i32"
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED_ARGS} if v.aligned else {}
+    attrs: dict[tuple[int, ...], list[list[Any]]] = (
+        {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED_ARGS} if v.aligned else {})
     return signature, constexprs, attrs
 
 

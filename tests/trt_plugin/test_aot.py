@@ -140,3 +140,11 @@ def test_kernel_check_without_a_driver(kernel_build: PluginBuildResult) -> None:
         pytest.skip("a GPU driver is present: benchmarks/gpu_check.py runs `kernel_check run`")
     proc = subprocess.run([str(kernel_build.kernel_check), "run"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "libcuda.so.1" in proc.stderr
+
+
+def test_embedded_cubins_on_the_gpu(kernel_build: PluginBuildResult) -> None:
+    """Where a GPU is present: the session's cubins run every case they cover within tolerance of float64."""
+    if not Path("/dev/nvidiactl").exists():
+        pytest.skip("needs an NVIDIA GPU and driver (benchmarks/gpu_check.py runs a full build's check)")
+    proc = subprocess.run([str(kernel_build.kernel_check), "run"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and " 0 failure(s)" in proc.stdout, proc.stdout + proc.stderr

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 using namespace nvinfer1;
 
@@ -78,6 +79,16 @@ int main(int argc, char** argv)
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(handle, "getCreators"));
     check(getCreators != nullptr, "exports getCreators");
     check(dlsym(handle, "setLoggerFinder") != nullptr, "exports setLoggerFinder");
+    // The embedded cubins' table says which dtypes the plugin must accept (the ones it has cubins for).
+    using Table = char const* (*)();
+    auto table = reinterpret_cast<Table>(dlsym(handle, "attn_deploy_fused_attention_cubin_table"));
+    check(table != nullptr, "exports attn_deploy_fused_attention_cubin_table");
+    std::string const rows = table != nullptr ? table() : "";
+    auto embedded = [&rows](char const* dtype) { return rows.find(std::string("\"dtype\": \"") + dtype + "\"") != std::string::npos; };
+    bool const hasF32 = embedded("fp32");
+    bool const hasF16 = embedded("fp16");
+    bool const hasBF16 = embedded("bf16");
+    check(hasF32 || hasF16 || hasBF16, "cubins embedded");
     if (getCreators == nullptr)
     {
         return 1;
@@ -123,14 +134,17 @@ int main(int argc, char** argv)
 
     DataType in3[3] = {DataType::kHALF, DataType::kHALF, DataType::kHALF};
     DataType outType = DataType::kFLOAT;
-    check(build->getOutputDataTypes(&outType, 1, in3, 3) == 0 && outType == DataType::kHALF, "fp16 in, fp16 out");
+    check((build->getOutputDataTypes(&outType, 1, in3, 3) == 0 && outType == DataType::kHALF) == hasF16,
+        "fp16 in, fp16 out (where fp16 cubins are embedded)");
 
     // SAGAN: Q [1,1,N,32], K [1,1,N,32], V [1,1,N,256] -> O [1,1,N,256]
     DynamicPluginTensorDesc io[5] = {desc(dims4(1, 1, 300, 32)), desc(dims4(1, 1, 300, 32)), desc(dims4(1, 1, 300, 256)),
         desc(dims4(1, 1, 300, 256)), desc(dims4(1, 1, 300, 256))};
-    check(build->supportsFormatCombination(0, io, 3, 1), "fp32 linear Q");
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasF32, "fp32 linear Q accepted iff fp32 cubins are embedded");
+    io[0].desc.type = DataType::kBF16;
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasBF16, "bf16 linear Q accepted iff bf16 cubins are embedded");
     io[0].desc.type = DataType::kHALF;
-    check(build->supportsFormatCombination(0, io, 3, 1), "fp16 linear Q");
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasF16, "fp16 linear Q accepted iff fp16 cubins are embedded");
     check(!build->supportsFormatCombination(1, io, 3, 1), "K's type must follow Q's");
     io[1].desc.type = DataType::kHALF;
     check(build->supportsFormatCombination(1, io, 3, 1), "fp16 K after fp16 Q");
