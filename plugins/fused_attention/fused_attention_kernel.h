@@ -82,8 +82,10 @@ char const* fusedAttentionUnsupportedReason(int32_t dk, int32_t dv) noexcept;
 bool fusedAttentionHasDType(AttentionDType dtype) noexcept;
 
 //! Index in kCubinImages of the image that runs these shapes on an SM `arch` device, or -1.
-//! `aligned`: pointers 16-byte aligned and dk, dv multiples of 16.
-int32_t selectCubin(int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv, bool aligned) noexcept;
+//! `aligned`: pointers 16-byte aligned and dk, dv multiples of 16. `maxSharedBytes`: the device's
+//! opt-in shared memory per block (images needing more are passed over; <= 0: no limit).
+int32_t selectCubin(int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv, bool aligned,
+    int32_t maxSharedBytes = 0) noexcept;
 
 //! Launch on `stream` (the current context's device). Returns an empty string or why it failed; never synchronises.
 std::string fusedAttentionForward(AttentionParams const& params, CUstream stream) noexcept;

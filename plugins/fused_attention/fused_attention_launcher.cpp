@@ -101,7 +101,8 @@ int64_t cost(CubinImage const& c, int32_t dk, int32_t dv, bool aligned)
 
 } // namespace
 
-int32_t selectCubin(int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv, bool aligned) noexcept
+int32_t selectCubin(
+    int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv, bool aligned, int32_t maxSharedBytes) noexcept
 {
     int32_t bestArch = -1;
     for (int32_t i = 0; i < kNbCubinImages; ++i)
@@ -117,7 +118,8 @@ int32_t selectCubin(int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk
     for (int32_t i = 0; i < kNbCubinImages; ++i)
     {
         CubinImage const& c = kCubinImages[i];
-        if (c.arch != bestArch || c.dtype != static_cast<int32_t>(dtype) || (c.hasBias != 0) != hasBias)
+        if (c.arch != bestArch || c.dtype != static_cast<int32_t>(dtype) || (c.hasBias != 0) != hasBias
+            || (maxSharedBytes > 0 && c.sharedBytes > maxSharedBytes))
         {
             continue;
         }
@@ -256,9 +258,11 @@ std::string fusedAttentionForward(AttentionParams const& p, CUstream stream) noe
         cu->deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
         cu->deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
         int32_t const arch = major * 10 + minor;
+        int maxShared = 0;  // e.g. 99 KB on sm_86/89/120, where some float32 dk=256 variants do not fit
+        cu->deviceGetAttribute(&maxShared, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
         auto aligned16 = [](void const* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
         bool const aligned = aligned16(p.q) && aligned16(p.k) && aligned16(p.v) && aligned16(p.out) && p.dk % 16 == 0 && p.dv % 16 == 0;
-        int32_t const index = selectCubin(arch, p.dtype, p.bias != nullptr, p.dk, p.dv, aligned);
+        int32_t const index = selectCubin(arch, p.dtype, p.bias != nullptr, p.dk, p.dv, aligned, maxShared);
         if (index < 0)
         {
             return std::string("FusedAttention: no embedded cubin for sm_") + std::to_string(arch) + " and " + dtypeName(p.dtype)

@@ -63,8 +63,9 @@ def test_kernel_library_table_read_with_ctypes(kernel_build: PluginBuildResult) 
     assert {row["arch"] for row in table} == {80, 90}
 
 
-def _select(exe: Path, queries: list[tuple[int, str, int, int, int, int]]) -> list[str]:
-    text = "".join(" ".join(map(str, q)) + "\n" for q in queries)
+def _select(exe: Path, queries: list[tuple[int, str, int, int, int, int]], max_shared: dict[int, int] | None = None) -> list[str]:
+    """The launcher's choice for each (arch, dtype, bias, dk, dv, aligned), given the device's shared memory per block."""
+    text = "".join(" ".join(map(str, (*q, (max_shared or {}).get(q[0], 0)))) + "\n" for q in queries)
     proc = subprocess.run([str(exe), "select"], input=text, capture_output=True, text=True, check=True)
     return proc.stdout.split()
 
@@ -80,6 +81,11 @@ def test_cubin_choice_on_the_small_table(kernel_build: PluginBuildResult) -> Non
         (100, "fp16", 0, 64, 64, 1), (90, "fp32", 0, 64, 64, 1),  # sm_90a runs on sm_90 only; no fp32
     ])
     assert got == [a90, a90, a80, a80, "none", fallback, fallback, "none", "none", "none"]
+    assert _select(kernel_build.kernel_check, [(90, "fp16", 0, 64, 64, 1)], {90: 1024}) == ["none"]  # too little shared memory
+
+
+#: cudaDevAttrMaxSharedMemoryPerBlockOptin of each default architecture.
+OPTIN_SHARED = {80: 166_912, 86: 101_376, 89: 101_376, 90: 232_448, 100: 232_448, 120: 101_376}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,10 @@ def full_table_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fake = tmp / "fake.cubin"
     fake.write_bytes(b"\x7fELF stand-in")
     variants = aot.variants_for(aot.DEFAULT_ARCHS, ("fp16", "bf16", "fp32"))
-    compiled = [aot.CompiledVariant(v, fake, fake, "fused_attention_fwd", 64, 64, 4, 2, 1024) for v in variants]
+    # float32 dk=256 needs about 120 KB of shared memory: more than sm_86/89/120 have (99 KB per block).
+    compiled = [aot.CompiledVariant(v, fake, fake, "fused_attention_fwd", 64, 64, 4, 2,
+                                    120_000 if (v.dtype, v.block_dk, v.one_dk_block) == ("fp32", 256, True) else 16_384)
+                for v in variants]
     source = aot.write_embedding(compiled, tmp)
     exe = tmp / "kernel_check"
     subprocess.run(["g++", "-std=c++17", "-O1", "-I", str(DEFAULT_PLUGIN_DIR), "-isystem", str(include),
@@ -102,19 +111,21 @@ def full_table_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_default_variants_cover_every_head_size(full_table_check: Path) -> None:
-    """Every architecture x dtype x bias x (dk, dv), aligned or not, gets a cubin, and the tightest one."""
+    """Every architecture x dtype x bias x (dk, dv), aligned or not, gets a cubin, and the tightest one that fits
+    the device's shared memory."""
     sizes = [1, 16, 40, 64, 65, 128, 130, 256, 257, 2048]
     queries = [(arch, dtype, bias, dk, dv, int(dk % 16 == 0 and dv % 16 == 0))
                for arch in aot.DEFAULT_ARCHS
                for dtype in ("fp16", "bf16", "fp32") for bias in (0, 1) for dk in sizes for dv in sizes]
-    for (arch, dtype, bias, dk, dv, aligned), key in zip(queries, _select(full_table_check, queries), strict=True):
+    for (arch, dtype, bias, dk, dv, aligned), key in zip(queries, _select(full_table_check, queries, OPTIN_SHARED), strict=True):
         assert key.startswith(f"sm{arch}_{dtype}_{'bias' if bias else 'nobias'}_"), (arch, dtype, dk, dv, key)
         block = re.search(r"_dk(c?)(\d+)_dv(\d+)_a(\d+)$", key)
         assert block is not None
         chunked, block_dk, block_dv = block.group(1) == "c", int(block.group(2)), int(block.group(3))
         assert (block.group(4) == "16") == bool(aligned)
         if aligned:
-            tight_dk = next((b for b in aot.DK_BLOCKS if b >= dk), None)
+            fits = [b for b in aot.DK_BLOCKS if not (dtype == "fp32" and b == 256 and OPTIN_SHARED[arch] < 120_000)]
+            tight_dk = next((b for b in fits if b >= dk), None)
             assert (chunked, block_dk) == ((True, aot.CHUNK_DK) if tight_dk is None else (False, tight_dk)), (dk, key)
             dv_blocks = (64, 128) if dtype != "fp32" else (64,)
             assert block_dv == next((b for b in dv_blocks if b >= dv), max(dv_blocks)), (dv, key)

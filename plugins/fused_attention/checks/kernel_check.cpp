@@ -2,7 +2,7 @@
 // machine; `run` executes the embedded cubins on the current GPU against a float64 CPU reference.
 //
 //   kernel_check strides B H Nq Nk [d0 [d1 [d2 [d3]]]]  -> "sb sh si sj" or "reject" (no dims: scalar bias)
-//   kernel_check select < queries    one "ARCH fp16|bf16|fp32 BIAS(0|1) DK DV ALIGNED(0|1)" a line -> the chosen
+//   kernel_check select < queries    one "ARCH fp16|bf16|fp32 BIAS(0|1) DK DV ALIGNED(0|1) MAXSHARED" a line -> the chosen
 //                                    variant's key (or "none") a line
 //   kernel_check table                                    -> the embedded images' table (JSON)
 //   kernel_check run [DEVICE]                             -> GPU: one line per case with its max relative error
@@ -75,16 +75,17 @@ bool parseDType(char const* name, AttentionDType& dtype)
     return true;
 }
 
-//! One query "ARCH DTYPE BIAS DK DV ALIGNED" per line on stdin; one key (or "none") per line on stdout.
+//! One query "ARCH DTYPE BIAS DK DV ALIGNED MAXSHARED" per line on stdin; one key (or "none") per line on stdout.
 int select()
 {
+    int maxShared = 0;
     int arch = 0;
     char dtypeName[8] = {};
     int bias = 0;
     int dk = 0;
     int dv = 0;
     int aligned = 0;
-    while (std::scanf("%d %7s %d %d %d %d", &arch, dtypeName, &bias, &dk, &dv, &aligned) == 6)
+    while (std::scanf("%d %7s %d %d %d %d %d", &arch, dtypeName, &bias, &dk, &dv, &aligned, &maxShared) == 7)
     {
         AttentionDType dtype{};
         if (!parseDType(dtypeName, dtype))
@@ -92,7 +93,7 @@ int select()
             std::fprintf(stderr, "select: dtype %s is not fp16, bf16 or fp32\n", dtypeName);
             return 2;
         }
-        int32_t const i = attn_deploy::selectCubin(arch, dtype, bias != 0, dk, dv, aligned != 0);
+        int32_t const i = attn_deploy::selectCubin(arch, dtype, bias != 0, dk, dv, aligned != 0, maxShared);
         std::printf("%s\n", i < 0 ? "none" : attn_deploy::kCubinImages[i].key);
     }
     return 0;
@@ -275,7 +276,7 @@ struct Device
 
 //! Runs one case; returns the max relative error (max |got - ref| / max |ref| over rows that are not masked),
 //! or infinity if a masked row is not NaN.
-double runCase(Case const& c, AttentionDType dtype, Device& dev, std::string& key)
+double runCase(Case const& c, AttentionDType dtype, Device& dev)
 {
     std::mt19937 gen(1234);
     size_t const nQ = c.b * c.h * c.nq * c.dk;
@@ -327,14 +328,6 @@ double runCase(Case const& c, AttentionDType dtype, Device& dev, std::string& ke
     p.v = reinterpret_cast<void const*>(dev.upload(v.bytes));
     p.bias = c.hasBias ? reinterpret_cast<void const*>(dev.upload(bias.bytes)) : nullptr;
     p.out = reinterpret_cast<void*>(dev.upload(std::vector<unsigned char>(nO * elem)));
-    int major = 0;
-    int minor = 0;
-    CUdevice device{};
-    dev.cu->ctxGetDevice(&device);
-    dev.cu->deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
-    dev.cu->deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
-    int32_t const chosen = attn_deploy::selectCubin(major * 10 + minor, dtype, c.hasBias, c.dk, c.dv, c.dk % 16 == 0 && c.dv % 16 == 0);
-    key = chosen < 0 ? "none" : attn_deploy::kCubinImages[chosen].key;
     std::string const error = attn_deploy::fusedAttentionForward(p, nullptr);
     CUresult const sync = dev.cu->ctxSynchronize();
     if (!error.empty() || sync != CUDA_SUCCESS)
@@ -443,6 +436,8 @@ int run(int argc, char** argv)
     int minor = 0;
     cu->deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
     cu->deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
+    int maxShared = 0;
+    cu->deviceGetAttribute(&maxShared, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
     std::printf("device %s sm_%d%d, %d embedded cubins\n", name, major, minor, attn_deploy::kNbCubinImages);
     std::vector<Case> const cases = {
         {"sagan-dk32-dv256", 1, 2, 200, 150, 32, 256, {}, false, 0},
@@ -461,25 +456,27 @@ int run(int argc, char** argv)
     for (int32_t t = 0; t < 3; ++t)
     {
         auto const dtype = static_cast<AttentionDType>(t);
-        if (attn_deploy::selectCubin(major * 10 + minor, dtype, false, 16, 16, true) < 0)
+        if (attn_deploy::selectCubin(major * 10 + minor, dtype, false, 16, 16, true, maxShared) < 0
+            && attn_deploy::selectCubin(major * 10 + minor, dtype, true, 16, 16, true, maxShared) < 0)
         {
             continue;  // not built for this GPU and dtype
         }
         for (Case const& c : cases)
         {
-            if (attn_deploy::selectCubin(major * 10 + minor, dtype, c.hasBias, c.dk, c.dv, c.dk % 16 == 0 && c.dv % 16 == 0) < 0)
+            int32_t const chosen = attn_deploy::selectCubin(
+                major * 10 + minor, dtype, c.hasBias, c.dk, c.dv, c.dk % 16 == 0 && c.dv % 16 == 0, maxShared);
+            if (chosen < 0)
             {
                 std::printf("skip %-24s %s: no cubin for these shapes in this build\n", c.name, dtypeNames[t]);
                 continue;
             }
             Device dev{cu, {}};
-            std::string key;
-            double const err = runCase(c, dtype, dev, key);
+            double const err = runCase(c, dtype, dev);
             bool const ok = err <= tolerance[t];
             failures += ok ? 0 : 1;
             ++ran;
             std::printf("%s %-24s %s max_rel_err=%.3g tol=%.0e cubin=%s\n", ok ? "ok  " : "FAIL", c.name, dtypeNames[t], err,
-                tolerance[t], key.c_str());
+                tolerance[t], attn_deploy::kCubinImages[chosen].key);
         }
     }
     std::printf("%d case(s), %d failure(s)\n", ran, failures);
