@@ -87,6 +87,11 @@ bool fusedAttentionHasDType(AttentionDType dtype) noexcept;
 int32_t selectCubin(int32_t arch, AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv, bool aligned,
     int32_t maxSharedBytes = 0) noexcept;
 
+//! Load, into the current CUDA context, the cubins enqueue will pick for these shapes (aligned buffers or
+//! not), so that no module is loaded during enqueue (e.g. under CUDA graph capture). Empty string, or
+//! why not (no cubin for this GPU). Without a driver or a current context it does nothing.
+std::string fusedAttentionPrepare(AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv) noexcept;
+
 //! Launch on `stream` (the current context's device). Returns an empty string or why it failed; never synchronises.
 std::string fusedAttentionForward(AttentionParams const& params, CUstream stream) noexcept;
 

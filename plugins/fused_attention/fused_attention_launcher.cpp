@@ -217,7 +217,77 @@ char const* dtypeName(AttentionDType dtype)
 
 constexpr int64_t kMaxGridY = 65535;
 
+//! The current context's device: what selection needs to know about it.
+struct CurrentDevice
+{
+    CUcontext context{nullptr};
+    CUdevice device{0};
+    int32_t arch{0};
+    int32_t maxShared{0};  // opt-in shared memory per block: 99 KB on sm_86/89/120, where some float32 dk=256 variants do not fit
+};
+
+//! Empty string, or why there is no usable current context.
+std::string currentDevice(CudaDriver const& cu, CurrentDevice& d)
+{
+    CUresult status = cu.ctxGetCurrent(&d.context);
+    if (status == CUDA_SUCCESS)
+    {
+        status = d.context == nullptr ? CUDA_ERROR_INVALID_CONTEXT : cu.ctxGetDevice(&d.device);
+    }
+    if (status != CUDA_SUCCESS)
+    {
+        return cu.describe(status, "no current CUDA context");
+    }
+    int major = 0;
+    int minor = 0;
+    int maxShared = 0;
+    cu.deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d.device);
+    cu.deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d.device);
+    cu.deviceGetAttribute(&maxShared, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, d.device);
+    d.arch = major * 10 + minor;
+    d.maxShared = maxShared;
+    return {};
+}
+
+std::string noCubin(int32_t arch, AttentionDType dtype)
+{
+    return std::string("FusedAttention: no embedded cubin for sm_") + std::to_string(arch) + " and " + dtypeName(dtype)
+        + " (this library has " + builtArchitectures() + "): rebuild it with attn-deploy build-plugin --cuda-arch "
+        + std::to_string(arch) + " (and --dtypes for bf16)";
+}
+
 } // namespace
+
+std::string fusedAttentionPrepare(AttentionDType dtype, bool hasBias, int32_t dk, int32_t dv) noexcept
+{
+    try
+    {
+        CudaDriver const* cu = cudaDriver(nullptr);
+        CurrentDevice d;
+        if (cu == nullptr || !currentDevice(*cu, d).empty())
+        {
+            return {};  // nothing to load into: enqueue reports it
+        }
+        int32_t const loose = selectCubin(d.arch, dtype, hasBias, dk, dv, false, d.maxShared);
+        int32_t const tight = selectCubin(d.arch, dtype, hasBias, dk, dv, dk % 16 == 0 && dv % 16 == 0, d.maxShared);
+        if (loose < 0 && tight < 0)
+        {
+            return noCubin(d.arch, dtype);
+        }
+        for (int32_t index : {loose, tight})
+        {
+            if (index >= 0 && loadKernel(*cu, d.context, d.device, index).function == nullptr)
+            {
+                return loadKernel(*cu, d.context, d.device, index).error;
+            }
+        }
+        return {};
+    }
+    catch (std::exception const& e)
+    {
+        return std::string("FusedAttention: ") + e.what();
+    }
+}
 
 std::string fusedAttentionForward(AttentionParams const& p, CUstream stream) noexcept
 {
@@ -242,34 +312,20 @@ std::string fusedAttentionForward(AttentionParams const& p, CUstream stream) noe
         {
             return error;
         }
-        CUcontext context{nullptr};
-        CUdevice device{0};
-        CUresult status = cu->ctxGetCurrent(&context);
-        if (status == CUDA_SUCCESS)
+        CurrentDevice d;
+        error = currentDevice(*cu, d);
+        if (!error.empty())
         {
-            status = context == nullptr ? CUDA_ERROR_INVALID_CONTEXT : cu->ctxGetDevice(&device);
+            return error;
         }
-        if (status != CUDA_SUCCESS)
-        {
-            return cu->describe(status, "no current CUDA context");
-        }
-        int major = 0;
-        int minor = 0;
-        cu->deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
-        cu->deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
-        int32_t const arch = major * 10 + minor;
-        int maxShared = 0;  // e.g. 99 KB on sm_86/89/120, where some float32 dk=256 variants do not fit
-        cu->deviceGetAttribute(&maxShared, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
         auto aligned16 = [](void const* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
         bool const aligned = aligned16(p.q) && aligned16(p.k) && aligned16(p.v) && aligned16(p.out) && p.dk % 16 == 0 && p.dv % 16 == 0;
-        int32_t const index = selectCubin(arch, p.dtype, p.bias != nullptr, p.dk, p.dv, aligned, maxShared);
+        int32_t const index = selectCubin(d.arch, p.dtype, p.bias != nullptr, p.dk, p.dv, aligned, d.maxShared);
         if (index < 0)
         {
-            return std::string("FusedAttention: no embedded cubin for sm_") + std::to_string(arch) + " and " + dtypeName(p.dtype)
-                + " (this library has " + builtArchitectures() + "): rebuild it with attn-deploy build-plugin --cuda-arch "
-                + std::to_string(arch) + " (and --dtypes for bf16)";
+            return noCubin(d.arch, p.dtype);
         }
-        LoadedKernel const& kernel = loadKernel(*cu, context, device, index);
+        LoadedKernel const& kernel = loadKernel(*cu, d.context, d.device, index);
         if (kernel.function == nullptr)
         {
             return kernel.error;
@@ -312,7 +368,7 @@ std::string fusedAttentionForward(AttentionParams const& p, CUstream stream) noe
                 &sb[0], &sb[1], &sb[2], &sb[3],
                 const_cast<int64_t*>(&so[0]), const_cast<int64_t*>(&so[1]), const_cast<int64_t*>(&so[2]),
                 &heads, &nq, &nk, &dk, &dv, &qkScale, &globalScratch, &profileScratch};
-            status = cu->launchKernel(kernel.function, gridX, static_cast<unsigned>(nb * p.heads), gridZ,
+            CUresult const status = cu->launchKernel(kernel.function, gridX, static_cast<unsigned>(nb * p.heads), gridZ,
                 static_cast<unsigned>(c.numWarps * 32), 1, 1, static_cast<unsigned>(c.sharedBytes), stream, args, nullptr);
             if (status != CUDA_SUCCESS)
             {

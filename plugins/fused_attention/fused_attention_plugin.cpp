@@ -313,7 +313,18 @@ public:
             {
                 dims.push_back(in[i].dims);
             }
-            std::string const reason = checkShapes(dims.data(), nbInputs);
+            std::string reason = checkShapes(dims.data(), nbInputs);
+            AttentionDType dtype{};
+            if (reason.empty() && !attentionType(in[0].type, &dtype))
+            {
+                reason = "Q/K/V must be " + supportedTypes();
+            }
+            if (reason.empty())
+            {
+                // Load the cubins enqueue will launch now, not inside enqueue (which may run under graph capture).
+                reason = fusedAttentionPrepare(dtype, nbInputs == 4, static_cast<int32_t>(in[0].dims.d[3]),
+                    static_cast<int32_t>(in[2].dims.d[3]));
+            }
             if (!reason.empty())
             {
                 logError(reason);

@@ -203,7 +203,20 @@ int main(int argc, char** argv)
         "output shape [B, H, Nq, dv]");
 
     PluginTensorDesc rt[4] = {ok[0].desc, ok[1].desc, ok[2].desc, ok[3].desc};
+    for (PluginTensorDesc& d : rt)
+    {
+        d.type = hasF16 ? DataType::kHALF : (hasF32 ? DataType::kFLOAT : DataType::kBF16);  // a dtype with cubins
+    }
     check(runtime->onShapeChange(rt, 4, &out.desc, 1) == 0, "onShapeChange with bias");
+    if (!hasBF16)
+    {
+        PluginTensorDesc bf16[4] = {rt[0], rt[1], rt[2], rt[3]};
+        for (PluginTensorDesc& d : bf16)
+        {
+            d.type = DataType::kBF16;
+        }
+        check(runtime->onShapeChange(bf16, 4, &out.desc, 1) != 0, "onShapeChange: a dtype without cubins refused");
+    }
     rt[2].dims.d[2] = 299;
     check(runtime->onShapeChange(rt, 4, &out.desc, 1) != 0, "onShapeChange: Nk mismatch refused");
     check(std::abs(scaleOf(runtime) - scale) < 1e-9F, "serialises scale");
