@@ -4,7 +4,8 @@ The kernel (``attn_deploy.ops.triton_kernel``) is compiled, without a GPU, once 
 (SM architecture, dtype, has_bias, dk block, dv block, aligned). Tile sizes come from
 ``tile_config`` for that architecture. The variants cover every head size:
 
-- dk: one block of 64, 128 or 256 (the smallest that holds dk), or 64-wide chunks above 256;
+- dk: one block of 32, 64, 128 or 256 (the smallest that holds dk), or 64-wide chunks above 256
+  (32 because vision models' heads are often 32 wide: SAGAN C/8, DETR, Swin);
 - dv: blocks of 64 or 128 columns (64 for float32), split across programs for any dv;
 - ``aligned`` variants tell Triton that pointers are 16-byte aligned and that dk and dv are
   multiples of 16 (vectorised loads, as Triton's JIT specialises them); one unaligned variant per
@@ -44,7 +45,7 @@ _MIN_PTXAS = {75: (10, 0), 80: (11, 0), 86: (11, 1), 87: (11, 4), 89: (11, 8), 9
 DTYPES = {"fp16": 2, "bf16": 2, "fp32": 4}
 DEFAULT_DTYPES = ("fp16", "fp32")
 #: One-block dk sizes; larger dk runs in chunks of ``CHUNK_DK``.
-DK_BLOCKS = (64, 128, 256)
+DK_BLOCKS = (32, 64, 128, 256)
 CHUNK_DK = 64
 #: Arguments the aligned variants assume divisible by 16 (pointers: bytes; strides: elements).
 _ALIGNED_ARGS = ("Q", "K", "V", "Out", "stride_qb", "stride_qh", "stride_qm", "stride_kb", "stride_kh", "stride_kn",
