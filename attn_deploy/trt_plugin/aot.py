@@ -276,6 +276,8 @@ def _compile_one(folder: Path, v: Variant) -> None:
     md = compiled.metadata
     if getattr(md, "global_scratch_size", 0) or getattr(md, "profile_scratch_size", 0):
         raise RuntimeError(f"{v.key}: the kernel asks for global scratch memory, which the plugin does not allocate")
+    if getattr(md, "num_ctas", 1) != 1 or getattr(md, "launch_pdl", False) or getattr(md, "launch_cooperative_grid", False):
+        raise RuntimeError(f"{v.key}: the kernel needs cluster/PDL/cooperative launch attributes the plugin's cuLaunchKernel lacks")
     write_bytes_atomic(folder / f"{v.key}.cubin", compiled.asm["cubin"])
     write_bytes_atomic(folder / f"{v.key}.ptx", compiled.asm["ptx"].encode())
     meta = {"kernel_name": md.name, "block_m": config.block_m, "block_n": config.block_n, "num_warps": md.num_warps,

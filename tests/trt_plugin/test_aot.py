@@ -36,7 +36,10 @@ def test_cubins_for_sm80_and_sm90_use_tensor_cores(kernel_build: PluginBuildResu
 def test_ptx_entry_is_the_launch_abi(kernel_build: PluginBuildResult) -> None:
     """fused_attention_launcher.cpp passes 5 pointers, 16 int64 strides, 5 int32 sizes, a float32 scale and
     Triton's two scratch pointers, in this order: the compiled entry must take exactly that."""
-    ptx = _by_arch(kernel_build, 90).ptx.read_text()
+    compiled = _by_arch(kernel_build, 90)
+    ptx = compiled.ptx.read_text()
+    assert f".reqntid {compiled.num_warps * 32}" in ptx  # the launcher's block size
+    assert ".extern .shared" in ptx  # shared memory is dynamic: the launcher passes shared_bytes
     entry = re.search(r"\.entry fused_attention_fwd\((.*?)\)", ptx, re.S)
     assert entry is not None
     types = re.findall(r"\.param \.(\w+)", entry.group(1))
