@@ -325,9 +325,10 @@ def demo(
     return run_demo(model, Path(out_dir), iterations, min_seconds, progress)
 
 
-def build_plugin(options: PluginBuildOptions | None = None) -> PluginBuildResult:
-    """Build the FusedAttention TensorRT plugin (C++/CUDA) with CMake; the result has the library paths."""
+def build_plugin(options: PluginBuildOptions | None = None, progress: Callable[[str], None] | None = None) -> PluginBuildResult:
+    """Compile the Triton kernel's cubins and build the FusedAttention TensorRT plugin with CMake; the result
+    has the library paths. ``progress`` gets a line per step (cubin compiles take seconds each)."""
     from attn_deploy.trt_plugin.build import PluginBuildOptions
     from attn_deploy.trt_plugin.build import build_plugin as build
 
-    return build(options or PluginBuildOptions())
+    return build(options or PluginBuildOptions(), progress)

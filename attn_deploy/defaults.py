@@ -40,9 +40,11 @@ WEIGHT_TYPES: tuple[str, ...] = ("int8", "uint8")
 QUANTIZE_ITERATIONS = 5
 #: ``build-trt``: ``auto`` is TensorRT if importable, else TensorRT-RTX.
 TRT_RUNTIME = "auto"
-#: ``build-plugin``: CMake build folder, CMAKE_CUDA_ARCHITECTURES, CMAKE_BUILD_TYPE, parallel jobs.
+#: ``build-plugin``: CMake build folder, SM architectures and dtypes the kernel is compiled for, CMAKE_BUILD_TYPE,
+#: parallel jobs (Triton compile processes and CMake).
 PLUGIN_BUILD_DIR = "build/plugin"
-PLUGIN_CUDA_ARCHITECTURES = "80;86;89;90"
+PLUGIN_CUDA_ARCHITECTURES = "80;86;89;90;100;120"
+PLUGIN_DTYPES = "fp16,fp32"
 PLUGIN_BUILD_TYPE = "Release"
 PLUGIN_JOBS = 2
 BENCH_BATCHES: tuple[int, ...] = (1,)

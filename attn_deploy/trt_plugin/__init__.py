@@ -1,6 +1,6 @@
-"""The C++/CUDA FusedAttention plugin: locating, building and modelling it.
+"""The FusedAttention TensorRT plugin: the Triton kernel compiled ahead of time, and the C++ around it.
 
-The sources are in ``plugins/fused_attention/``; this package finds the toolchain, runs CMake
-(``attn-deploy build-plugin``), builds the kernel as a PyTorch extension, and holds a NumPy model
-of the kernel's tiling that the CPU-only tests check against the op.
+``aot`` compiles the kernel (``attn_deploy.ops.triton_kernel``) into cubins per GPU architecture and
+writes the C++ table that embeds them; ``build`` runs CMake on ``plugins/fused_attention/``
+(``attn-deploy build-plugin``); ``toolchain`` finds TensorRT, cuda.h and nvcc.
 """

@@ -9,9 +9,9 @@ from attn_deploy.errors import InputError
 #: The source tree of a checkout; an installed wheel has no plugins/ folder, hence ``--source``.
 DEFAULT_PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "fused_attention"
 KERNEL_HEADER = "fused_attention_kernel.h"
-KERNEL_SOURCE = "fused_attention_kernel.cu"
+KERNEL_SOURCE = "fused_attention_launcher.cpp"
 PLUGIN_SOURCE = "fused_attention_plugin.cpp"
-TORCH_BINDING = "torch_binding.cpp"
+KERNEL_CHECK_SOURCE = "checks/kernel_check.cpp"
 
 
 def plugin_dir(source: Path | None = None) -> Path:

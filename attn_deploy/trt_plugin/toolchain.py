@@ -91,3 +91,17 @@ def find_tensorrt(root: Path | None = None) -> TensorRTInstall | None:
         )
         return TensorRTInstall(base, include, nvinfer)
     return None
+
+
+def find_cuda_include() -> Path | None:
+    """A folder holding ``cuda.h`` (the driver API the plugin calls): the CUDA toolkit's (nvcc's), else the
+    copy Triton ships for its own launcher."""
+    nvcc = find_nvcc()
+    if nvcc is not None and (cuda_home(nvcc) / "include" / "cuda.h").is_file():
+        return cuda_home(nvcc) / "include"
+    try:
+        import triton.backends.nvidia as nvidia_backend
+    except ImportError:
+        return None
+    bundled = Path(nvidia_backend.__file__).parent / "include"
+    return bundled if (bundled / "cuda.h").is_file() else None

@@ -1,6 +1,9 @@
 // attn_deploy::FusedAttention as a TensorRT IPluginV3 (Core, Build and Runtime capabilities) and its
 // IPluginCreatorV3One: name "FusedAttention", version "1", namespace "attn_deploy", one field
-// `scale` (float32). The contract is DESIGN.md section 2; the kernel is fused_attention_kernel.cu.
+// `scale` (float32). The contract is DESIGN.md section 2. The kernel is the Triton one
+// (attn_deploy/ops/triton_kernel.py), compiled ahead of time into cubins embedded in this library;
+// enqueue() picks the cubin for the device and shapes and launches it on TensorRT's stream
+// (fused_attention_launcher.cpp, CUDA driver API).
 //
 // Two ways in, built as two libraries from this one file (see CMakeLists.txt), because TensorRT's
 // IPluginRegistry::loadLibrary refuses a library whose creators are already registered:
@@ -46,9 +49,37 @@ void logError(std::string const& message) noexcept
     }
 }
 
-bool isAttentionType(DataType type) noexcept
+//! The kernel's dtype for a TensorRT type, if this library has cubins for it.
+bool attentionType(DataType type, AttentionDType* out = nullptr) noexcept
 {
-    return type == DataType::kFLOAT || type == DataType::kHALF;
+    AttentionDType dtype{};
+    switch (type)
+    {
+    case DataType::kFLOAT: dtype = AttentionDType::kFloat32; break;
+    case DataType::kHALF: dtype = AttentionDType::kFloat16; break;
+    case DataType::kBF16: dtype = AttentionDType::kBFloat16; break;
+    default: return false;
+    }
+    if (out != nullptr)
+    {
+        *out = dtype;
+    }
+    return fusedAttentionHasDType(dtype);
+}
+
+//! What supportsFormatCombination accepts, for error messages.
+std::string supportedTypes()
+{
+    std::string out;
+    char const* const names[] = {"float32", "float16", "bfloat16"};
+    for (int32_t t = 0; t < 3; ++t)
+    {
+        if (fusedAttentionHasDType(static_cast<AttentionDType>(t)))
+        {
+            out += (out.empty() ? "" : "/") + std::string(names[t]);
+        }
+    }
+    return out.empty() ? "no dtype (no cubins embedded)" : out;
 }
 
 //! Why these input shapes cannot run, or an empty string. Dimensions < 0 are unknown (build time).
@@ -185,9 +216,9 @@ public:
     int32_t getOutputDataTypes(
         DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept override
     {
-        if (nbOutputs != 1 || nbInputs < 3 || !isAttentionType(inputTypes[0]))
+        if (nbOutputs != 1 || nbInputs < 3 || !attentionType(inputTypes[0]))
         {
-            logError("output type: expects 3 or 4 float32/float16 inputs and 1 output");
+            logError("output type: expects 3 or 4 inputs of one dtype (" + supportedTypes() + ") and 1 output");
             return 1;
         }
         outputTypes[0] = inputTypes[0];
@@ -219,8 +250,10 @@ public:
         {
             return false;
         }
-        // One dtype for Q, K, V, bias and O: float32, or float16 (accumulated in float32 by the kernel).
-        return pos == 0 ? isAttentionType(desc.type) : desc.type == inOut[0].desc.type;
+        // Linear (row-major, contiguous) tensors of one dtype for Q, K, V, bias and O: a dtype the
+        // embedded cubins were compiled for (float32, float16, bfloat16 if built); float32 softmax
+        // and accumulation whatever the dtype.
+        return pos == 0 ? attentionType(desc.type) : desc.type == inOut[0].desc.type;
     }
 
     int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/,
@@ -280,7 +313,18 @@ public:
             {
                 dims.push_back(in[i].dims);
             }
-            std::string const reason = checkShapes(dims.data(), nbInputs);
+            std::string reason = checkShapes(dims.data(), nbInputs);
+            AttentionDType dtype{};
+            if (reason.empty() && !attentionType(in[0].type, &dtype))
+            {
+                reason = "Q/K/V must be " + supportedTypes();
+            }
+            if (reason.empty())
+            {
+                // Load the cubins enqueue will launch now, not inside enqueue (which may run under graph capture).
+                reason = fusedAttentionPrepare(dtype, nbInputs == 4, static_cast<int32_t>(in[0].dims.d[3]),
+                    static_cast<int32_t>(in[2].dims.d[3]));
+            }
             if (!reason.empty())
             {
                 logError(reason);
@@ -302,6 +346,11 @@ public:
         Dims const& q = inputDesc[0].dims;
         Dims const& v = inputDesc[2].dims;
         AttentionParams params;
+        if (!attentionType(inputDesc[0].type, &params.dtype))
+        {
+            logError("enqueue: Q/K/V must be " + supportedTypes());
+            return 1;
+        }
         params.q = inputs[0];
         params.k = inputs[1];
         params.v = inputs[2];
@@ -313,7 +362,6 @@ public:
         params.dk = static_cast<int32_t>(q.d[3]);
         params.dv = static_cast<int32_t>(v.d[3]);
         params.scale = mScale;
-        params.dtype = inputDesc[0].type == DataType::kHALF ? AttentionDType::kFloat16 : AttentionDType::kFloat32;
         if (mNbInputs == 4)
         {
             params.bias = inputs[3];
@@ -323,10 +371,10 @@ public:
                 return 1;
             }
         }
-        cudaError_t const status = fusedAttentionForward(params, stream);
-        if (status != cudaSuccess)
+        std::string const error = fusedAttentionForward(params, reinterpret_cast<CUstream>(stream));
+        if (!error.empty())
         {
-            logError(std::string("kernel launch failed: ") + cudaGetErrorString(status));
+            logError(error);
             return 1;
         }
         return 0;

@@ -68,9 +68,12 @@ def _check(got: torch.Tensor, feeds: dict[str, torch.Tensor], scale: float) -> N
     assert (got.double() - ref).abs().max().item() <= tol * max(1.0, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 200, 150, 32, 256), (1, 1, 130, 97, 256, 2048), (2, 3, 33, 65, 40, 24)],
+                         ids=["sagan-c256", "sagan-c2048", "unaligned"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_network_api(logger, dtype: torch.dtype) -> None:  # noqa: ANN001
-    b, h, nq, nk, dk, dv, scale = 1, 2, 200, 150, 32, 256, 32 ** -0.5
+def test_network_api(logger, dtype: torch.dtype, shape: tuple[int, ...]) -> None:  # noqa: ANN001
+    b, h, nq, nk, dk, dv = shape
+    scale = dk ** -0.5
     feeds = _inputs(b, h, nq, nk, dk, dv, dtype)
     trt_type = trt.float32 if dtype == torch.float32 else trt.float16
     builder = trt.Builder(logger)

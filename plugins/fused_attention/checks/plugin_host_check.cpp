@@ -1,6 +1,6 @@
 // Loads the plugin library the way IPluginRegistry::loadLibrary does (dlopen + getCreators) and
 // drives the creator and plugin through TensorRT's interfaces, without libnvinfer or a GPU.
-// Compiled and run by tests/plugin/test_host_checks.py wherever TensorRT headers exist.
+// Compiled and run by tests/trt_plugin/test_compile.py wherever TensorRT headers exist.
 #include <NvInferRuntime.h>
 
 #include <dlfcn.h>
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 using namespace nvinfer1;
 
@@ -78,6 +79,16 @@ int main(int argc, char** argv)
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(handle, "getCreators"));
     check(getCreators != nullptr, "exports getCreators");
     check(dlsym(handle, "setLoggerFinder") != nullptr, "exports setLoggerFinder");
+    // The embedded cubins' table says which dtypes the plugin must accept (the ones it has cubins for).
+    using Table = char const* (*)();
+    auto table = reinterpret_cast<Table>(dlsym(handle, "attn_deploy_fused_attention_cubin_table"));
+    check(table != nullptr, "exports attn_deploy_fused_attention_cubin_table");
+    std::string const rows = table != nullptr ? table() : "";
+    auto embedded = [&rows](char const* dtype) { return rows.find(std::string("\"dtype\": \"") + dtype + "\"") != std::string::npos; };
+    bool const hasF32 = embedded("fp32");
+    bool const hasF16 = embedded("fp16");
+    bool const hasBF16 = embedded("bf16");
+    check(hasF32 || hasF16 || hasBF16, "cubins embedded");
     if (getCreators == nullptr)
     {
         return 1;
@@ -123,14 +134,17 @@ int main(int argc, char** argv)
 
     DataType in3[3] = {DataType::kHALF, DataType::kHALF, DataType::kHALF};
     DataType outType = DataType::kFLOAT;
-    check(build->getOutputDataTypes(&outType, 1, in3, 3) == 0 && outType == DataType::kHALF, "fp16 in, fp16 out");
+    check((build->getOutputDataTypes(&outType, 1, in3, 3) == 0 && outType == DataType::kHALF) == hasF16,
+        "fp16 in, fp16 out (where fp16 cubins are embedded)");
 
     // SAGAN: Q [1,1,N,32], K [1,1,N,32], V [1,1,N,256] -> O [1,1,N,256]
     DynamicPluginTensorDesc io[5] = {desc(dims4(1, 1, 300, 32)), desc(dims4(1, 1, 300, 32)), desc(dims4(1, 1, 300, 256)),
         desc(dims4(1, 1, 300, 256)), desc(dims4(1, 1, 300, 256))};
-    check(build->supportsFormatCombination(0, io, 3, 1), "fp32 linear Q");
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasF32, "fp32 linear Q accepted iff fp32 cubins are embedded");
+    io[0].desc.type = DataType::kBF16;
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasBF16, "bf16 linear Q accepted iff bf16 cubins are embedded");
     io[0].desc.type = DataType::kHALF;
-    check(build->supportsFormatCombination(0, io, 3, 1), "fp16 linear Q");
+    check(build->supportsFormatCombination(0, io, 3, 1) == hasF16, "fp16 linear Q accepted iff fp16 cubins are embedded");
     check(!build->supportsFormatCombination(1, io, 3, 1), "K's type must follow Q's");
     io[1].desc.type = DataType::kHALF;
     check(build->supportsFormatCombination(1, io, 3, 1), "fp16 K after fp16 Q");
@@ -151,8 +165,14 @@ int main(int argc, char** argv)
     scalarBias[3].min = scalarBias[3].opt = scalarBias[3].max = scalarBias[3].desc.dims;
     check(build->configurePlugin(scalarBias, 4, &out, 1) == 0, "configure with a scalar bias (finalize's zero bias)");
     DynamicPluginTensorDesc bad[4] = {ok[0], ok[1], ok[2], ok[3]};
-    bad[2] = desc(dims4(1, 1, 300, 512));
-    check(build->configurePlugin(bad, 3, &out, 1) != 0, "dv=512 refused at configure");
+    DynamicPluginTensorDesc sagan2048[3] = {ok[0], ok[1], desc(dims4(1, 1, 300, 2048))};
+    sagan2048[0] = sagan2048[1] = desc(dims4(1, 1, 300, 256));
+    DynamicPluginTensorDesc out2048 = desc(dims4(1, 1, 300, 2048));
+    check(build->configurePlugin(sagan2048, 3, &out2048, 1) == 0, "configure SAGAN C=2048: dk=256 dv=2048");
+    DynamicPluginTensorDesc wide[3] = {desc(dims4(2, 4, 50, 600)), desc(dims4(2, 4, 70, 600)), desc(dims4(2, 4, 70, 40))};
+    check(build->configurePlugin(wide, 3, &out, 1) == 0, "configure dk=600 (chunked) dv=40");
+    bad[2] = desc(dims4(1, 1, 300, 0));
+    check(build->configurePlugin(bad, 3, &out, 1) != 0, "dv=0 refused at configure");
     bad[2] = ok[2];
     bad[1] = desc(dims4(1, 1, 300, 16));
     check(build->configurePlugin(bad, 3, &out, 1) != 0, "dk mismatch refused");
@@ -160,8 +180,8 @@ int main(int argc, char** argv)
     bad[3] = desc(dims4(1, 1, 7, 300));
     check(build->configurePlugin(bad, 4, &out, 1) != 0, "non-broadcastable bias refused");
     bad[3] = ok[3];
-    bad[2].max.d[3] = 300;  // the profile lets dv grow past 256
-    check(build->configurePlugin(bad, 3, &out, 1) != 0, "profile max dv=300 refused");
+    bad[2].max.d[3] = 4096;  // a profile whose dv grows to 4096: dv is split across programs, no limit
+    check(build->configurePlugin(bad, 3, &out, 1) == 0, "profile max dv=4096 accepted");
 
     // getOutputShapes only rewires the expressions: [B,H,Nq] of Q and dv of V.
     IDimensionExpr const* tokens[12];
@@ -183,7 +203,20 @@ int main(int argc, char** argv)
         "output shape [B, H, Nq, dv]");
 
     PluginTensorDesc rt[4] = {ok[0].desc, ok[1].desc, ok[2].desc, ok[3].desc};
+    for (PluginTensorDesc& d : rt)
+    {
+        d.type = hasF16 ? DataType::kHALF : (hasF32 ? DataType::kFLOAT : DataType::kBF16);  // a dtype with cubins
+    }
     check(runtime->onShapeChange(rt, 4, &out.desc, 1) == 0, "onShapeChange with bias");
+    if (!hasBF16)
+    {
+        PluginTensorDesc bf16[4] = {rt[0], rt[1], rt[2], rt[3]};
+        for (PluginTensorDesc& d : bf16)
+        {
+            d.type = DataType::kBF16;
+        }
+        check(runtime->onShapeChange(bf16, 4, &out.desc, 1) != 0, "onShapeChange: a dtype without cubins refused");
+    }
     rt[2].dims.d[2] = 299;
     check(runtime->onShapeChange(rt, 4, &out.desc, 1) != 0, "onShapeChange: Nk mismatch refused");
     check(std::abs(scaleOf(runtime) - scale) < 1e-9F, "serialises scale");
