@@ -46,3 +46,10 @@ PLUGIN_CUDA_ARCHITECTURES = "80;86;89;90"
 PLUGIN_BUILD_TYPE = "Release"
 PLUGIN_JOBS = 2
 BENCH_BATCHES: tuple[int, ...] = (1,)
+#: ``package --triton``: largest batch of a dynamically batched model, the dynamic batcher's wait for
+#: more requests (microseconds), and instances per model.
+TRITON_MAX_BATCH_SIZE = 8
+TRITON_MAX_QUEUE_DELAY_US = 2000
+TRITON_INSTANCES = 1
+#: ``check``/``bench --backends triton``: the server's HTTP endpoint.
+TRITON_URL = "http://localhost:8000"

@@ -102,7 +102,9 @@ UnsafeLoad = Annotated[bool, typer.Option("--unsafe-load", help="Allow unpicklin
 
 # --- running models (check, bench) ---
 BACKENDS = ",".join(defaults.BACKENDS)
-Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")]
+Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt,triton; one that cannot run here is reported as skipped.")]
+TritonUrl = Annotated[str | None, typer.Option("--triton-url", help=f"--backends triton: the server's HTTP endpoint (default {defaults.TRITON_URL}).")]
+TritonModel = Annotated[str | None, typer.Option("--triton-model", help="--backends triton: the served model's name.")]
 NamedInputShapes = Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")]
 LowerFirst = Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")]
 Seed = Annotated[int, typer.Option(help="Seed for the random inputs (a non-negative integer).")]
@@ -116,12 +118,16 @@ def max_attn_mem_option(what: str) -> Any:
     return typer.Option("--max-attn-mem", help=what)
 
 
-def workload(backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool) -> WorkloadOptions:
-    """What ``check`` and ``bench`` run: backends, input shapes, how to load SOURCE, ``--lower``."""
+def workload(
+    backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool,
+    triton_url: str | None = None, triton_model: str | None = None,
+) -> WorkloadOptions:
+    """What ``check`` and ``bench`` run: backends, input shapes, how to load SOURCE, ``--lower``, a Triton endpoint."""
     from attn_deploy.runtime.backends import parse_backends
     from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
     return WorkloadOptions(
-        parse_backends(backends), parse_optional_named(input_shapes or []), arch, unsafe_load, transform=ort_lowering() if lower else None
+        parse_backends(backends), parse_optional_named(input_shapes or []), arch, unsafe_load, transform=ort_lowering() if lower else None,
+        triton_url=triton_url, triton_model=triton_model,
     )
 

@@ -54,6 +54,21 @@ class WorkloadOptions:
     arch: str | None = None
     unsafe_load: bool = False
     transform: Transform | None = None
+    #: ``--backends triton``: the server's URL and the served model's name.
+    triton_url: str | None = None
+    triton_model: str | None = None
+
+
+def _triton_target(options: WorkloadOptions) -> list[Target]:
+    """The served model as a target when ``triton`` is asked for and both URL and model are given."""
+    if options.triton_model is None and options.triton_url is None:
+        return []
+    if "triton" not in options.backends:
+        raise InputError("--triton-url/--triton-model need triton in --backends (e.g. --backends torch,triton)")
+    url, model = options.triton_url or defaults.TRITON_URL, options.triton_model
+    if not model:
+        raise InputError("--backends triton: give --triton-model NAME (the model's name in the repository)")
+    return [Target("endpoint", f"{model}@{url}", endpoint=(url, model))]
 
 
 def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
@@ -193,7 +208,7 @@ def prepare_workload(
         candidates.insert(0, _export(reference, options, progress))
     if options.transform is not None:
         candidates = [_transformed(c, options.transform) for c in candidates]
-    targets = [reference, *candidates]
+    targets = [reference, *candidates, *_triton_target(options)]
 
     first_onnx = next((t.artifact for t in targets if t.artifact is not None), None)
     needs_model = export or first_onnx is None or "torch" in options.backends
