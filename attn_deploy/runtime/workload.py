@@ -68,7 +68,8 @@ def _triton_target(options: WorkloadOptions) -> list[Target]:
     url, model = options.triton_url or defaults.TRITON_URL, options.triton_model
     if not model:
         raise InputError("--backends triton: give --triton-model NAME (the model's name in the repository)")
-    return [Target("endpoint", f"{model}@{url}", endpoint=(url, model))]
+    # Named by the model's URL: tables shorten it to triton:MODEL.
+    return [Target("endpoint", f"{url.rstrip('/')}/v2/models/{model}", endpoint=(url, model))]
 
 
 def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
