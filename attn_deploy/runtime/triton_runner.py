@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from attn_deploy.errors import InputError, first_line
-from attn_deploy.runtime.base import Feeds, RunnerBase
+from attn_deploy.runtime.base import Feeds, LoadedNamesRunner
 
 
 def _positional(given: Sequence[str], served: Sequence[str]) -> dict[str, str]:
@@ -24,7 +24,7 @@ def _positional(given: Sequence[str], served: Sequence[str]) -> dict[str, str]:
     return dict(zip(given, served))
 
 
-class TritonRunner(RunnerBase):
+class TritonRunner(LoadedNamesRunner):
     """``infer`` sends the feeds to ``model`` at ``url`` (``http://host:port``) and returns its outputs."""
 
     name = "triton"
@@ -65,16 +65,6 @@ class TritonRunner(RunnerBase):
         client, self._client = self._client, None
         if client is not None:
             client.close()
-
-    @property
-    def input_names(self) -> list[str]:
-        self.activate()
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        self.activate()
-        return list(self._outputs)
 
     def infer(self, feeds: Feeds) -> Feeds:
         import tritonclient.http as http
