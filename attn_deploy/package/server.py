@@ -101,7 +101,7 @@ def serve(repository: str | os.PathLike[str], models: Sequence[str], timeout: fl
         port = free_port()
         command = [
             str(files.binary), f"--model-repository={Path(repository).resolve()}", f"--backend-directory={_backends(folder, files)}",
-            "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--model-control-mode=explicit",
+            "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5", "--model-control-mode=explicit",
             *(f"--load-model={m}" for m in models),
         ]
         env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(files.libraries), os.environ.get("LD_LIBRARY_PATH")]))}

@@ -202,6 +202,7 @@ def prepare_workload(
     """Resolve SOURCE and ARTIFACTs (each loaded once) and plan one runner per (backend, target); the first is the reference."""
     validate_paths([os.fspath(a) for a in artifacts if isinstance(a, (str, os.PathLike))],
                    os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    served = _triton_target(options)
     reference = resolve_source(source, options, progress)
     candidates = [resolve_candidate(a) for a in artifacts]
     export = reference.kind == "pytorch" and "ort" in options.backends and not any(c.kind == "onnx" for c in candidates)
@@ -209,7 +210,7 @@ def prepare_workload(
         candidates.insert(0, _export(reference, options, progress))
     if options.transform is not None:
         candidates = [_transformed(c, options.transform) for c in candidates]
-    targets = [reference, *candidates, *_triton_target(options)]
+    targets = [reference, *candidates, *served]
 
     first_onnx = next((t.artifact for t in targets if t.artifact is not None), None)
     needs_model = export or first_onnx is None or "torch" in options.backends
