@@ -12,7 +12,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(ORT),test,bench,cuda-build]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(ORT),test,bench,cuda-build,serve]'
+	# Triton's client and server: their own pins (numpy<2, ml-dtypes<=0.5.4) would downgrade ours; the serve extra has what they import.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt nvidia-pytriton tritonclient
 	touch $@
 
 demo: $(STAMP)

@@ -254,6 +254,7 @@ if TYPE_CHECKING:
     from attn_deploy.export.exporter import ExportResult
     from attn_deploy.fuse.fuser import FuseResult
     from attn_deploy.lower.api import LowerResult
+    from attn_deploy.package import PackageOptions, PackageResult
     from attn_deploy.trt_plugin.build import PluginBuildOptions, PluginBuildResult
 
 
@@ -323,6 +324,13 @@ def demo(
     from attn_deploy.demo import run_demo
 
     return run_demo(model, Path(out_dir), iterations, min_seconds, progress)
+
+
+def package(artifacts: Sequence[PathLike], repository: PathLike, options: PackageOptions | None = None) -> PackageResult:
+    """A Triton model repository at ``repository`` for ``artifacts`` (.onnx and .engine paths), written atomically."""
+    from attn_deploy.package import PackageOptions, package_repository
+
+    return package_repository(artifacts, repository, options or PackageOptions())
 
 
 def build_plugin(options: PluginBuildOptions | None = None, progress: Callable[[str], None] | None = None) -> PluginBuildResult:

@@ -54,3 +54,11 @@ CALIBRATE_COUNT = 32
 CALIBRATE_METHODS = ("percentile", "minmax", "entropy")
 CALIBRATE_METHOD = "percentile"
 TARGET_COSINE = 0.999
+
+#: ``package --triton``: largest batch of a dynamically batched model, the dynamic batcher's wait for
+#: more requests (microseconds), and instances per model.
+TRITON_MAX_BATCH_SIZE = 8
+TRITON_MAX_QUEUE_DELAY_US = 2000
+TRITON_INSTANCES = 1
+#: ``check``/``bench --backends triton``: the server's HTTP endpoint.
+TRITON_URL = "http://localhost:8000"

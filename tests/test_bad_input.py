@@ -25,6 +25,9 @@ from tests.conftest import RunCli
         (["check", "zoo:sagan-256", "--val-range", "1,0"], "LOW must be below HIGH"),
         (["check", "zoo:sagan-256", "--seed", "-1"], "non-negative"),
         (["inspect", "x.onnx", "--max-attn-mem", "inf"], "positive number of bytes"),
+        (["check", "zoo:sagan-256", "--triton-model", "m"], "need triton in --backends"),
+        (["bench", "zoo:sagan-256", "--backends", "triton", "--triton-url", "http://localhost:1"], "give --triton-model"),
+        (["package", "x.onnx", "--triton", "repo", "--name", "a", "--name", "b"], "--name given 2 times for 1 artifacts"),
     ],
 )
 def test_bad_option_values_are_one_line(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], match: str) -> None:

@@ -17,6 +17,7 @@ from attn_deploy.cli import (
     export,
     fuse,
     lower,
+    package,
     quantize,
     zoo,
 )
@@ -32,6 +33,7 @@ app.command()(quantize.quantize)
 app.command("build-trt")(build_trt.build_trt)
 app.command()(lower.lower)
 app.command("inspect")(lower.inspect_cmd)
+app.command()(package.package)
 zoo_app.command("list")(zoo.zoo_list)
 
 

@@ -33,6 +33,8 @@ def bench(
     arch: opt.Arch = None,
     unsafe_load: opt.UnsafeLoad = False,
     lower: opt.LowerFirst = False,
+    triton_url: opt.TritonUrl = None,
+    triton_model: opt.TritonModel = None,
     report: Annotated[Path | None, opt.file_option("--report", "Write JSON: machine, versions, settings, stats and all samples.")] = None,
     markdown: Annotated[Path | None, opt.file_option("--markdown", "Write a Markdown table.")] = None,
     plot: Annotated[Path | None, opt.file_option("--plot", "Write a PNG of the latency distribution per backend.")] = None,
@@ -50,7 +52,7 @@ def bench(
     from attn_deploy.bench.run import BenchOptions
 
     options = BenchOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data, triton_url, triton_model),
         warmup=warmup,
         iterations=iterations,
         min_seconds=min_seconds,

@@ -41,6 +41,8 @@ def check(
     arch: opt.Arch = None,
     unsafe_load: opt.UnsafeLoad = False,
     lower: opt.LowerFirst = False,
+    triton_url: opt.TritonUrl = None,
+    triton_model: opt.TritonModel = None,
     as_json: Annotated[bool, opt.json_flag("Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Parity gate: exit 0 if every candidate matches SOURCE, 1 if one does not, 2 for usage or input errors.
@@ -60,7 +62,7 @@ def check(
     from attn_deploy.check.report import render_table, to_dict, write_reports
 
     options = CheckOptions(
-        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data),
+        workload=opt.workload(backends, input_shape, arch, unsafe_load, lower, inputs, data, triton_url, triton_model),
         seed=seed,
         val_range=opt.parse_range(val_range),
         data=data,

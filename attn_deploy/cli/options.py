@@ -113,7 +113,9 @@ UnsafeLoad = Annotated[bool, typer.Option("--unsafe-load", help="Allow unpicklin
 
 # --- running models (check, bench) ---
 BACKENDS = ",".join(defaults.BACKENDS)
-Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt; one that cannot run here is reported as skipped.")]
+Backends = Annotated[str, typer.Option(help="Backends to run, from torch,ort,trt,triton; one that cannot run here is reported as skipped.")]
+TritonUrl = Annotated[str | None, typer.Option("--triton-url", help=f"--backends triton: the server's HTTP endpoint (default {defaults.TRITON_URL}).")]
+TritonModel = Annotated[str | None, typer.Option("--triton-model", help="--backends triton: the served model's name.")]
 NamedInputShapes = Annotated[list[str] | None, typer.Option("--input-shape", help="[NAME:]1x3x224x224 for dynamic inputs; repeatable.")]
 LowerFirst = Annotated[bool, typer.Option("--lower", help="Lower each .onnx ARTIFACT for ONNX Runtime first (as `attn-deploy lower --target ort`).")]
 Seed = Annotated[int, typer.Option(help="Seed for the random inputs (a non-negative integer).")]
@@ -149,10 +151,10 @@ def input_decls(inputs: list[str] | None, input_shapes: list[str] | None) -> lis
 
 def workload(
     backends: str, input_shapes: list[str] | None, arch: str | None, unsafe_load: bool, lower: bool,
-    inputs: list[str] | None = None, data: Path | None = None,
+    inputs: list[str] | None = None, data: Path | None = None, triton_url: str | None = None, triton_model: str | None = None,
 ) -> WorkloadOptions:
     """What ``check`` and ``bench`` run: backends, inputs (``--input``, ``--input-shape``, else a ``--data``
-    .npz's arrays), how to load SOURCE, ``--lower``."""
+    .npz's arrays), how to load SOURCE, ``--lower``, a Triton endpoint."""
     from attn_deploy.runtime.backends import parse_backends
     from attn_deploy.runtime.workload import WorkloadOptions, ort_lowering
 
@@ -166,4 +168,6 @@ def workload(
         unsafe_load,
         transform=ort_lowering() if lower else None,
         input_dtypes={d.name: d.dtype for d in decls if d.dtype},
+        triton_url=triton_url,
+        triton_model=triton_model,
     )

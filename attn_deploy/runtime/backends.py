@@ -26,8 +26,8 @@ from attn_deploy.runtime.precision import PrecisionChoice, artifact_precision, e
 if TYPE_CHECKING:
     from attn_deploy.export.loading import LoadedModel
 
-#: What a backend runs: a PyTorch model, an ONNX Artifact, or a serialized engine file.
-Kind = Literal["pytorch", "onnx", "engine"]
+#: What a backend runs: a PyTorch model, an ONNX Artifact, a serialized engine file, or a served model.
+Kind = Literal["pytorch", "onnx", "engine", "endpoint"]
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Target:
     engine: Path | None = None
     #: Loads the PyTorch model on first call, then returns the same one.
     model: Callable[[], LoadedModel] | None = None
+    #: A Triton endpoint: (URL, model name).
+    endpoint: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,12 @@ def gpu_reason() -> str | None:
     return None if ok else f"{why}: engines build on the CPU with TensorRT-RTX but run only on a GPU"
 
 
+def _triton_unavailable() -> str | None:
+    if importlib.util.find_spec("tritonclient") is None:
+        return "tritonclient is not installed (pip install 'attn-deploy[serve]')"
+    return None
+
+
 def _any_batch(target: Target, batch: int) -> str | None:
     return None
 
@@ -151,6 +159,13 @@ def _make_trt(target: Target, input_names: Sequence[str], output_names: Sequence
     return TrtRunner(target.engine)
 
 
+def _make_triton(target: Target, input_names: Sequence[str], output_names: Sequence[str]) -> Runner:
+    from attn_deploy.runtime.triton_runner import TritonRunner
+
+    assert target.endpoint is not None
+    return TritonRunner(*target.endpoint, input_names, output_names)
+
+
 REGISTRY: dict[str, Backend] = {
     b.name: b
     for b in (
@@ -160,9 +175,11 @@ REGISTRY: dict[str, Backend] = {
         # An engine outside its optimisation profile fails in ``infer`` with the profile in the message.
         Backend("trt", "engine", gpu_reason, "no .engine artifact given (build one with attn-deploy build-trt)", _engine_precision,
                 _any_batch, _make_trt),
+        # A served model takes what its config.pbtxt allows; the server says so per request. Not a default backend.
+        Backend("triton", "endpoint", _triton_unavailable, "no --triton-url and --triton-model given", _torch_precision, _any_batch, _make_triton),
     )
 }
-assert tuple(REGISTRY) == defaults.BACKENDS
+assert tuple(REGISTRY)[: len(defaults.BACKENDS)] == defaults.BACKENDS
 
 
 def short_label(label: str) -> str:

@@ -73,17 +73,11 @@ class RunnerBase:
         self.close()
 
 
-class PolygraphyRunner(RunnerBase):
-    """A runner around one of Polygraphy's (``_runner``); ``_activate`` sets it and the I/O names."""
+class LoadedNamesRunner(RunnerBase):
+    """A runner whose I/O names are known once loaded: ``_activate`` sets ``_inputs`` and ``_outputs``."""
 
-    _runner: Any = None
     _inputs: list[str]
     _outputs: list[str]
-
-    def _close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None and runner.is_active:
-            runner.deactivate()
 
     @property
     def input_names(self) -> list[str]:
@@ -94,6 +88,17 @@ class PolygraphyRunner(RunnerBase):
     def output_names(self) -> list[str]:
         self.activate()
         return list(self._outputs)
+
+
+class PolygraphyRunner(LoadedNamesRunner):
+    """A runner around one of Polygraphy's (``_runner``); ``_activate`` sets it and the I/O names."""
+
+    _runner: Any = None
+
+    def _close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None and runner.is_active:
+            runner.deactivate()
 
     def _infer(self, feeds: Feeds, **kwargs: Any) -> Feeds:
         """Polygraphy's ``infer`` on contiguous inputs; the outputs as arrays, in graph order."""

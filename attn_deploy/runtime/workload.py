@@ -58,6 +58,22 @@ class WorkloadOptions:
     transform: Transform | None = None
     #: NumPy dtype by input name, as ``input_shapes`` (``--input input_ids:1x128:int64``); else the model's, else float32.
     input_dtypes: Mapping[str, str] = field(default_factory=dict)
+    #: ``--backends triton``: the server's URL and the served model's name.
+    triton_url: str | None = None
+    triton_model: str | None = None
+
+
+def _triton_target(options: WorkloadOptions) -> list[Target]:
+    """The served model as a target when ``triton`` is asked for and both URL and model are given."""
+    if options.triton_model is None and options.triton_url is None:
+        return []
+    if "triton" not in options.backends:
+        raise InputError("--triton-url/--triton-model need triton in --backends (e.g. --backends torch,triton)")
+    url, model = options.triton_url or defaults.TRITON_URL, options.triton_model
+    if not model:
+        raise InputError("--backends triton: give --triton-model NAME (the model's name in the repository)")
+    # Named by the model's URL: tables shorten it to triton:MODEL.
+    return [Target("endpoint", f"{url.rstrip('/')}/v2/models/{model}", endpoint=(url, model))]
 
 
 def ort_lowering(max_attn_mem: int = defaults.MAX_ATTN_MEM) -> Transform:
@@ -204,6 +220,7 @@ def prepare_workload(
     """Resolve SOURCE and ARTIFACTs (each loaded once) and plan one runner per (backend, target); the first is the reference."""
     validate_paths([os.fspath(a) for a in artifacts if isinstance(a, (str, os.PathLike))],
                    os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    served = _triton_target(options)
     reference = resolve_source(source, options, progress)
     candidates = [resolve_candidate(a) for a in artifacts]
     export = reference.kind == "pytorch" and "ort" in options.backends and not any(c.kind == "onnx" for c in candidates)
@@ -211,7 +228,7 @@ def prepare_workload(
         candidates.insert(0, _export(reference, options, progress))
     if options.transform is not None:
         candidates = [_transformed(c, options.transform) for c in candidates]
-    targets = [reference, *candidates]
+    targets = [reference, *candidates, *served]
 
     first_onnx = next((t.artifact for t in targets if t.artifact is not None), None)
     needs_model = export or first_onnx is None or "torch" in options.backends

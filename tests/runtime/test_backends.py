@@ -13,6 +13,7 @@ from attn_deploy.runtime.backends import REGISTRY, Target, plan_runners
 from attn_deploy.runtime.ort_runner import OrtRunner
 from attn_deploy.runtime.precision import artifact_precision
 from attn_deploy.runtime.torch_runner import TorchRunner
+from attn_deploy.runtime.triton_runner import TritonRunner
 from attn_deploy.runtime.trt_runner import TrtRunner
 
 
@@ -30,8 +31,8 @@ def _artifact(model: onnx.ModelProto) -> Artifact:
 
 
 def test_one_name_per_backend() -> None:
-    assert tuple(REGISTRY) == defaults.BACKENDS
-    assert (TorchRunner.name, OrtRunner.name, TrtRunner.name) == defaults.BACKENDS
+    assert tuple(REGISTRY) == (*defaults.BACKENDS, "triton")  # a served model is never a default backend
+    assert (TorchRunner.name, OrtRunner.name, TrtRunner.name, TritonRunner.name) == tuple(REGISTRY)
 
 
 def test_plan_skips_with_reasons() -> None:
@@ -66,6 +67,23 @@ def test_batch_rule_and_precision_come_from_the_registry() -> None:
     assert artifact_precision(stamped).precision == "fp16"  # a stage's manifest is believed
 
 
-@pytest.mark.parametrize("kind", ["pytorch", "onnx", "engine"])
+@pytest.mark.parametrize("kind", ["pytorch", "onnx", "engine", "endpoint"])
 def test_every_kind_has_a_backend(kind: str) -> None:
     assert [b.name for b in REGISTRY.values() if b.runs == kind]
+
+
+def test_triton_endpoint_options() -> None:
+    from attn_deploy.errors import InputError
+    from attn_deploy.package.server import free_port
+    from attn_deploy.runtime.workload import WorkloadOptions, _triton_target
+
+    assert _triton_target(WorkloadOptions(backends=("torch", "triton"))) == []  # planned as skipped: "no --triton-url ..."
+    (target,) = _triton_target(WorkloadOptions(backends=("triton",), triton_url="http://h:1", triton_model="m"))
+    assert target.kind == "endpoint" and target.endpoint == ("http://h:1", "m") and target.name == "http://h:1/v2/models/m"
+    with pytest.raises(InputError, match="need triton in --backends"):
+        _triton_target(WorkloadOptions(backends=("torch",), triton_model="m"))
+    with pytest.raises(InputError, match="give --triton-model"):
+        _triton_target(WorkloadOptions(backends=("triton",), triton_url="http://h:1"))
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (the serve extra)")
+    with pytest.raises(InputError, match="cannot reach Triton"):
+        TritonRunner(f"http://127.0.0.1:{free_port()}", "m").activate()

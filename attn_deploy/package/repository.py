@@ -1,0 +1,101 @@
+"""Writing the model repository: everything validated first, then written into a temporary folder
+beside REPO and renamed onto it, so REPO is either the whole new repository or untouched.
+
+Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/`` holding ``model.onnx``,
+``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``; ``REPO/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from attn_deploy.errors import InputError
+from attn_deploy.package.config import MODEL_FILES, render_config
+from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
+from attn_deploy.package.python_model import python_model_source
+from attn_deploy.package.readme import readme_text
+
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    repository: Path
+    models: list[ModelSpec]
+    #: config.pbtxt text per model name.
+    configs: dict[str, str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "repository": str(self.repository),
+            "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None} for m in self.models],
+        }
+
+
+def _check_target(repo: Path, force: bool) -> None:
+    if repo.exists() and not repo.is_dir():
+        raise InputError(f"--triton {repo} is a file; name a folder for the model repository")
+    if repo.is_dir() and any(repo.iterdir()) and not force:
+        raise InputError(f"--triton {repo} exists and is not empty; pass --force to replace it, or name a new folder")
+    if not os.access(repo.parent if repo.parent.exists() else Path.cwd(), os.W_OK | os.X_OK):
+        raise InputError(f"--triton {repo}: cannot write to {repo.parent}; pick another folder")
+
+
+def _write_model(folder: Path, spec: ModelSpec, config: str) -> None:
+    version = folder / VERSION
+    version.mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(config)
+    if spec.artifact is not None:
+        onnx.save_model(spec.artifact.proto, str(version / "model.onnx"))
+    if spec.backend == "python":
+        (version / MODEL_FILES["python"]).write_text(python_model_source())
+    if spec.engine is not None:
+        shutil.copyfile(spec.engine, version / MODEL_FILES["tensorrt"])
+    if spec.plugin is not None:
+        shutil.copy2(spec.plugin, version / spec.plugin.name)
+
+
+def _replace(tmp: Path, repo: Path) -> None:
+    """Rename ``tmp`` onto ``repo``; an existing ``repo`` is moved aside first and removed after."""
+    old = None
+    if repo.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.old.", dir=repo.parent))
+        os.replace(repo, old / repo.name)
+    try:
+        os.replace(tmp, repo)
+    except OSError:
+        if old is not None:
+            os.replace(old / repo.name, repo)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | os.PathLike[str], options: PackageOptions | None = None) -> PackageResult:
+    """Write the Triton model repository ``repo`` for ``artifacts``; InputError (nothing written) for bad input."""
+    options = options or PackageOptions()
+    repo = Path(repo)
+    _check_target(repo, options.force)
+    models = plan_models(artifacts, options)
+    configs = {m.name: render_config(m, options) for m in models}
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
+    try:
+        for m in models:
+            _write_model(tmp / m.name, m, configs[m.name])
+        (tmp / "README.md").write_text(readme_text(models))
+        tmp.chmod(0o755)
+        _replace(tmp, repo)
+    except OSError as e:
+        raise InputError(f"cannot write the repository {repo}: {e.strerror or e}; pick another folder") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PackageResult(repo, models, configs)

@@ -1,0 +1,96 @@
+"""A repository ``package --triton --python-backend`` wrote, served by the real tritonserver from
+nvidia-pytriton on localhost: outputs against PyTorch within the fp32 preset, concurrent batch-1
+requests batched and answered correctly, and ``check --backends triton``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from tests.package.conftest import INPUT_SHAPE, SHAPE
+
+http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (the serve extra)")
+
+MODEL = "sagan-python"
+
+
+@pytest.fixture(scope="module")
+def server(sagan_onnx, tmp_path_factory) -> Iterator[str]:
+    """The server's URL, serving the python-backend model; skipped only where tritonserver cannot start."""
+    from attn_deploy import api
+    from attn_deploy.errors import AttnDeployError
+    from attn_deploy.package import PackageOptions
+    from attn_deploy.package.server import serve, server_files
+
+    try:
+        server_files()
+    except AttnDeployError as e:
+        pytest.skip(f"tritonserver is not available: {e}")
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    api.package([sagan_onnx], repo, PackageOptions(python_backend=True))
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(serve(repo, [MODEL]))
+        except AttnDeployError as e:
+            if "failed to load" in str(e):  # the server ran and refused our model: a failure, not a skip
+                raise
+            pytest.skip(f"tritonserver cannot start on this machine: {e}")
+        yield running.url
+
+
+def client(url: str):
+    return http.InferenceServerClient(url.removeprefix("http://"), concurrency=8)
+
+
+def infer(c, x: np.ndarray) -> np.ndarray:
+    tensor = http.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    return c.infer(MODEL, [tensor]).as_numpy("output")
+
+
+def torch_reference(x: np.ndarray) -> np.ndarray:
+    from attn_deploy.zoo import get_entry
+
+    with torch.no_grad():
+        return get_entry("sagan-256").build()(torch.from_numpy(x)).numpy()
+
+
+def test_served_outputs_match_pytorch(server):
+    x = np.random.default_rng(0).standard_normal(SHAPE, dtype=np.float32)
+    got, ref = infer(client(server), x), torch_reference(x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)  # the fp32 preset
+    other = infer(client(server), x[:, :, ::-1].copy())
+    assert not np.allclose(other, got)  # the output depends on the input
+
+
+def test_concurrent_batch1_requests_are_batched(server):
+    c = client(server)
+    before = c.get_inference_statistics(MODEL)["model_stats"][0]
+    xs = [np.random.default_rng(i).standard_normal(SHAPE, dtype=np.float32) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda x: infer(client(server), x), xs))
+    refs = torch_reference(np.concatenate(xs))
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out, refs[i : i + 1], atol=1e-4, rtol=1e-4)
+    after = c.get_inference_statistics(MODEL)["model_stats"][0]
+    requests = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert requests == 8 and executions < requests  # the dynamic batcher ran some requests together
+
+
+def test_check_through_the_server(run_cli, server):
+    code, out, err = run_cli("check", "zoo:sagan-256", "--input-shape", INPUT_SHAPE, "--backends", "torch,triton",
+                             "--triton-url", server, "--triton-model", MODEL)
+    assert code == 0, out + err
+    assert "triton:sagan-python " in out and "PASS" in out
+
+
+def test_check_names_a_missing_model(run_cli, server):
+    run_cli("check", "zoo:sagan-256", "--input-shape", INPUT_SHAPE, "--backends", "torch,triton",
+            "--triton-url", server, "--triton-model", "nope").assert_error("does not serve a ready model 'nope'")
