@@ -84,10 +84,17 @@ class Workload:
     skipped: list[Skipped]
     options: WorkloadOptions
     is_detector: bool = False
+    #: What the PyTorch SOURCE's outputs are called, in its order (see ``_torch_output_names``).
+    torch_output_names: list[str] = field(default_factory=list)
 
     def make_runner(self, planned: Planned) -> Runner:
-        """A runner for ``planned`` fed this workload's inputs; use it as a context manager."""
-        return planned.make([s.name for s in self.specs], self.output_names)
+        """A runner for ``planned`` fed this workload's inputs; use it as a context manager.
+
+        Every runner names its outputs itself (PyTorch by the model's names), so the gate matches
+        outputs by name, never by position.
+        """
+        names = self.torch_output_names if planned.backend.runs == "pytorch" else self.output_names
+        return planned.make([s.name for s in self.specs], names)
 
 
 def _torch_target(name: str, load: Callable[[], LoadedModel]) -> Target:
@@ -180,6 +187,16 @@ def _specs_from_model(loaded: LoadedModel, overrides: Mapping[str, tuple[int, ..
     return [InputSpec(n, tuple(s), np.dtype(np.float32)) for n, s in zip(names, shapes)]
 
 
+def _torch_output_names(loaded: LoadedModel, first_onnx: Artifact | None, output_names: list[str]) -> list[str]:
+    """The names of the PyTorch model's outputs: its own (a zoo entry's); else the ONNX model's when the
+    order is known (one output, or a manifest of this tool's, so the export's order); else none."""
+    if loaded.output_names:
+        return list(loaded.output_names)
+    if first_onnx is None or len(output_names) == 1 or first_onnx.manifest.stages:
+        return output_names
+    return []
+
+
 def prepare_workload(
     source: Reference, artifacts: Sequence[Candidate], options: WorkloadOptions, progress: Progress = lambda _: None
 ) -> Workload:
@@ -210,4 +227,5 @@ def prepare_workload(
 
     planned, skipped = plan_runners(targets, options.backends)
     is_detector = loaded is not None and loaded.is_detector
-    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector)
+    torch_names = _torch_output_names(loaded, first_onnx, output_names) if loaded is not None else []
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, torch_names)
