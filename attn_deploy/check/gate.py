@@ -160,7 +160,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
     reference = planned[0]
     detection_mode = is_detection_output(output_names)
     comparisons = []
-    notes: list[str] = []
+    notes: list[str] = list(work.notes)
     for p in planned[1:]:
         if options.precision == "auto":
             choice = p.precision

@@ -86,6 +86,8 @@ class Workload:
     is_detector: bool = False
     #: What the PyTorch SOURCE's outputs are called, in its order (see ``_torch_output_names``).
     torch_output_names: list[str] = field(default_factory=list)
+    #: Warnings for the report (a run near this machine's memory: ``size_guard``).
+    notes: list[str] = field(default_factory=list)
 
     def make_runner(self, planned: Planned) -> Runner:
         """A runner for ``planned`` fed this workload's inputs; use it as a context manager.
@@ -197,6 +199,22 @@ def _torch_output_names(loaded: LoadedModel, first_onnx: Artifact | None, output
     return []
 
 
+def _guard_memory(planned: Sequence[Planned], loaded: LoadedModel | None, specs: Sequence[InputSpec]) -> list[str]:
+    """Refuse (``InputError``) a runner whose estimated memory exceeds what is available; warnings returned."""
+    from attn_deploy.runtime.size_guard import eager_peak_bytes, guard, ort_peak_bytes
+
+    shapes = "x".join(str(d) for d in specs[0].shape) if specs else "?"
+    warnings: list[str] = []
+    for p in planned:
+        if p.backend.runs == "pytorch" and loaded is not None:
+            guard(eager_peak_bytes(loaded.module, [s.shape for s in specs]), f"running {p.target.name} in PyTorch at {shapes}",
+                  "use a smaller --input-shape, or leave PyTorch out (--backends ort) and run a lowered model", warnings.append)
+        elif p.target.artifact is not None:
+            guard(ort_peak_bytes(p.target.artifact), f"running {p.target.name}'s attention in ONNX Runtime",
+                  "lower it first (`attn-deploy lower`, or --lower) or use a smaller --input-shape", warnings.append)
+    return warnings
+
+
 def prepare_workload(
     source: Reference, artifacts: Sequence[Candidate], options: WorkloadOptions, progress: Progress = lambda _: None
 ) -> Workload:
@@ -228,4 +246,5 @@ def prepare_workload(
     planned, skipped = plan_runners(targets, options.backends)
     is_detector = loaded is not None and loaded.is_detector
     torch_names = _torch_output_names(loaded, first_onnx, output_names) if loaded is not None else []
-    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, torch_names)
+    notes = _guard_memory(planned, loaded, specs)
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, torch_names, notes)
