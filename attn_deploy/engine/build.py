@@ -22,7 +22,7 @@ from typing import Any
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.artifact.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.fileio import atomic_path, output_lock, sha256_file
 from attn_deploy.artifact.io import engine_report_path, load_artifact, manifest_path_for, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.engine.backend import TrtBackend, select_backend
@@ -263,7 +263,7 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         "engine_layers_note": inspect_note,
         "notes": notes,
     }
-    with atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
+    with output_lock(engine_path), atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
         tmp_engine.write_bytes(engine)
         tmp_report.write_text(json.dumps(report, indent=2) + "\n")
         if options.save_onnx is not None:  # with its manifest: precision and lowering travel with it
