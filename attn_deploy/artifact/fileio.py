@@ -83,6 +83,19 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (``is a directory``, ``no such file`` ...), None when it can."""
+    if path.is_dir():
+        return "is a directory"
+    if path.is_symlink() and not path.exists():
+        return "is a broken symbolic link or a symbolic link loop"
+    if not path.exists():
+        return ": no such file"
+    if not path.is_file():
+        return "is not a regular file (a pipe or a device?)"
+    return None
+
+
 def ensure_writable(path: Path, option: str) -> None:
     """``InputError`` unless ``path`` is a file name whose folder exists or can be made, writably."""
     if path.is_dir():

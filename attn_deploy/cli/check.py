@@ -22,7 +22,7 @@ def check(
     backends: opt.Backends = opt.BACKENDS,
     seed: opt.Seed = defaults.SEED,
     val_range: Annotated[str | None, typer.Option(help="Random inputs uniform in LOW,HIGH (default: [0,1] for image models, else N(0,1)).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
+    data: Annotated[Path | None, typer.Option(help="Real inputs: an .npz (arrays named like the inputs), a .npy (a one-input model's array), an image, or a folder of images "
                                                    "(resized and normalised per the manifest).")] = None,
     allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Run --data that holds NaN or Inf (refused by default: exit 2).")] = False,
     input_shape: opt.NamedInputShapes = None,

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -203,9 +204,9 @@ def _refuse_overwriting_inputs(model: Path | None, engine_path: Path, report_pat
     outputs = {"-o": engine_path, "the engine's build report": report_path}
     if options.save_onnx is not None:
         outputs.update({"--save-onnx": options.save_onnx, "--save-onnx's manifest": manifest_path_for(options.save_onnx)})
-    seen: dict[Path, str] = {p.resolve(): what for what, p in inputs.items() if p is not None}
+    seen: dict[str, str] = {os.path.realpath(p): what for what, p in inputs.items() if p is not None}
     for what, path in outputs.items():
-        other = seen.setdefault(path.resolve(), what)
+        other = seen.setdefault(os.path.realpath(path), what)
         if other != what:
             raise InputError(f"{what} {path} is also {other}; pick another output path")
 

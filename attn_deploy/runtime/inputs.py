@@ -86,6 +86,25 @@ def npz_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise InputError(f"{path} is not a readable .npz file ({first_line(e)}); save arrays with numpy.savez") from None
+    return _checked_feeds(path, arrays, specs)
+
+
+def npy_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
+    """The array of a .npy file, for a model with one input."""
+    if len(specs) != 1:
+        raise InputError(f"{path} holds one array and the model takes {len(specs)} inputs; save them with numpy.savez(path, NAME=array, ...)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path} is not a readable .npy file ({first_line(e)}); save the array with numpy.save") from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise InputError(f"{path} is an .npz archive, not a .npy array; name it .npz")
+    return _checked_feeds(path, {specs[0].name: loaded}, specs)
+
+
+def _checked_feeds(path: Path, arrays: dict[str, np.ndarray], specs: list[InputSpec]) -> Feeds:
+    """``arrays`` as the inputs ``specs`` name: numbers of the expected shapes, in the inputs' dtypes."""
     for name, array in arrays.items():
         if array.dtype.kind not in "biuf":
             raise InputError(f"{path}: array {name!r} holds {array.dtype} values; the model takes numbers")
@@ -144,7 +163,7 @@ def load_samples(
     preprocess: Preprocess | None = None,
     allow_nonfinite: bool = False,
 ) -> list[Feeds]:
-    """The samples to run: random (one), an .npz (one), or an image file/folder (one per image).
+    """The samples to run: random (one), an .npz or .npy (one), or an image file/folder (one per image).
 
     NaN or Inf in ``data`` is an ``InputError`` unless ``allow_nonfinite``: a parity failure on
     them would say nothing about the model.
@@ -152,8 +171,14 @@ def load_samples(
     if data is None:
         return [random_feeds(specs, seed, val_range, preprocess)]
     if not data.exists():
-        raise InputError(f"--data {data}: no such file or folder")
-    samples = [npz_feeds(data, specs)] if data.suffix == ".npz" else image_feeds(data, specs, preprocess)
+        why = "is a broken symbolic link or a symbolic link loop" if data.is_symlink() else ": no such file or folder"
+        raise InputError(f"--data {data}{'' if why.startswith(':') else ' '}{why}")
+    if data.suffix == ".npz":
+        samples = [npz_feeds(data, specs)]
+    elif data.suffix == ".npy":
+        samples = [npy_feeds(data, specs)]
+    else:
+        samples = image_feeds(data, specs, preprocess)
     if not allow_nonfinite:
         for sample in samples:
             for name, array in sample.items():

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.runtime.base import Feeds, RunnerBase
 
 
@@ -38,7 +38,10 @@ class TorchRunner(RunnerBase):
         self._outputs = list(output_names)
 
     def _activate(self) -> None:
-        self.module.eval()
+        try:
+            self.module.eval()
+        except NotImplementedError:  # a torch.export program (.pt2): traced once, it has no train/eval switch
+            pass
 
     @property
     def input_names(self) -> list[str]:
@@ -51,8 +54,15 @@ class TorchRunner(RunnerBase):
     def infer(self, feeds: Feeds) -> Feeds:
         self.activate()
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self._inputs]
-        with torch.no_grad():
-            tensors = _flatten(self.module(*args))
+        try:
+            with torch.no_grad():
+                tensors = _flatten(self.module(*args))
+        except Exception as e:  # noqa: BLE001 - the model refused these inputs (a .pt2 takes only its export shapes)
+            shapes = ", ".join("x".join(map(str, a.shape)) for a in args)
+            raise InputError(
+                f"the PyTorch model failed on inputs of shape {shapes} ({type(e).__name__}: {first_line(e)}); "
+                "run it at shapes it takes (--input-shape, --batch)"
+            ) from None
         if len(self._outputs) == len(tensors):
             names = self._outputs
         elif not self._outputs and len(tensors) > 1:
