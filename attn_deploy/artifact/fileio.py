@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,44 @@ def not_a_file(path: Path) -> str | None:
     if not path.is_file():
         return "is not a regular file (a pipe or a device?)"
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def scratch_beside(output: str | os.PathLike[str]) -> Iterator[Path]:
+    """Send the block's temporary files (``tempfile``'s, third-party code's included) to a private
+    folder beside ``output``, removed after.
+
+    A process killed outright (SIGKILL) cannot clean up: this way it leaves nothing in $TMPDIR, and
+    the folder it leaves beside ``output`` (named with its pid) is removed by the next run writing there.
+    """
+    final = Path(output)
+    prefix = f".{final.name}.scratch-"
+    for stale in final.parent.glob(prefix + "*") if final.parent.is_dir() else ():
+        pid = stale.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = final.parent / f"{prefix}{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ensure_writable(path: Path, option: str) -> None:
