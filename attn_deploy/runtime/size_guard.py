@@ -25,6 +25,7 @@ from attn_deploy import defaults
 from attn_deploy.artifact.sites import AttentionSite
 from attn_deploy.errors import InputError
 from attn_deploy.fuse.render import format_bytes
+from attn_deploy.lower.choice import BLOCKED_PEAK_BLOCKS
 from attn_deploy.ops.contract import (
     DEFAULT_SCORE_BLOCK_ELEMENTS,
     DOMAIN,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from attn_deploy.artifact.artifact import Artifact
 
 Warn = Callable[[str], None]
-#: ORT's peak for the blocked body was about 6 score blocks (lower/choice.py's BLOCKED_PEAK_BLOCKS).
-_BODY_PEAK_BLOCKS = 6
 _FLOAT = 4
 
 
@@ -78,7 +77,7 @@ def body_bytes(site: AttentionSite) -> int | None:
     tensors = _FLOAT * b * h * (nq * dk + nk * dk + nk * dv + nq * dv)
     if site.op_type == OP_TYPE and site.domain == DOMAIN:
         rows = min(nq, block_rows(b * h, nk, DEFAULT_SCORE_BLOCK_ELEMENTS))
-        return tensors + _BODY_PEAK_BLOCKS * _FLOAT * b * h * rows * nk
+        return tensors + BLOCKED_PEAK_BLOCKS * _FLOAT * b * h * rows * nk  # ORT's measured peak: a few blocks
     materialised = _FLOAT * b * h * nq * nk
     return tensors + min(defaults.MAX_ATTN_MEM, 2 * materialised)  # lowered: within --max-attn-mem by construction
 
