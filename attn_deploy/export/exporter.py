@@ -18,6 +18,7 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
+from attn_deploy.artifact.manifest import SiteRecord
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
@@ -181,13 +182,12 @@ def _guard_memory(loaded: LoadedModel, shapes: tuple[Shape, ...], options: Expor
     return warnings
 
 
-def _score_matrix_note(model: onnx.ModelProto) -> list[str]:
+def _score_matrix_note(sites: list[SiteRecord]) -> list[str]:
     """A note when an attention node's score matrix, materialised, would not fit in this machine's memory."""
-    from attn_deploy.artifact.sites import attention_sites
     from attn_deploy.fuse.render import format_bytes
     from attn_deploy.runtime.size_guard import available_memory, largest_site, materialised_bytes
 
-    largest, available = largest_site(attention_sites(model), materialised_bytes), available_memory()
+    largest, available = largest_site(sites, materialised_bytes), available_memory()
     if largest is None or available is None or largest[1] <= defaults.MEMORY_WARN_FRACTION * available:
         return []
     site, size = largest
@@ -232,7 +232,6 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         expected = None
     if expected is not None and found != expected:
         raise AttnDeployError(f"export produced {found} FusedAttention nodes for {expected} attention blocks; please report this model")
-    notes.extend(_score_matrix_note(model))
     artifact = Artifact.describe(
         model,
         source=loaded.source,
@@ -244,6 +243,9 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         stages=[f"export:{exporter}"],
         notes=list(notes),
     )
+    size_note = _score_matrix_note(artifact.manifest.fused_attention)
+    notes.extend(size_note)
+    artifact.manifest.notes.extend(size_note)
     return ExportResult(artifact, exporter, notes)
 
 

@@ -6,7 +6,7 @@ Two estimates, both taken without allocating the model's activations:
   the bytes of live tensors are tracked op by op; the peak, plus the parameters, is the estimate.
   A model whose attention materialises its score matrix shows it there; the FusedAttention op's
   tiled kernel does not (it holds one ``EAGER_TILE_ELEMENTS`` tile at a time).
-* ONNX Runtime (``ort_peak_bytes``): from the graph's attention sites. A FusedAttention body is
+* ONNX Runtime (``ort_peak_bytes``): from the manifest's attention sites. A FusedAttention body is
   blocked (``ops/contract.py``'s ``block_rows``), so it holds Q, K, V, O and a few score blocks, never
   the whole ``B·H·Nq·Nk`` matrix; lowered nodes are bounded by ``--max-attn-mem``.
 
@@ -19,10 +19,11 @@ import contextlib
 import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attn_deploy import defaults
-from attn_deploy.artifact.sites import AttentionSite
+from attn_deploy.artifact.manifest import SiteRecord
+from attn_deploy.artifact.sites import AttentionNode, AttentionSite
 from attn_deploy.errors import InputError
 from attn_deploy.fuse.render import format_bytes
 from attn_deploy.lower.choice import BLOCKED_PEAK_BLOCKS
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from attn_deploy.artifact.artifact import Artifact
 
 Warn = Callable[[str], None]
+Site = TypeVar("Site", bound=AttentionNode)
 _FLOAT = 4
 
 
@@ -62,12 +64,20 @@ def _ints(*dims: object) -> list[int] | None:
     return [d for d in dims if isinstance(d, int)] if all(isinstance(d, int) for d in dims) else None
 
 
-def materialised_bytes(site: AttentionSite) -> int | None:
+def materialised_bytes(site: AttentionNode) -> int | None:
     """The float32 score matrix ``B·H·Nq·Nk`` of ``site`` (None when a dimension is dynamic)."""
-    return site.score_matrix_bytes
+    dims = _ints(site.B, site.H, site.Nq, site.Nk)
+    return None if dims is None else _FLOAT * dims[0] * dims[1] * dims[2] * dims[3]
 
 
-def body_bytes(site: AttentionSite) -> int | None:
+def _runs_body(site: AttentionNode) -> bool:
+    """The site runs the FusedAttention body (not lowered)."""
+    if isinstance(site, SiteRecord):
+        return site.implementation == "body"
+    return isinstance(site, AttentionSite) and site.op_type == OP_TYPE and site.domain == DOMAIN
+
+
+def body_bytes(site: AttentionNode) -> int | None:
     """What ``site`` holds at once in ONNX Runtime: Q, K, V and O plus a few query-blocked score
     blocks (the FusedAttention body), or ``--max-attn-mem`` (a lowered node)."""
     dims = _ints(site.B, site.H, site.Nq, site.Nk, site.dk, site.dv)
@@ -75,22 +85,25 @@ def body_bytes(site: AttentionSite) -> int | None:
         return None
     b, h, nq, nk, dk, dv = dims
     tensors = _FLOAT * b * h * (nq * dk + nk * dk + nk * dv + nq * dv)
-    if site.op_type == OP_TYPE and site.domain == DOMAIN:
+    if _runs_body(site):
         rows = min(nq, block_rows(b * h, nk, DEFAULT_SCORE_BLOCK_ELEMENTS))
         return tensors + BLOCKED_PEAK_BLOCKS * _FLOAT * b * h * rows * nk  # ORT's measured peak: a few blocks
     materialised = _FLOAT * b * h * nq * nk
     return tensors + min(defaults.MAX_ATTN_MEM, 2 * materialised)  # lowered: within --max-attn-mem by construction
 
 
-def largest_site(sites: Sequence[AttentionSite], size: Callable[[AttentionSite], int | None]) -> tuple[AttentionSite, int] | None:
+def largest_site(sites: Sequence[Site], size: Callable[[Site], int | None]) -> tuple[Site, int] | None:
     """The site with the largest ``size`` (sites run one after another), None when no size is known."""
     sized = [(s, n) for s in sites if (n := size(s)) is not None]
     return max(sized, key=lambda pair: pair[1]) if sized else None
 
 
 def ort_peak_bytes(artifact: Artifact) -> int | None:
-    """ONNX Runtime's memory for ``artifact``'s largest attention node; None when no site has static shapes."""
-    largest = largest_site(artifact.sites, body_bytes)
+    """ONNX Runtime's memory for ``artifact``'s largest attention node; None when no site has static shapes.
+
+    Read from the manifest (no shape inference): a file's own one only when its sha256 matches.
+    """
+    largest = largest_site(artifact.manifest.fused_attention, body_bytes)
     return None if largest is None else largest[1]
 
 
