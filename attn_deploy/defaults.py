@@ -9,6 +9,9 @@ OPSET = 18
 MIN_OPSET = 17
 #: Attention working-memory budget per node when lowering (bytes).
 MAX_ATTN_MEM = 256 << 20
+#: Size guard: running a model whose estimated memory is above this fraction of the memory available
+#: is warned about; above all of it, refused.
+MEMORY_WARN_FRACTION = 0.5
 #: ``check``/``bench`` backends, in reference-first order.
 BACKENDS: tuple[str, ...] = ("torch", "ort", "trt")
 #: Exporter tried first (``auto``: dynamo, then TorchScript if that fails).

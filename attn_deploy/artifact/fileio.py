@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,95 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` as an output (``.NAME.lock`` beside it, removed after).
+
+    Two processes writing one output pair (a model and its manifest) take turns, so the pair on disk
+    is always one run's. The lock file is re-checked after locking: a holder may have removed it
+    (and another process created a new one) while this one waited.
+    """
+    final = Path(path)
+    lock = final.with_name(f".{final.name}.lock")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (``is a directory``, ``no such file`` ...), None when it can."""
+    if path.is_dir():
+        return "is a directory"
+    if path.is_symlink() and not path.exists():
+        return "is a broken symbolic link or a symbolic link loop"
+    if not path.exists():
+        return ": no such file"
+    if not path.is_file():
+        return "is not a regular file (a pipe or a device?)"
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def scratch_beside(output: str | os.PathLike[str]) -> Iterator[Path]:
+    """Send the block's temporary files (``tempfile``'s, third-party code's included) to a private
+    folder beside ``output``, removed after.
+
+    A process killed outright (SIGKILL) cannot clean up: this way it leaves nothing in $TMPDIR, and
+    the folder it leaves beside ``output`` (named with its pid) is removed by the next run writing there.
+    """
+    final = Path(output)
+    prefix = f".{final.name}.scratch-"
+    for stale in final.parent.glob(prefix + "*") if final.parent.is_dir() else ():
+        pid = stale.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = final.parent / f"{prefix}{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ensure_writable(path: Path, option: str) -> None:

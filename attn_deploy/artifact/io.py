@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.artifact.fileio import atomic_path, sha256_file
+from attn_deploy.artifact.fileio import atomic_path, not_a_file, output_lock, sha256_file
 from attn_deploy.artifact.manifest import FORMAT, Manifest
 from attn_deploy.errors import InputError, first_line
 
@@ -52,16 +52,14 @@ def load_onnx(path: PathLike, *, hint: str = _HINT, full_check: bool = False) ->
     ``full_check`` adds strict shape inference (``fuse`` rewrites by the inferred shapes).
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; {hint}")
-    if not path.exists():
-        raise InputError(f"{path}: no such file; {hint}")
-    if not path.is_file():
-        raise InputError(f"{path} is not a regular file (a pipe or a device?); {hint}")
+    problem = not_a_file(path)
+    if problem is not None:
+        raise InputError(f"{path}{'' if problem.startswith(':') else ' '}{problem}; {hint}")
     try:
-        model = onnx.load_model(str(path))
+        model = onnx.load_model(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, ValueError, RuntimeError ...
         raise InputError(f"{path} is not an ONNX model ({first_line(e)}); {hint}") from None
+    _load_external_data(model, path)
     if model.ir_version <= 0 or not model.graph.node:
         raise InputError(f"{path} is not an ONNX model (no graph in it); {hint}")
     try:
@@ -70,6 +68,25 @@ def load_onnx(path: PathLike, *, hint: str = _HINT, full_check: bool = False) ->
     except Exception as e:  # noqa: BLE001 - the checker and shape inference raise several types
         raise InputError(f"{path} does not validate ({first_line(e)}); fix or re-export the model") from None
     return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Read the tensors ``model`` keeps in files beside ``path``; ``InputError`` naming a missing one."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    locations = {ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)}
+    folder = os.path.realpath(path.parent)
+    for location in sorted(locations):
+        data = path.parent / location
+        if os.path.commonpath([folder, os.path.realpath(data)]) != folder:
+            raise InputError(f"{path} keeps tensors in {location}, outside its folder; refusing to read it (re-save the model with its data beside it)")
+        if not data.is_file():
+            raise InputError(f"{path} keeps tensors in {location}, which is not beside it; copy {location} next to the model")
+    if locations:
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except Exception as e:  # noqa: BLE001 - a short or unreadable data file
+            raise InputError(f"{path}: its external data could not be read ({first_line(e)}); re-save the model") from None
 
 
 def read_json(path: Path) -> object | None:
@@ -122,7 +139,9 @@ def save_artifact(artifact: Artifact, path: PathLike) -> tuple[Path, Path]:
     json_path = manifest_path_for(onnx_path)
     if json_path.is_dir():
         raise InputError(f"{json_path} is a directory; the manifest goes there: pick another output name")
-    with atomic_path(onnx_path) as tmp_onnx, atomic_path(json_path) as tmp_json:
+    # The manifest is renamed first, the model last; between the two, readers see a manifest whose
+    # sha256 is not the model's and ignore it (``load_artifact``). The lock keeps concurrent writers' pairs whole.
+    with output_lock(onnx_path), atomic_path(onnx_path) as tmp_onnx, atomic_path(json_path) as tmp_json:
         onnx.save_model(artifact.proto, str(tmp_onnx))
         manifest = artifact.manifest.replace(output_sha256=sha256_file(tmp_onnx))
         tmp_json.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")

@@ -59,7 +59,7 @@ def render_table(report: BenchReport) -> Table:
         cv = f"{r.latency.cv:.1%}" + (" [yellow]noisy[/yellow]" if r.latency.noisy else "")
         table.add_row(short_label(r.label), str(r.batch), _ms(r.latency.p50), _ms(r.latency.p90), _ms(r.latency.p99),
                       _ms(r.latency.mean), cv, f"{r.latency.throughput:.1f}", f"{r.peak_rss_mb:.0f}")
-    notes = [f"skipped {s.label}: {s.reason}" for s in report.skipped]
+    notes = [f"skipped {s.label}: {s.reason}" for s in report.skipped] + [f"note: {n}" for n in report.notes]
     if any(r.latency.noisy for r in report.results):
         notes.append(f"noisy: coefficient of variation above {CV_WARN:.1%}; measure on a quiet machine")
     return with_notes(table, notes)

@@ -82,6 +82,8 @@ class BenchReport:
     skipped: list[Skipped]
     settings: dict[str, object]
     machine: dict[str, object] = field(default_factory=lambda: machine_info())
+    #: Warnings (a run near this machine's memory).
+    notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
 
 
@@ -176,6 +178,7 @@ def bench_workload(
         source=work.source,
         results=results,
         skipped=skipped,
+        notes=list(work.notes),
         settings={
             "backends": list(work.options.backends),
             "warmup": options.warmup,

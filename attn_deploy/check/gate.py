@@ -176,7 +176,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
     roles = detection_roles(output_names, work.detection)
     warnings = output_warnings(results[reference.label], samples, (probe, probed) if probe is not None and probed is not None else None)
     comparisons = []
-    notes: list[str] = []
+    notes: list[str] = list(work.notes)
     for p in planned[1:]:
         if options.precision == "auto":
             choice = p.precision

@@ -5,6 +5,7 @@ The table below registers every command on ``app``, in the order ``--help`` list
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -38,6 +39,11 @@ zoo_app.command("list")(zoo.zoo_list)
 
 
 def main() -> None:
+    # torch makes its (here unused) compile-cache folder in $TMPDIR; the user's cache folder is where a cache belongs.
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "attn-deploy", "torchinductor"))
+    # ONNX Runtime's telemetry writes a device identifier ($TMPDIR/.ses) on import; off unless the user sets it.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     # SIGTERM unwinds like Ctrl-C: temporary files and folders are removed, no half-written output stays.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app(prog_name="attn-deploy")

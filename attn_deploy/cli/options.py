@@ -129,7 +129,7 @@ ValRange = Annotated[str | None, typer.Option(
                         "(a zoo model's own range if it has one), other floats N(0,1); masks are ones, token ids "
                         "below the embedding's size (--vocab).")]
 Data = Annotated[Path | None, typer.Option(
-    "--data", help="Real inputs: an .npz (arrays named like the inputs), an image, or a folder of images "
+    "--data", help="Real inputs: an .npz (arrays named like the inputs), a .npy (a one-input model's array), an image, or a folder of images "
                    "(RGB in [0,1], normalised per the manifest).")]
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Run --data that holds NaN or Inf (refused by default: exit 2).")]
 Vocab = Annotated[int | None, typer.Option(

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -22,8 +23,8 @@ from typing import Any
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.artifact.fileio import atomic_path, sha256_file
-from attn_deploy.artifact.io import engine_report_path, load_artifact, save_artifact
+from attn_deploy.artifact.fileio import atomic_path, output_lock, sha256_file
+from attn_deploy.artifact.io import engine_report_path, load_artifact, manifest_path_for, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.captured import captured_output
@@ -247,12 +248,27 @@ def _fp16_stage(artifact: Artifact, options: BuildOptions) -> tuple[Artifact, di
     return result.artifact, result.summary.to_dict()
 
 
+def _refuse_overwriting_inputs(model: Path | None, engine_path: Path, report_path: Path, options: BuildOptions) -> None:
+    """Every output is a file of its own: none is the model, its manifest, a plugin, or another output."""
+    inputs = {"the model": model, "the model's manifest": manifest_path_for(model) if model else None}
+    inputs.update({f"--plugin {p}": p for p in options.plugins})
+    outputs = {"-o": engine_path, "the engine's build report": report_path}
+    if options.save_onnx is not None:
+        outputs.update({"--save-onnx": options.save_onnx, "--save-onnx's manifest": manifest_path_for(options.save_onnx)})
+    seen: dict[str, str] = {os.path.realpath(p): what for what, p in inputs.items() if p is not None}
+    for what, path in outputs.items():
+        other = seen.setdefault(os.path.realpath(path), what)
+        if other != what:
+            raise InputError(f"{what} {path} is also {other}; pick another output path")
+
+
 def build_engine(model: Artifact | str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions()) -> BuildResult:
     """Build ``engine_path`` and ``engine_path.json`` from ``model`` (an Artifact or an .onnx path); both or neither appear."""
     engine_path = Path(engine_path)
     report_path = engine_report_path(engine_path)
     if engine_path.suffix == ".onnx":
         raise InputError(f"output {engine_path} ends in .onnx; name the engine MODEL.engine")
+    _refuse_overwriting_inputs(model.path if isinstance(model, Artifact) else Path(model), engine_path, report_path, options)
     source = model if isinstance(model, Artifact) else load_artifact(model)
     backend = select_backend(options.runtime)
     caps = _parse_capabilities(backend, options.compute_capabilities)
@@ -297,7 +313,7 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         "engine_layers_note": inspect_note,
         "notes": notes,
     }
-    with atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
+    with output_lock(engine_path), atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
         tmp_engine.write_bytes(engine)
         tmp_report.write_text(json.dumps(report, indent=2) + "\n")
         if options.save_onnx is not None:  # with its manifest: precision and lowering travel with it

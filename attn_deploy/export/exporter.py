@@ -21,6 +21,7 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
+from attn_deploy.artifact.manifest import SiteRecord
 from attn_deploy.captured import captured_output
 from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
@@ -240,6 +241,35 @@ def _run_exporters(loaded: LoadedModel, inputs: tuple[torch.Tensor, ...], option
     raise AttnDeployError("export failed: " + "; ".join(notes) + ("; try --exporter torchscript" if options.exporter == "dynamo" else ""))
 
 
+def _guard_memory(loaded: LoadedModel, shapes: tuple[Shape, ...], options: ExportOptions) -> list[str]:
+    """Export runs the model once in PyTorch: refuse a shape whose run cannot fit in memory (estimated on fake tensors)."""
+    from attn_deploy.runtime.size_guard import eager_peak_bytes, guard
+
+    with _routing(loaded, options):
+        estimate = eager_peak_bytes(loaded.module, shapes)
+    warnings: list[str] = []
+    shape_text = ", ".join("x".join(map(str, s)) for s in shapes)
+    guard(estimate, f"export runs {loaded.source} once in PyTorch: at {shape_text} that",
+          "export a smaller --input-shape (--dynamic makes axes free at run time)", warnings.append)
+    return warnings
+
+
+def _score_matrix_note(sites: list[SiteRecord]) -> list[str]:
+    """A note when an attention node's score matrix, materialised, would not fit in this machine's memory."""
+    from attn_deploy.fuse.render import format_bytes
+    from attn_deploy.runtime.size_guard import available_memory, largest_site, materialised_bytes
+
+    largest, available = largest_site(sites, materialised_bytes), available_memory()
+    if largest is None or available is None or largest[1] <= defaults.MEMORY_WARN_FRACTION * available:
+        return []
+    site, size = largest
+    return [
+        f"attention {site.name} has a {format_bytes(size)} score matrix ({site.B}x{site.H}x{site.Nq}x{site.Nk} float32) and this "
+        f"machine has {format_bytes(available)} available: run it only through blocked kernels (`attn-deploy lower`), "
+        "never a runtime that materialises attention, or export a smaller --input-shape"
+    ]
+
+
 def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions()) -> ExportResult:
     """Export ``loaded`` to an in-memory Artifact; the same model and options give byte-identical ONNX."""
     if options.opset < MIN_OPSET:
@@ -257,11 +287,13 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     if outside:
         raise InputError(f"--dynamic {','.join(map(str, outside))}: no such axis (the inputs have rank {', '.join(map(str, ranks))})")
     loaded = _described(loaded, options, len(shapes))
+    size_notes = _guard_memory(loaded, shapes, options)
     inputs = loaded.example_inputs(shapes)
     layout = None
     if loaded.entry is None:
         loaded, layout = _as_detector(loaded, _probe(loaded, inputs, options))
     model, exporter, notes = _run_exporters(loaded, inputs, options)
+    notes[:0] = size_notes
     model = finalize(model)
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
@@ -287,6 +319,9 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         notes=list(notes),
         detection=detection,
     )
+    size_note = _score_matrix_note(artifact.manifest.fused_attention)
+    notes.extend(size_note)
+    artifact.manifest.notes.extend(size_note)
     return ExportResult(artifact, exporter, notes)
 
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from attn_deploy.artifact.fileio import sha256_file
+from attn_deploy.artifact.fileio import not_a_file, sha256_file
 from attn_deploy.errors import InputError, first_line
 from attn_deploy.zoo.registry import Shape, ZooEntry, get_entry
 
@@ -198,14 +198,13 @@ def load_model(spec: str, *, arch: str | None = None, unsafe_load: bool = False)
         entry = zoo_entry(spec)
         return _from_entry(entry, entry.build(), spec)
     path = Path(spec)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         if _FACTORY.fullmatch(spec):
             return _from_factory(spec)
         raise InputError(f"{spec}: no such file (MODEL is a file, zoo:NAME or package.module:factory)")
-    if path.is_dir():
-        raise InputError(f"{spec} is a directory; pass a model file")
-    if not path.is_file():
-        raise InputError(f"{spec} is not a regular file (a pipe or device?); pass a model file")
+    problem = not_a_file(path)
+    if problem is not None:
+        raise InputError(f"{spec} {problem}; pass a model file")
     sha = sha256_file(path)
     kind = _archive_kind(path)
     if kind == "torchscript":

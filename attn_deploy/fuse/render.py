@@ -14,8 +14,8 @@ def format_bytes(n: float | None) -> str:
     """``12582912`` -> ``12.0 MiB``; None (a dynamic size) -> ``dynamic``."""
     if n is None:
         return "dynamic"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)

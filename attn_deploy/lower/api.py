@@ -110,8 +110,9 @@ def lower_file(
     src, out = Path(in_path), Path(out_path)
     if out.suffix != ".onnx":
         raise InputError(f"output {out} must end in .onnx")
+    source = load_artifact(src)
     if out.resolve() == src.resolve():
         raise InputError("output would overwrite the input; pass another -o path")
-    result = lower_artifact(load_artifact(src), target, max_attn_mem, prefer)
+    result = lower_artifact(source, target, max_attn_mem, prefer)
     result.onnx_path, result.manifest_path = result.artifact.save(out)
     return result

@@ -337,6 +337,16 @@ def quantize_model(
     output = Path(output)
     if output.suffix != ".onnx":
         raise InputError(f"output {output} must end in .onnx")
+    from attn_deploy.artifact.fileio import scratch_beside
+
+    with scratch_beside(output):  # ONNX Runtime's quantizer writes temporary models: none stays in $TMPDIR
+        return _quantize_model(model, output, options, compare, sample, calibrate)
+
+
+def _quantize_model(
+    model: nn.Module | ModelSource, output: Path, options: QuantizeOptions, compare: Comparer | None,
+    sample: Sampler | None, calibrate: Calibrator | None,
+) -> QuantizeResult:
     source = load_source(model, options)
     if options.torch_output is not None and source.module is None:
         raise InputError("--torch needs a PyTorch MODEL (zoo:NAME, a .pt file, ...), not an .onnx file")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.fileio import not_a_file
 from attn_deploy.artifact.graph import dims_of, graph_inputs
 from attn_deploy.artifact.io import ENGINE_SUFFIXES, is_engine_path, is_onnx_path
 from attn_deploy.errors import InputError
@@ -203,8 +204,9 @@ def validate_paths(paths: Sequence[str], source: str | None) -> None:
             raise InputError(f"artifact {a} is neither .onnx nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
     files = [*paths, *([source] if source is not None and (is_onnx_path(source) or is_engine_path(source)) else [])]
     for path in files:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such file")
+        problem = not_a_file(Path(path))
+        if problem is not None:
+            raise InputError(f"{path}{'' if problem.startswith(':') else ' '}{problem}")
 
 
 def plan_runners(targets: Sequence[Target], backends: Sequence[str]) -> tuple[list[Planned], list[Skipped]]:

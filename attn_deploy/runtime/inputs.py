@@ -16,7 +16,7 @@ import onnx
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import dims_of, dims_product, dtype_name, graph_inputs
-from attn_deploy.errors import InputError
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.runtime.base import Feeds
 from attn_deploy.shapes import data_inputs, read_npz, shape_overrides
 
@@ -141,7 +141,28 @@ def random_feeds(
 
 def npz_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
     """The arrays of an .npz named like the inputs (a single array feeds a single input)."""
-    arrays = read_npz(path)
+    return _checked_feeds(path, read_npz(path), specs)
+
+
+def npy_feeds(path: Path, specs: list[InputSpec]) -> Feeds:
+    """The array of a .npy file, for a model with one input."""
+    if len(specs) != 1:
+        raise InputError(f"{path} holds one array and the model takes {len(specs)} inputs; save them with numpy.savez(path, NAME=array, ...)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path} is not a readable .npy file ({first_line(e)}); save the array with numpy.save") from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise InputError(f"{path} is an .npz archive, not a .npy array; name it .npz")
+    return _checked_feeds(path, {specs[0].name: loaded}, specs)
+
+
+def _checked_feeds(path: Path, arrays: dict[str, np.ndarray], specs: list[InputSpec]) -> Feeds:
+    """``arrays`` as the inputs ``specs`` name: numbers of the expected shapes, in the inputs' dtypes."""
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"{path}: array {name!r} holds {array.dtype} values; the model takes numbers")
     if len(arrays) == 1 and len(specs) == 1 and specs[0].name not in arrays:
         arrays = {specs[0].name: next(iter(arrays.values()))}
     feeds = {}
@@ -190,7 +211,8 @@ def image_feeds(path: Path, specs: list[InputSpec], preprocess: Preprocess | Non
 
 def _must_exist(data: Path) -> None:
     if not data.exists():
-        raise InputError(f"--data {data}: no such file or folder")
+        why = "is a broken symbolic link or a symbolic link loop" if data.is_symlink() else ": no such file or folder"
+        raise InputError(f"--data {data}{'' if why.startswith(':') else ' '}{why}")
 
 
 def load_samples(
@@ -203,7 +225,7 @@ def load_samples(
     allow_nonfinite: bool = False,
     vocab: int | None = None,
 ) -> list[Feeds]:
-    """The samples to run: random (one), an .npz (one), or an image file/folder (one per image).
+    """The samples to run: random (one), an .npz or .npy (one), or an image file/folder (one per image).
 
     NaN or Inf in ``data`` is an ``InputError`` unless ``allow_nonfinite``: a parity failure on
     them would say nothing about the model.
@@ -211,7 +233,12 @@ def load_samples(
     if data is None:
         return [random_feeds(specs, seed, val_range, preprocess, vocab)]
     _must_exist(data)
-    samples = [npz_feeds(data, specs)] if data.suffix == ".npz" else image_feeds(data, specs, preprocess)
+    if data.suffix == ".npz":
+        samples = [npz_feeds(data, specs)]
+    elif data.suffix == ".npy":
+        samples = [npy_feeds(data, specs)]
+    else:
+        samples = image_feeds(data, specs, preprocess)
     if not allow_nonfinite:
         for sample in samples:
             for name, array in sample.items():

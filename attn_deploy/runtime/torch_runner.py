@@ -1,4 +1,4 @@
-"""PyTorch eager runner: the source model, outputs flattened to the exported output names."""
+"""PyTorch eager runner: the source model, its outputs flattened and named by the model's own output names."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attn_deploy.errors import InputError, first_line
 from attn_deploy.runtime.base import Feeds, RunnerBase
 
 
@@ -22,7 +23,12 @@ def _flatten(value: object) -> list[torch.Tensor]:
 
 
 class TorchRunner(RunnerBase):
-    """Runs ``module`` (already in memory) under ``torch.no_grad`` with inputs in ``input_names`` order."""
+    """Runs ``module`` (already in memory) under ``torch.no_grad`` with inputs in ``input_names`` order.
+
+    ``output_names`` name the flattened outputs in the module's own order: the names the model
+    declares (a zoo entry's), or an order a trusted manifest recorded. Empty means nobody knows
+    which output is which: a single output is still unambiguous, several are an ``InputError``.
+    """
 
     name = "torch"
 
@@ -32,7 +38,10 @@ class TorchRunner(RunnerBase):
         self._outputs = list(output_names)
 
     def _activate(self) -> None:
-        self.module.eval()
+        try:
+            self.module.eval()
+        except NotImplementedError:  # a torch.export program (.pt2): traced once, it has no train/eval switch
+            pass
 
     @property
     def input_names(self) -> list[str]:
@@ -45,7 +54,22 @@ class TorchRunner(RunnerBase):
     def infer(self, feeds: Feeds) -> Feeds:
         self.activate()
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self._inputs]
-        with torch.no_grad():
-            tensors = _flatten(self.module(*args))
-        names = self._outputs if len(self._outputs) == len(tensors) else [f"output_{i}" for i in range(len(tensors))]
+        try:
+            with torch.no_grad():
+                tensors = _flatten(self.module(*args))
+        except Exception as e:  # noqa: BLE001 - the model refused these inputs (a .pt2 takes only its export shapes)
+            shapes = ", ".join("x".join(map(str, a.shape)) for a in args)
+            raise InputError(
+                f"the PyTorch model failed on inputs of shape {shapes} ({type(e).__name__}: {first_line(e)}); "
+                "run it at shapes it takes (--input-shape, --batch)"
+            ) from None
+        if len(self._outputs) == len(tensors):
+            names = self._outputs
+        elif not self._outputs and len(tensors) > 1:
+            raise InputError(
+                f"the PyTorch model returns {len(tensors)} unnamed outputs and no attn-deploy manifest records their order, "
+                "so they cannot be matched to the ONNX outputs by name; check the .onnx `attn-deploy export` wrote for it"
+            )
+        else:
+            names = [f"output_{i}" for i in range(len(tensors))]
         return {n: t.numpy() for n, t in zip(names, tensors)}

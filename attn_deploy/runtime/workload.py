@@ -106,10 +106,19 @@ class Workload:
     is_detector: bool = False
     #: A detector's outputs by role (``{"boxes": NAME, ...}``), from the first ONNX model's manifest.
     detection: Mapping[str, str] | None = None
+    #: What the PyTorch SOURCE's outputs are called, in its order (see ``_torch_output_names``).
+    torch_output_names: list[str] = field(default_factory=list)
+    #: Warnings for the report (a run near this machine's memory: ``size_guard``).
+    notes: list[str] = field(default_factory=list)
 
     def make_runner(self, planned: Planned) -> Runner:
-        """A runner for ``planned`` fed this workload's inputs; use it as a context manager."""
-        return planned.make([s.name for s in self.specs], self.output_names)
+        """A runner for ``planned`` fed this workload's inputs; use it as a context manager.
+
+        Every runner names its outputs itself (PyTorch by the model's names), so the gate matches
+        outputs by name, never by position.
+        """
+        names = self.torch_output_names if planned.backend.runs == "pytorch" else self.output_names
+        return planned.make([s.name for s in self.specs], names)
 
 
 def _torch_target(name: str, load: Callable[[], LoadedModel]) -> Target:
@@ -214,6 +223,32 @@ def _specs_from_model(loaded: LoadedModel, options: WorkloadOptions) -> list[Inp
     return [InputSpec(n, tuple(s), np.dtype(d), loaded.embedding_rows) for n, s, d in zip(names, shapes, dtypes)]
 
 
+def _torch_output_names(loaded: LoadedModel, first_onnx: Artifact | None, output_names: list[str]) -> list[str]:
+    """The names of the PyTorch model's outputs: its own (a zoo entry's); else the ONNX model's when the
+    order is known (one output, or a manifest of this tool's, so the export's order); else none."""
+    if loaded.output_names:
+        return list(loaded.output_names)
+    if first_onnx is None or len(output_names) == 1 or first_onnx.manifest.stages:
+        return output_names
+    return []
+
+
+def _guard_memory(planned: Sequence[Planned], loaded: LoadedModel | None, specs: Sequence[InputSpec]) -> list[str]:
+    """Refuse (``InputError``) a runner whose estimated memory exceeds what is available; warnings returned."""
+    from attn_deploy.runtime.size_guard import eager_peak_bytes, guard, ort_peak_bytes
+
+    shapes = "x".join(str(d) for d in specs[0].shape) if specs else "?"
+    warnings: list[str] = []
+    for p in planned:
+        if p.backend.runs == "pytorch" and loaded is not None:
+            guard(eager_peak_bytes(loaded.module, [s.shape for s in specs]), f"running {p.target.name} in PyTorch at {shapes}",
+                  "use a smaller --input-shape, or leave PyTorch out (--backends ort) and run a lowered model", warnings.append)
+        elif p.target.artifact is not None:
+            guard(ort_peak_bytes(p.target.artifact), f"running {p.target.name}'s attention in ONNX Runtime",
+                  "lower it first (`attn-deploy lower`, or --lower) or use a smaller --input-shape", warnings.append)
+    return warnings
+
+
 def prepare_workload(
     source: Reference, artifacts: Sequence[Candidate], options: WorkloadOptions, progress: Progress = lambda _: None
 ) -> Workload:
@@ -246,4 +281,7 @@ def prepare_workload(
     planned, skipped = plan_runners(targets, options.backends)
     detection = first_onnx.manifest.detection if first_onnx is not None else None
     is_detector = bool(detection) or (loaded is not None and loaded.is_detector)
-    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection)
+    torch_names = _torch_output_names(loaded, first_onnx, output_names) if loaded is not None else []
+    notes = _guard_memory(planned, loaded, specs)
+    return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection,
+                    torch_names, notes)
