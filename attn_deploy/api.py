@@ -84,12 +84,15 @@ def export(
     submodule: str | None = None,
     arch: str | None = None,
     unsafe_load: bool = False,
+    strict: bool = False,
 ) -> Artifact:
     """Export a PyTorch model to an Artifact with one FusedAttention node per attention block.
 
     ``model`` is an ``nn.Module`` (give ``input_shapes``) or MODEL as the CLI takes it (``zoo:NAME``,
     ``package.module:factory``, a TorchScript / ``.pt2`` / ``torch.save`` file). Notes from the
-    exporters (one failed, another was used) are in ``artifact.manifest.notes``.
+    exporters (one failed, another was used) are in ``artifact.manifest.notes``; how each attention
+    was handled (routed, fused, or left plain and why) in ``artifact.manifest.attention``.
+    ``strict``: an attention left plain is an ``InputError``.
     """
     from attn_deploy.export.exporter import ExportOptions, export_artifact
 
@@ -101,6 +104,7 @@ def export(
         exporter=exporter,  # type: ignore[arg-type]
         no_fuse=not fuse,
         submodule=submodule,
+        strict=strict,
     )
     return export_artifact(loaded, options).artifact
 

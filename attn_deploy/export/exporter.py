@@ -18,7 +18,9 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
+from attn_deploy.artifact.manifest import AttentionFinding
 from attn_deploy.errors import AttnDeployError, InputError, first_line
+from attn_deploy.export.attention import find_attention, refuse_plain
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
 from attn_deploy.ops.symbolic import (
@@ -47,6 +49,8 @@ class ExportOptions:
     no_fuse: bool = False
     #: Export only this named part (``backbone`` of a zoo detector; see export/submodule.py).
     submodule: str | None = None
+    #: An attention left as plain MatMul/Softmax/MatMul is an error, not a warning.
+    strict: bool = False
 
 
 @dataclass
@@ -65,6 +69,11 @@ class ExportResult:
     @property
     def fused_attention_count(self) -> int:
         return len(self.artifact.manifest.fused_attention)
+
+    @property
+    def attention(self) -> list[AttentionFinding]:
+        """Per attention: routed, fused or left plain (and why)."""
+        return self.artifact.manifest.attention
 
 
 def _check_shapes(loaded: LoadedModel, shapes: tuple[Shape, ...]) -> None:
@@ -192,6 +201,11 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
+    findings: list[AttentionFinding] = []
+    if not options.no_fuse:
+        model, findings = find_attention(model)
+        if options.strict:
+            refuse_plain(findings)
     expected = loaded.expected_attention_blocks
     found = len(fused_attention_nodes(model))
     if options.no_fuse:
@@ -210,6 +224,7 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         preprocess=loaded.preprocess,
         stages=[f"export:{exporter}"],
         notes=list(notes),
+        attention=findings,
     )
     return ExportResult(artifact, exporter, notes)
 
