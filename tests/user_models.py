@@ -100,3 +100,84 @@ SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "faster_rcnn_backbone_with_attention": ((1, 3, 96, 128), 1),
     "swin_t": ((1, 3, 64, 64), 12),
 }
+
+
+class ConvQkvChunk(nn.Module):
+    """SAGAN-style attention whose Q, K, V come from one 1x1 conv, ``chunk``ed three ways."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.d = c // 4
+        self.qkv = nn.Conv2d(c, 2 * self.d + c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).flatten(2).split([self.d, self.d, c], dim=1)
+        attn = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)
+        return x + torch.bmm(v, attn.transpose(1, 2)).view(b, c, h, w)
+
+
+class LinearQkvSlice(nn.Module):
+    """Multi-head attention from one Linear sliced three ways, the scale folded into Q first."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.dim = heads, dim
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x)
+        q, k, v = (qkv[..., i * self.dim:(i + 1) * self.dim].reshape(b, n, self.heads, -1).transpose(1, 2) for i in range(3))
+        q = q * (self.dim // self.heads) ** -0.5
+        out = (q @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+        return out.transpose(1, 2).reshape(b, n, self.dim)
+
+
+class LinearQkvUnbind(LinearQkvSlice):
+    """One Linear, ``unflatten`` + ``unbind`` into Q, K, V, attention over a learnable temperature."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__(dim, heads)
+        self.temperature = nn.Parameter(torch.tensor(1.3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        out = ((q @ k.transpose(-2, -1)) / self.temperature).softmax(dim=-1) @ v
+        return out.transpose(1, 2).reshape(b, n, self.dim)
+
+
+def conv_qkv_chunk() -> nn.Module:
+    torch.manual_seed(0)
+    return ConvQkvChunk().eval()
+
+
+def linear_qkv_slice() -> nn.Module:
+    torch.manual_seed(0)
+    return LinearQkvSlice().eval()
+
+
+def linear_qkv_unbind() -> nn.Module:
+    torch.manual_seed(0)
+    return LinearQkvUnbind().eval()
+
+
+def shifted_window_attention() -> nn.Module:
+    """torchvision's Swin block attention alone: 2x2 windows of 4x4, shifted by 2 (the per-window
+    mask), relative-position bias gathered from its table."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    torch.manual_seed(0)
+    block = ShiftedWindowAttention(16, window_size=[4, 4], shift_size=[2, 2], num_heads=2)
+    with torch.no_grad():
+        block.relative_position_bias_table.normal_()  # torchvision starts it at ~0.02: make it matter
+    return block.eval()
+
+
+SHAPES.update({
+    "conv_qkv_chunk": ((1, 16, 6, 5), 1),
+    "linear_qkv_slice": ((1, 8, 16), 1),
+    "linear_qkv_unbind": ((1, 8, 16), 1),
+    "shifted_window_attention": ((1, 8, 8, 16), 1),
+})

@@ -59,3 +59,16 @@ def test_detector_backbone_and_swin(name: str, exporter: str, opset: int) -> Non
     if name == "swin_t":  # every block has the relative-position bias; two add the window mask too
         assert sum("2 additive biases" in p for p in patterns.values()) == 2
         assert sum("; additive bias" in p for p in patterns.values()) == 10
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+@pytest.mark.parametrize("name", ["shifted_window_attention", "conv_qkv_chunk", "linear_qkv_slice", "linear_qkv_unbind"])
+def test_forms_real_models_write(name: str, exporter: str, opset: int) -> None:
+    """Swin's shifted windows (mask added to a per-window view of the scores, relative-position
+    bias from a table), Q/K/V from one conv or linear split three ways, scale folded into Q."""
+    (pattern,) = _fuses_every_attention(name, exporter, opset).values()
+    if name == "shifted_window_attention":
+        assert "2 additive biases" in pattern and "scale on q" in pattern
+    if name == "linear_qkv_slice":
+        assert "scale on q" in pattern
