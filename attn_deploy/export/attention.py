@@ -11,21 +11,25 @@ import onnx
 
 from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.artifact.manifest import AttentionFinding
-from attn_deploy.errors import InputError
+from attn_deploy.errors import AttnDeployError, InputError, first_line
 
 
-def find_attention(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[AttentionFinding]]:
-    """``model`` with what is left of its attention fused, and one finding per attention.
+def find_attention(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[AttentionFinding], str | None]:
+    """``model`` with what is left of its attention fused, one finding per attention, and a note
+    when the fuse pass failed (the export stands as routed; ``fuse`` on the file says more).
 
     The model comes back unchanged (the same object) when nothing was fused.
     """
     from attn_deploy.fuse.fuser import fuse_model
 
     routed = [AttentionFinding(n.name, "routed") for n in fused_attention_nodes(model)]
-    outcome = fuse_model(model)
+    try:
+        outcome = fuse_model(model)
+    except AttnDeployError as e:  # a fuse-pass bug must not cost the user an export that worked
+        return model, routed, f"the fuse pass failed ({first_line(e)}); attention written by hand stays plain"
     fused = [AttentionFinding(r["name"], "fused", r["pattern"]) for r in outcome.fused]
     plain = [AttentionFinding(m["node"], "plain", m["reason"]) for m in outcome.near_misses if m["kind"] == "attention"]
-    return (outcome.model if fused else model), routed + fused + plain
+    return (outcome.model if fused else model), routed + fused + plain, None
 
 
 def plain_warnings(findings: list[AttentionFinding]) -> list[str]:

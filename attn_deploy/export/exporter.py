@@ -203,7 +203,8 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
     findings: list[AttentionFinding] = []
     if not options.no_fuse:
-        model, findings = find_attention(model)
+        model, findings, note = find_attention(model)
+        notes += [note] if note else []
         if options.strict:
             refuse_plain(findings)
     expected = loaded.expected_attention_blocks

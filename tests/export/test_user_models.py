@@ -58,9 +58,11 @@ def test_export_check_lower(name: str, run_cli: RunCli, tmp_path: Path) -> None:
     lowered = tmp_path / f"{name}.lowered.onnx"
     code, _, stderr = run_cli("lower", out, "-o", lowered)
     assert code == 0, stderr
-    feeds = M.random_feeds(onnx.load(out))
-    for want, got in zip(run_ort(out, feeds), run_ort(lowered, feeds), strict=True):
+    exported = onnx.load(out)
+    feeds, other = M.random_feeds(exported, seed=0), M.random_feeds(exported, seed=1)
+    for want, got, elsewhere in zip(run_ort(out, feeds), run_ort(lowered, feeds), run_ort(out, other), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+        assert not np.allclose(want, elsewhere), "the output does not depend on the input"
 
 
 def test_export_is_byte_identical(run_cli: RunCli, tmp_path: Path) -> None:
