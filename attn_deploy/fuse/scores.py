@@ -153,9 +153,9 @@ class _Region:
     """Scores viewed another way between two Reshapes: ``outer(inner(S) + m...)``.
 
     Exact as ``S + Reshape(Expand(m, inner target), outer target)`` (with the outer ``allowzero``;
-    the inner target holds sizes only, so its own ``allowzero`` does not matter) when ``outer`` gives back the
-    shape ``inner`` took (checked on every dim but the first; the first then agrees since a
-    Reshape keeps the element count and no term enlarges the view) and neither target is
+    the inner target holds sizes only, so its own ``allowzero`` does not matter) when ``outer``
+    gives back the shape ``inner`` took (checked on every dim but the first; the first then agrees
+    since a Reshape keeps the element count and no term enlarges the view) and neither target is
     computed from the scores.
     """
 
