@@ -87,6 +87,7 @@ def export(
     input_dtypes: Sequence[str | None] = (),
     input_names: Sequence[str] = (),
     output_names: Sequence[str] = (),
+    strict: bool = False,
 ) -> Artifact:
     """Export a PyTorch model to an Artifact with one FusedAttention node per attention block.
 
@@ -95,7 +96,8 @@ def export(
     (NumPy names, per input: ``int64`` token ids) default to the model's (a ``.pt2``'s) or float32.
     A model returning torchvision-style detections is recorded as a detector
     (``artifact.manifest.detection``). Notes from the exporters (one failed, another was used) are
-    in ``artifact.manifest.notes``.
+    in ``artifact.manifest.notes``; how each attention was handled (routed, fused, or left plain and
+    why) in ``artifact.manifest.attention``. ``strict``: an attention left plain is an ``InputError``.
     """
     from attn_deploy.export.exporter import ExportOptions, export_artifact
 
@@ -110,6 +112,7 @@ def export(
         input_dtypes=tuple(input_dtypes),
         input_names=tuple(input_names),
         output_names=tuple(output_names),
+        strict=strict,
     )
     return export_artifact(loaded, options).artifact
 

@@ -81,6 +81,17 @@ class SiteRecord(AttentionNode):
 
 
 @dataclass(frozen=True)
+class AttentionFinding:
+    """How export handled one attention: ``routed`` through the op in PyTorch, ``fused`` from the
+    exported graph, or left ``plain`` (MatMul/Softmax/MatMul). ``node`` is the FusedAttention node,
+    or the Softmax / attention op left alone; ``detail`` the fuse pattern or why it was left."""
+
+    node: str
+    status: Literal["routed", "fused", "plain"]
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class Lowering:
     """How ``lower`` was asked to lower (per-site choices are in the site records)."""
 
@@ -112,6 +123,8 @@ class Manifest:
     lowering: Lowering | None = None
     #: What the producing stages want a person to know (an exporter that failed before another worked, ...).
     notes: list[str] = field(default_factory=list)
+    #: What export found of each attention (empty for models not exported by ``export``).
+    attention: list[AttentionFinding] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
     #: A detector's outputs by role: ``{"boxes": NAME, "scores": NAME, "labels": NAME}`` (graph output
     #: names, whatever they are), recorded at export from what the model returns; None: not a detector.
@@ -175,6 +188,7 @@ class Manifest:
             **({"lowering": dataclasses.asdict(self.lowering)} if self.lowering else {}),
             **({"detection": self.detection} if self.detection else {}),
             "notes": self.notes,
+            **({"attention": [dataclasses.asdict(a) for a in self.attention]} if self.attention else {}),
             "versions": self.versions,
         }
 
@@ -206,6 +220,7 @@ class Manifest:
                 stages=list(data.get("stages") or []),
                 lowering=Lowering(**lowering) if lowering else None,
                 notes=[str(n) for n in data.get("notes") or []],
+                attention=[AttentionFinding(**a) for a in data.get("attention") or []],
                 versions=dict(data.get("versions") or {}),
                 detection={str(k): str(v) for k, v in data["detection"].items()} if data.get("detection") else None,
             )

@@ -31,21 +31,22 @@ def export(
     submodule: Annotated[str | None, typer.Option("--submodule", help="Export only this named part, e.g. backbone of a zoo detector (dotted path).")] = None,
     as_json: Annotated[bool, opt.json_flag("Print the manifest as JSON on stdout.")] = False,
     no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Export attention as plain MatMul/Softmax/MatMul, without the FusedAttention op (what `fuse` reads).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) when an attention is left as plain MatMul/Softmax/MatMul instead of warning.")] = False,
 ) -> None:
     """Export MODEL to ONNX with one attn_deploy::FusedAttention node per attention block."""
     from attn_deploy import api
-    from attn_deploy.export.render import note_lines, written_line
+    from attn_deploy.export.render import note_lines, warning_lines, written_line
 
     decls = parse_inputs(inputs or []) + [InputDecl("", parse_shape(s)) for s in input_shape or []]
     names = opt.parse_names(input_names, "--input-names") or tuple(d.name for d in decls if d.name)
     with err.status(f"exporting {model} ..."):
         result = api.export_file(
             model, output, submodule=submodule, input_shapes=tuple(d.shape for d in decls), dynamic_axes=opt.parse_axes(dynamic),
-            opset=opset, exporter=exporter, fuse=not no_fuse, arch=arch, unsafe_load=unsafe_load,
+            opset=opset, exporter=exporter, fuse=not no_fuse, arch=arch, unsafe_load=unsafe_load, strict=strict,
             input_dtypes=tuple(d.dtype for d in decls), input_names=names if len(names) == len(decls) or input_names else (),
             output_names=opt.parse_names(output_names, "--output-names"),
         )
-    for line in note_lines(result):
+    for line in note_lines(result) + warning_lines(result):
         err.print(line, highlight=False)
     if as_json:
         print(json.dumps(result.manifest, indent=2))

@@ -21,10 +21,11 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.finalize import finalize
 from attn_deploy.artifact.graph import default_opset, fused_attention_nodes
 from attn_deploy.artifact.io import save_artifact
-from attn_deploy.artifact.manifest import SiteRecord
+from attn_deploy.artifact.manifest import AttentionFinding, SiteRecord
 from attn_deploy.captured import captured_output
 from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
+from attn_deploy.export.attention import find_attention, refuse_plain
 from attn_deploy.export.detector import DetectionLayout, detection_layout
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
@@ -60,6 +61,8 @@ class ExportOptions:
     #: Graph input and output names (``--input-names`` / ``--output-names``); default: the model's.
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+    #: An attention left as plain MatMul/Softmax/MatMul is an error, not a warning.
+    strict: bool = False
 
 
 def options_for_inputs(decls: Sequence[InputDecl], loaded: LoadedModel) -> ExportOptions:
@@ -89,6 +92,11 @@ class ExportResult:
     @property
     def fused_attention_count(self) -> int:
         return len(self.artifact.manifest.fused_attention)
+
+    @property
+    def attention(self) -> list[AttentionFinding]:
+        """Per attention: routed, fused or left plain (and why)."""
+        return self.artifact.manifest.attention
 
 
 def _check_shapes(loaded: LoadedModel, shapes: tuple[Shape, ...]) -> None:
@@ -298,6 +306,12 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
+    findings: list[AttentionFinding] = []
+    if not options.no_fuse:
+        model, findings, note = find_attention(model)
+        notes += [note] if note else []
+        if options.strict:
+            refuse_plain(findings)
     expected = loaded.expected_attention_blocks
     found = len(fused_attention_nodes(model))
     if options.no_fuse:
@@ -318,6 +332,7 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         stages=[f"export:{exporter}"],
         notes=list(notes),
         detection=detection,
+        attention=findings,
     )
     size_note = _score_matrix_note(artifact.manifest.fused_attention)
     notes.extend(size_note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
+from attn_deploy.export.attention import plain_warnings
 from attn_deploy.export.exporter import ExportResult
 
 
@@ -12,8 +13,19 @@ def note_lines(result: ExportResult) -> list[str]:
     return [f"[yellow]note:[/yellow] {escape(note)}" for note in result.notes]
 
 
+def warning_lines(result: ExportResult) -> list[str]:
+    """One line per attention left as plain ops: the node and why it was not fused."""
+    return [f"[yellow]warning:[/yellow] {escape(line)}" for line in plain_warnings(result.attention)]
+
+
+def _how(result: ExportResult) -> str:
+    counts = {s: sum(f.status == s for f in result.attention) for s in ("routed", "fused", "plain")}
+    parts = [f"{n} {'left plain' if s == 'plain' else s}" for s, n in counts.items() if n]
+    return f": {', '.join(parts)}" if parts else ""
+
+
 def written_line(result: ExportResult) -> str:
     return (
         f"wrote {result.onnx_path} ({result.exporter} exporter, opset {result.manifest['opset']}, "
-        f"{result.fused_attention_count} FusedAttention) and {result.manifest_path}"
+        f"{result.fused_attention_count} FusedAttention{_how(result)}) and {result.manifest_path}"
     )

@@ -29,6 +29,7 @@ from attn_deploy.fuse import ms_mha, onnx_attention, sagan, sdpa
 from attn_deploy.fuse.graph import is_op, refine_reshape_shapes
 from attn_deploy.fuse.match import Attention, NearMiss
 from attn_deploy.fuse.rewrite import fuse_attention
+from attn_deploy.fuse.suspects import looks_like_attention
 
 Rule = Callable[[ir.Node], Attention | None]
 #: Rules anchored on Softmax, tried in order; a rule returns None when the layout is not its own
@@ -45,7 +46,8 @@ class FuseOutcome:
     model: onnx.ModelProto
     #: One record per new FusedAttention node: ``pattern`` plus the manifest's fields.
     fused: list[dict[str, Any]] = field(default_factory=list)
-    #: ``{"node", "op_type", "reason"}`` for every Softmax / attention op left alone.
+    #: ``{"node", "op_type", "reason", "kind"}`` for every Softmax / attention op left alone; ``kind``
+    #: is ``attention`` for ``softmax(Q·Kᵀ)·V`` (see ``suspects``), ``other`` for a classifier's softmax.
     near_misses: list[dict[str, str]] = field(default_factory=list)
     #: FusedAttention nodes the input already had.
     existing: int = 0
@@ -94,7 +96,8 @@ def fuse_graph(model: ir.Model) -> tuple[list[tuple[str, str]], list[dict[str, s
     for node, rules in _candidates(graph):
         outcome = _try_rules(node, rules)
         if isinstance(outcome, str):
-            misses.append({"node": node.name or "", "op_type": node.op_type, "reason": outcome})
+            kind = "attention" if looks_like_attention(node) else "other"
+            misses.append({"node": node.name or "", "op_type": node.op_type, "reason": outcome, "kind": kind})
             continue
         index = len(fused)
         while f"FusedAttention_{index}" in names:

@@ -137,12 +137,15 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     unary = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative}
     if op in unary:
         return np.asarray(unary[op](first))
-    if op in ("Mul", "Div", "Add", "Sub", "Pow"):
+    if op in ("Mul", "Div", "Add", "Sub", "Pow", "Mod"):
         second = _known(_input_array(node, 1, depth))
         if second is None:
             return None
         if op == "Div" and np.issubdtype(first.dtype, np.integer):
             return np.asarray(np.trunc(first / second), dtype=first.dtype)
+        if op == "Mod":  # TorchScript's unflatten computes a negative dim's index with it
+            remainder = np.fmod(first, second) if node.attributes.get_int("fmod", 0) else np.mod(first, second)
+            return np.asarray(remainder, dtype=first.dtype)
         fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract, "Pow": np.power}[op]
         return np.asarray(fn(first, second), dtype=first.dtype)
     return None
@@ -233,22 +236,37 @@ def refine_reshape_shapes(graph: ir.Graph) -> int:
             continue
         target = _safe_evaluate(node.inputs[1])
         out = node.outputs[0]
-        if target is None or target.ndim != 1 or out.shape is None or len(out.shape) != len(target):
+        if target is None or target.ndim != 1 or (out.shape is not None and len(out.shape) != len(target)):
             continue
         allow_zero = node.attributes.get_int("allowzero", 0)
-        dims = list(out.shape)
-        changed = False
+        before: list[object] | None = list(out.shape) if out.shape is not None else None  # no rank: even that is news
+        dims: list[object] = list(before) if before is not None else [None] * len(target)
         for i, t in enumerate(target):
             if isinstance(dims[i], int) or t is None:
                 continue
             t = int(t)
             if t > 0:
-                dims[i], changed = t, True
+                dims[i] = t
             elif t == 0 and not allow_zero:
                 known = static_dim(node.inputs[0], i)
                 if known is not None:
-                    dims[i], changed = known, True
-        if changed:
-            out.shape = ir.Shape(dims)
+                    dims[i] = known
+        _infer_minus_one(node, target, dims)
+        if before is None or dims != before:
+            out.shape = ir.Shape(dims)  # type: ignore[arg-type]
             improved += 1
     return improved
+
+
+def _infer_minus_one(node: ir.Node, target: np.ndarray, dims: list[object]) -> None:
+    """Fill the ``-1`` entry of ``dims`` when the input's size and every other entry are known."""
+    source = node.inputs[0]
+    if source is None or source.shape is None or not all(isinstance(d, int) for d in source.shape):
+        return
+    free = [i for i, t in enumerate(target) if t is not None and int(t) == -1]
+    known = [d for i, d in enumerate(dims) if i not in free]
+    if len(free) != 1 or not all(isinstance(d, int) and d > 0 for d in known):
+        return
+    total, rest = int(np.prod(source.shape.numpy())), int(np.prod(known))  # type: ignore[arg-type]
+    if rest and total % rest == 0:
+        dims[free[0]] = total // rest

@@ -22,10 +22,16 @@ class Operand:
 
 @dataclass
 class Bias:
-    """An additive term of the scores, to be multiplied by ``factor`` (a scale applied after the Add)."""
+    """An additive term of the scores, to be multiplied by ``factor`` (a scale applied after the Add).
+
+    ``reshape``: the term was added while the scores were reshaped (Swin's per-window mask on a
+    ``[B, nW, H, N, N]`` view): ``(expand_to, reshape_to, allowzero)`` make it ``Reshape(Expand(value,
+    expand_to), reshape_to)``, a term of the scores' own shape.
+    """
 
     value: ir.Value
     factor: float = 1.0
+    reshape: tuple[ir.Value, ir.Value, int] | None = None
 
 
 @dataclass

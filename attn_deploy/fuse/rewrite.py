@@ -36,11 +36,14 @@ def _bias(b: Builder, match: Attention) -> ir.Value | None:
     dtype = _float_dtype(match.q.value)
     for term in match.bias:
         value = term.value
+        if term.reshape is not None:
+            expand_to, reshape_to, allowzero = term.reshape
+            value = b.op("Reshape", [b.op("Expand", [value, expand_to]), reshape_to], allowzero=allowzero)
         if match.bool_mask:  # True = attend (ONNX Attention): additive 0 / -inf
             value = b.op("Where", [value, b.const(np.zeros((), dtype)), b.const(np.array(-np.inf, dtype))])
         if term.factor != 1.0:
             value = b.op("Mul", [value, b.const(np.array(term.factor, _float_dtype(value)))])
-        if match.heads is None and match.rank == 3 and rank(term.value) == 3:
+        if match.heads is None and match.rank == 3 and (term.reshape is not None or rank(term.value) == 3):
             value = b.unsqueeze(value, [1])  # [B, Nq, Nk] -> [B, 1, Nq, Nk]
         total = value if total is None else b.op("Add", [total, value])
     return total

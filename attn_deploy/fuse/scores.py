@@ -1,8 +1,10 @@
 """The score side every decomposed attention shares: ``MatMul -> [scale] -> [+ bias] -> Softmax(-1)``.
 
 Walking up from a Softmax, accepted steps are multiplication or division by a one-element constant
-(a scale; constants computed from static shapes count, as TorchScript computes ``1/sqrt(dk)``) and
-additions (the other operand is an additive bias). A scale met after an Add multiplies that bias
+(a scale; constants computed from static shapes count, as TorchScript computes ``1/sqrt(dk)``),
+additions (the other operand is an additive bias) and a pair of Reshapes that view the scores
+another way and back (Swin adds its shifted-window mask to a ``[B, nW, H, N, N]`` view of the
+``[B*nW, H, N, N]`` scores; see ``_Region``). A scale met after an Add multiplies that bias
 too, since ``c * (S + b) = c*S + c*b``. Q and K^T may carry their own scalar factors (torch.onnx
 applies ``sqrt(scale)`` to each); ``(a*Q) @ (b*K^T) = a*b * Q @ K^T`` exactly, and scalar factors
 commute with the transposes peeled off K^T. Anything else (softmax on another axis, a scale that
@@ -14,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 
 from attn_deploy.fuse.graph import (
     compose,
+    constant_array,
+    dims,
     is_op,
     producer,
     rank,
@@ -104,10 +109,76 @@ def _reaches_matmul(value: ir.Value | None) -> bool:
             return False
         if is_op(node, "MatMul"):
             return True
-        if not is_op(node, "Mul", "Div", "Add"):
+        if not is_op(node, "Mul", "Div", "Add", "Reshape"):
             return False
         value = node.inputs[0]
     return False
+
+
+def _is_size_vector(value: ir.Value | None, depth: int = 0) -> bool:
+    """Whether ``value`` holds sizes only (no ``-1``/``0`` placeholders), so Expand can take it:
+    positive constants, or arithmetic on ``Shape`` entries, as TorchScript builds ``view`` targets."""
+    array = constant_array(value)
+    if array is not None:
+        return bool(np.issubdtype(array.dtype, np.number) and (array > 0).all())
+    node = producer(value)
+    if node is None or depth > _MAX_STEPS:
+        return False
+    if is_op(node, "Shape"):
+        return True
+    if is_op(node, "Concat", "Mul", "Div", "Add"):
+        return all(_is_size_vector(v, depth + 1) for v in node.inputs if v is not None)
+    if is_op(node, "Unsqueeze", "Squeeze", "Cast", "Identity", "Gather", "Slice"):
+        return _is_size_vector(node.inputs[0], depth + 1)
+    return False
+
+
+def _depends_on(value: ir.Value | None, nodes: set[ir.Node]) -> bool:
+    """Whether computing ``value`` needs any of ``nodes`` (including their shapes)."""
+    seen: set[ir.Node] = set()
+    stack = [producer(value)]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        if node in nodes:
+            return True
+        seen.add(node)
+        stack.extend(producer(v) for v in node.inputs)
+    return False
+
+
+@dataclass
+class _Region:
+    """Scores viewed another way between two Reshapes: ``outer(inner(S) + m...)``.
+
+    Exact as ``S + Reshape(Expand(m, inner target), outer target)`` (with the outer ``allowzero``;
+    the inner target holds sizes only, so its own ``allowzero`` does not matter) when ``outer``
+    gives back the shape ``inner`` took (checked on every dim but the first; the first then agrees
+    since a Reshape keeps the element count and no term enlarges the view) and neither target is
+    computed from the scores.
+    """
+
+    outer: ir.Node
+    first_bias: int
+
+    def close(self, inner: ir.Node, biases: list[Bias]) -> None:
+        where = f"Reshape {self.outer.name!r}"
+        inside = dims(inner.outputs[0])
+        want, got = dims(inner.inputs[0]), dims(self.outer.outputs[0])
+        if want is None or got is None or len(want) != len(got) or any(w is None or w != g for w, g in zip(want[1:], got[1:])):
+            raise NearMiss(f"{where} does not give the scores back the shape they had before they were reshaped")
+        expand_to, reshape_to = inner.inputs[1], self.outer.inputs[1]
+        if not _is_size_vector(expand_to):
+            raise NearMiss(f"the view of the scores before {where} has a shape computed at run time with -1 or 0 entries")
+        for bias in biases[self.first_bias:]:
+            shape = dims(bias.value)
+            if shape is None or inside is None or len(shape) > len(inside):
+                raise NearMiss(f"a term added to the reshaped scores before {where} has an unknown or larger rank")
+            for d, v in zip(shape[::-1], inside[::-1]):
+                if isinstance(d, int) and d != 1 and isinstance(v, int) and d != v:
+                    raise NearMiss(f"a term added to the reshaped scores before {where} broadcasts them to a larger shape")
+            bias.reshape = (expand_to, reshape_to, self.outer.attributes.get_int("allowzero", 0))  # type: ignore[assignment]
 
 
 def _why_not_scale(node: ir.Node) -> str:
@@ -132,11 +203,27 @@ def parse_scores(softmax: ir.Node) -> Scores:
     scale, post_scale = 1.0, 1.0
     biases: list[Bias] = []
     sites: list[str] = []
+    region: _Region | None = None
+    chain: set[ir.Node] = set()
+    targets: list[ir.Value] = []
     value = x
     for _ in range(_MAX_STEPS):
         node = producer(value)
+        if node is not None:
+            chain.add(node)
         if is_op(node, "MatMul"):
+            if region is not None:
+                raise NearMiss(f"the scores are reshaped by Reshape {region.outer.name!r} and not reshaped back")
             break
+        if is_op(node, "Reshape"):
+            if region is None:
+                region = _Region(node, len(biases))  # type: ignore[arg-type]
+            else:
+                region.close(node, biases)  # type: ignore[arg-type]
+                targets += [node.inputs[1], region.outer.inputs[1]]  # type: ignore[union-attr, list-item]
+                region = None
+            value = node.inputs[0]  # type: ignore[union-attr]
+            continue
         if is_op(node, "Mul", "Div"):
             found = _scalar_factor(node)  # type: ignore[arg-type]
             if found is None:
@@ -162,6 +249,8 @@ def parse_scores(softmax: ir.Node) -> Scores:
     else:
         raise NearMiss("too many steps between the softmax and a MatMul")
     matmul = node
+    if any(_depends_on(t, chain) for t in targets):
+        raise NearMiss("the scores are reshaped to a shape computed from the scores themselves")
     if rank(matmul.inputs[0]) != r or rank(matmul.inputs[1]) != r:  # type: ignore[union-attr]
         raise NearMiss("Q and Kᵀ have a different rank from the scores (broadcast MatMul)")
     if r not in (2, 3, 4):

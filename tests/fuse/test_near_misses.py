@@ -41,6 +41,16 @@ class MaskAfterSoftmax(MultiplicativeMask):
         return self.merge(((q @ k.transpose(-2, -1) * 0.3).softmax(dim=-1) * self.mask) @ v)
 
 
+class SoftmaxOverAllScores(HandWritten):
+    """The scores flattened per head before the softmax: one distribution over all N×N, not per row."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        s = q @ k.transpose(-2, -1) * 0.3
+        b, h, n, _ = s.shape
+        return self.merge(s.reshape(b, h, n * n).softmax(dim=-1).reshape(b, h, n, n) @ v)
+
+
 class WeightsReturned(Mha):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         return self.attn(x, x, x, need_weights=True)
@@ -76,3 +86,8 @@ def test_mask_multiplying_the_weights() -> None:
 
 def test_attention_weights_used_elsewhere() -> None:
     _left_alone(export(WeightsReturned(), (1, 8, 16), "dynamo", 18), "consumers")
+
+
+def test_softmax_over_a_reshaped_view() -> None:
+    for exporter in ("dynamo", "torchscript"):
+        _left_alone(export(SoftmaxOverAllScores(), (1, 8, 16), exporter, 18), "not reshaped back")
