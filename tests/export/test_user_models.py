@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.user_models import hand_written as U
 from tests.conftest import RunCli, run_ort
 from tests.fuse import models as M
+from tests.user_models import hand_written as U
 
 #: name -> (export options, check options)
 CASES: dict[str, tuple[list[str], list[str]]] = {

@@ -14,8 +14,8 @@ import pytest
 
 from attn_deploy.artifact.graph import fused_attention_nodes
 from attn_deploy.fuse import fuse_model
-from tests.user_models import hand_written as U
 from tests.fuse import models as M
+from tests.user_models import hand_written as U
 
 REL_TOL = 1e-5
 
