@@ -65,21 +65,22 @@ def _child(tmp: Path, sources: Path, command: str, index: int) -> tuple[list[str
     return cmd, env, out, scratch
 
 
-def _run(cmd: list[str], env: dict[str, str], delay: float | None, sig: signal.Signals) -> tuple[int, float]:
+def _run(cmd: list[str], env: dict[str, str], delay: float | None, sig: signal.Signals) -> tuple[int, float, str]:
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if delay is not None:
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(sig)
-    return proc.wait(timeout=120), time.monotonic() - started
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, time.monotonic() - started, stderr
 
 
 @pytest.mark.parametrize("command", ["export", "quantize"])
 def test_kills_leave_whole_pairs_and_no_temporary_files(tmp_path: Path, sources: Path, command: str) -> None:
     cmd, env, out, scratch = _child(tmp_path, sources, command, 0)
-    code, length = _run(cmd, env, None, signal.SIGTERM)
+    code, length, _ = _run(cmd, env, None, signal.SIGTERM)
     assert code == 0
     _pairs_are_whole(out, signal.SIGTERM)
     assert not list(scratch.iterdir())
@@ -88,9 +89,14 @@ def test_kills_leave_whole_pairs_and_no_temporary_files(tmp_path: Path, sources:
     plan = [(sig, rng.uniform(0.0, length)) for sig in (signal.SIGKILL, signal.SIGTERM) for _ in range(KILLS_PER_SIGNAL // 2)]
     children = [(*_child(tmp_path, sources, command, i + 1), sig, delay) for i, (sig, delay) in enumerate(plan)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        codes = list(pool.map(lambda c: _run(c[0], c[1], c[5], c[4])[0], children))
-    for (_, _, out, scratch, sig, delay), code in zip(children, codes):
-        where = f"{sig.name} at {delay:.2f} s of {length:.2f} s (exit {code})"
+        runs = list(pool.map(lambda c: _run(c[0], c[1], c[5], c[4]), children))
+    for (_, _, out, scratch, sig, delay), (code, _, stderr) in zip(children, runs):
+        where = f"{sig.name} at {delay:.2f} s of {length:.2f} s (exit {code}; stderr {stderr.strip()[-300:]!r})"
+        if code == 1 and sig == signal.SIGTERM:
+            # Seen once in CI-like runs: the interruption surfaced as a library's own error. Then it must
+            # be reported as one error line, and what it leaves must still be whole (checked below).
+            assert stderr.strip().splitlines()[-1:] and stderr.strip().splitlines()[-1].startswith("error:"), where
+            code = 128 + sig
         # SIGABRT: a SIGTERM landing while ONNX Runtime's threads wind down can abort the process (seen
         # near the end of quantize); what it leaves must still be whole, which is what is checked below.
         assert code in (0, -sig, 128 + sig, -signal.SIGABRT), where
