@@ -56,7 +56,7 @@ def plain_export(model: str, inputs: list[str], path: Path) -> None:
     """The user's module with plain torch.onnx.export (TorchScript), as they would without attn-deploy."""
     import torch
 
-    from attn_deploy.export.loading import load_model
+    from attn_deploy.api import load_model
     from attn_deploy.shapes import parse_inputs
 
     decls = parse_inputs([inputs[i + 1] for i in range(0, len(inputs), 2)])
