@@ -99,19 +99,10 @@ def quantize_static(
 
 def _quantize(float_path: Path, folder: Path, plan: Sequence[Candidate], calibration: Sequence[Feeds],
               method: str, per_channel: bool, reduce_range: bool) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Samples(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.items = iter(calibration)
-
-        def get_next(self) -> Feeds | None:
-            return next(self.items, None)
-
     wanted = [c.name for c in plan if c.reason is None]
     # The calibrators print their progress on stdout, where `quantize --json` writes its report.
     with contextlib.redirect_stdout(io.StringIO()):
-        _ort_quantize(float_path, folder, wanted, plan, Samples(), method, per_channel, reduce_range)
+        _ort_quantize(float_path, folder, wanted, plan, _reader(calibration), method, per_channel, reduce_range)
     return onnx.load_model(folder / "int8.onnx")
 
 
@@ -135,6 +126,20 @@ def _ort_quantize(float_path: Path, folder: Path, wanted: list[str], plan: Seque
         calibration_cache_path=folder / "calibration.json",  # rounds after the first reuse the ranges
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
+
+
+def _reader(samples: Sequence[Feeds]) -> Any:
+    """The samples as the ``CalibrationDataReader`` onnxruntime.quantization reads, once through."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Samples(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.items = iter(samples)
+
+        def get_next(self) -> Feeds | None:
+            return next(self.items, None)
+
+    return Samples()
 
 
 def _run(path: Path, samples: Sequence[Feeds]) -> list[dict[str, np.ndarray]]:
@@ -165,7 +170,6 @@ def _cosines(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, n
 def node_sqnr(float_path: Path, qdq_path: Path, prepared: onnx.ModelProto, nodes: Sequence[Candidate],
               samples: Sequence[Feeds], folder: Path) -> dict[str, float]:
     """SQNR (dB) of the activation each node writes, before against after its Q/DQ pair (local noise)."""
-    from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,
@@ -173,18 +177,11 @@ def node_sqnr(float_path: Path, qdq_path: Path, prepared: onnx.ModelProto, nodes
         modify_model_output_intermediate_tensors,
     )
 
-    class Samples(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.items = iter(samples)
-
-        def get_next(self) -> Feeds | None:
-            return next(self.items, None)
-
     activations = {}
     for which, path in (("float", float_path), ("int8", qdq_path)):
         augmented = folder / f"{which}_debug.onnx"
         modify_model_output_intermediate_tensors(str(path), str(augmented))
-        activations[which] = collect_activations(str(augmented), Samples())
+        activations[which] = collect_activations(str(augmented), _reader(samples))
         augmented.unlink()
     errors = compute_activation_error(create_activation_matching(activations["int8"], activations["float"]))
     outputs = {n.name: n.output[0] for n in prepared.graph.node}
