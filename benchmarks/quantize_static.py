@@ -8,12 +8,17 @@ photographs (held out): cosine per output, or matched detections for a detector.
 in the same process in turns (``attn_deploy.bench.timing.interleaved``); compare the ratio, on a
 quiet machine.
 
-    python benchmarks/quantize_static.py [--cases fpn-multiscale,frcnn-r50-fpn-layer4] [--iterations N] [--out FILE]
+Cases are zoo names, or the detectors built in code in ``_detectors.py`` (``yolo-style``,
+``detr-style``: not ours, random weights, BatchNorm statistics set on photographs).
+
+    python benchmarks/quantize_static.py [--cases fpn-multiscale,frcnn-r50-fpn-layer4,yolo-style,detr-style]
+                                         [--iterations N] [--calibrate-count N] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import sys
@@ -39,7 +44,10 @@ from attn_deploy.quantize import QuantizeOptions  # noqa: E402
 from attn_deploy.runtime.inputs import image_feeds, input_specs  # noqa: E402
 
 CASES = ("fpn-multiscale", "frcnn-r50-fpn-layer4")
-ITERATIONS = {"fpn-multiscale": 30, "frcnn-r50-fpn-layer4": 7}
+ITERATIONS = {"fpn-multiscale": 30, "frcnn-r50-fpn-layer4": 7, "yolo-style": 20, "detr-style": 10}
+#: Detectors built in code: MODEL spec and input shape (benchmarks/ is on sys.path).
+BUILT_IN_CODE = {"yolo-style": ("_detectors:yolo_style", (1, 3, 640, 640)),
+                 "detr-style": ("_detectors:detr_style", (1, 3, 512, 512))}
 CALIBRATION = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "camera")
 HELD_OUT = ("cat", "coins", "clock")
 
@@ -54,16 +62,26 @@ def write_photos(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
-def plain_export(name: str, path: Path) -> None:
-    """What a user without attn-deploy has: torch.onnx.export of the module, attention written out."""
+def model_spec(name: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
+    """MODEL spec and input shapes of a case (a zoo entry keeps its own shapes)."""
+    if name in BUILT_IN_CODE:
+        spec, shape = BUILT_IN_CODE[name]
+        return spec, (shape,)
+    return f"zoo:{name}", ()
+
+
+def plain_export(name: str, path: Path, names: tuple[list[str], list[str]]) -> None:
+    """What a user without attn-deploy has: torch.onnx.export of the module, attention written out
+    (input and output ``names`` as the int8 artifact's, so both run on the same feeds)."""
     import torch
 
     from attn_deploy.ops.torch_op import plain_attention
 
-    loaded = load_model(f"zoo:{name}")
+    spec, shapes = model_spec(name)
+    loaded = load_model(spec)
     with plain_attention(), torch.no_grad():
-        torch.onnx.export(loaded.module, loaded.example_inputs(loaded.input_shapes, seed=0), path, opset_version=17, dynamo=False,
-                          input_names=list(loaded.input_names) or None, output_names=list(loaded.output_names) or None)
+        torch.onnx.export(loaded.module, loaded.example_inputs(shapes or loaded.input_shapes, seed=0), path, opset_version=17, dynamo=False,
+                          input_names=names[0], output_names=names[1])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,13 +89,19 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def run_case(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
+def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None) -> dict[str, Any]:
     plain = tmp / f"{name}-plain.onnx"
     int8 = tmp / f"{name}-static-int8.onnx"
     started = time.perf_counter()
-    plain_export(name, plain)
-    result = quantize_model(f"zoo:{name}", int8, QuantizeOptions(calibrate=tmp / "calibration", iterations=0))
+    spec, shapes = model_spec(name)
+    options = QuantizeOptions(calibrate=tmp / "calibration", iterations=0, input_shapes=shapes)
+    if calibrate_count:
+        options = dataclasses.replace(options, calibrate_count=calibrate_count)
+    result = quantize_model(spec, int8, options)
     quantize_s = time.perf_counter() - started
+    assert result.artifact is not None
+    graph = result.artifact.proto.graph
+    plain_export(name, plain, ([i.name for i in graph.input], [o.name for o in graph.output]))
     runners = [TimingRunner(plain), TimingRunner(int8)]
     for runner in runners:
         runner.activate()
@@ -112,6 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--iterations", type=int)
+    parser.add_argument("--calibrate-count", type=int, help="calibration photographs (default: quantize's)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_static.json")
     args = parser.parse_args()
     results = []
@@ -120,7 +145,7 @@ def main() -> None:
         write_photos(tmp / "calibration", CALIBRATION)
         write_photos(tmp / "held_out", HELD_OUT)
         for name in args.cases.split(","):
-            row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10))
+            row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10), args.calibrate_count)
             results.append(row)
             print(f"{name}: plain fp32 {row['plain_fp32_ms']:.1f} ms, static int8 {row['static_int8_ms']:.1f} ms, "
                   f"{row['speedup_vs_plain_export']:.2f}x; held-out parity {row['held_out_parity']}", flush=True)
