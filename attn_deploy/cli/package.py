@@ -25,6 +25,11 @@ def package(
     max_batch_size: Annotated[int | None, typer.Option(help=f"Largest batch Triton forms (default {defaults.TRITON_MAX_BATCH_SIZE} for a dynamic batch axis, 0 for a static one).")] = None,
     max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching: how long a request waits for others (microseconds).")] = defaults.TRITON_MAX_QUEUE_DELAY_US,
     plugin: Annotated[Path | None, typer.Option(help="The FusedAttention plugin library of a plugin engine (default: the one its build report names).")] = None,
+    ensemble: Annotated[bool | None, typer.Option(
+        "--ensemble/--no-ensemble",
+        help="Also NAME-preprocess (uint8 RGB image -> the model's input: resize, scale, normalise as the manifest records) and "
+             "NAME-ensemble chaining it in front of the model. Default: for models whose manifest records image preprocessing.",
+    )] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing, non-empty repository folder.")] = False,
     as_json: Annotated[bool, opt.json_flag("Print what was written as JSON on stdout.")] = False,
 ) -> None:
@@ -34,7 +39,7 @@ def package(
 
     options = PackageOptions(
         names=tuple(name or ()), python_backend=python_backend, instances=instances, gpu=gpu, max_batch_size=max_batch_size,
-        max_queue_delay_us=max_queue_delay_us, plugin=plugin, force=force,
+        max_queue_delay_us=max_queue_delay_us, plugin=plugin, force=force, ensemble=ensemble,
     )
     result = api.package(artifacts, triton, options)
     if as_json:

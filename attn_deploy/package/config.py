@@ -67,13 +67,22 @@ def build_config(spec: ModelSpec, options: PackageOptions) -> Any:
     """The ``ModelConfig`` message of ``spec``."""
     pb = schema()
     batch = max_batch_size(spec, options)
-    config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=batch)
-    if spec.backend != "python":
+    if spec.backend == "ensemble":
+        config = pb.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=batch)
+    else:
+        config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=batch)
+    if spec.backend in ("onnxruntime", "tensorrt"):
         config.default_model_filename = MODEL_FILES[spec.backend]
     for t in spec.inputs:
         config.input.add(name=t.name, data_type=pb.DataType.Value(_data_type(t, spec.name)), dims=_dims(t, batch > 0, spec.name))
     for t in spec.outputs:
         config.output.add(name=t.name, data_type=pb.DataType.Value(_data_type(t, spec.name)), dims=_dims(t, batch > 0, spec.name))
+    if spec.backend == "ensemble":  # scheduled by its steps: no batcher, instances or warm-up of its own
+        for step in spec.steps:
+            added = config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
+            added.input_map.update(step.inputs)
+            added.output_map.update(step.outputs)
+        return config
     if batch > 0:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     gpu = spec.backend == "tensorrt" or (spec.backend == "onnxruntime" and options.gpu)

@@ -1,7 +1,9 @@
 """Which Triton models the artifacts make, with the I/O each one serves.
 
 An .onnx artifact makes an ``onnxruntime`` model (and, with ``python_backend``, a ``python`` model
-that runs the same file through ONNX Runtime); an engine makes a ``tensorrt`` model, whose I/O comes
+that runs the same file through ONNX Runtime); an .onnx whose manifest records image preprocessing
+also makes, per served model M, ``M-preprocess`` (``preprocess.py``'s ONNX model, same backend) and
+``M-ensemble`` (image -> M-preprocess -> M); an engine makes a ``tensorrt`` model, whose I/O comes
 from its build report (``ENGINE.json``) and the ONNX model it was built from. Names are checked
 here, before any file is read twice or written.
 """
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import onnx
+
 from attn_deploy import defaults
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.fileio import sha256_file
@@ -22,13 +26,16 @@ from attn_deploy.artifact.graph import Dim
 from attn_deploy.artifact.io import engine_report_path, is_engine_path, is_onnx_path, load_artifact, read_json
 from attn_deploy.artifact.manifest import TensorSpec
 from attn_deploy.errors import InputError
+from attn_deploy.package.preprocess import IMAGE, image_input, image_spec, output_spec, preprocessing_model
 
-TritonBackend = Literal["onnxruntime", "tensorrt", "python"]
+TritonBackend = Literal["onnxruntime", "tensorrt", "python", "ensemble"]
 #: A Triton model name is a folder name in the repository and a path segment of its URLs.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 #: Tensor names travel in JSON and in config.pbtxt; Triton reserves a leading ``__``.
 _TENSOR_NAME = re.compile(r"[A-Za-z0-9_][\x21-\x7e]{0,255}")
 PYTHON_SUFFIX = "-python"
+PREPROCESS_SUFFIX = "-preprocess"
+ENSEMBLE_SUFFIX = "-ensemble"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class PackageOptions:
     max_queue_delay_us: int = defaults.TRITON_MAX_QUEUE_DELAY_US
     plugin: Path | None = None
     force: bool = False
+    #: An ensemble with the manifest's image preprocessing in front; None: wherever the manifest records it.
+    ensemble: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,28 @@ class ModelSpec:
     artifact: Artifact | None = None
     engine: Path | None = None
     plugin: Path | None = None
+    #: The ONNX model to serve when it is not an artifact's (the preprocessing model).
+    onnx_model: onnx.ModelProto | None = None
+    #: An ensemble's steps, in order.
+    steps: tuple[EnsembleStep, ...] = ()
 
     @property
     def kind_gpu(self) -> bool:
         return self.backend == "tensorrt"
+
+    @property
+    def proto(self) -> onnx.ModelProto | None:
+        """The ``model.onnx`` this model's version folder holds, if any."""
+        return self.artifact.proto if self.artifact is not None else self.onnx_model
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One model of an ensemble: its inputs from ensemble tensors, its outputs to ensemble tensors (Triton's input_map/output_map)."""
+
+    model: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
 
 
 def check_model_name(name: str) -> str:
@@ -92,6 +119,33 @@ def _onnx_models(path: str, name: str, options: PackageOptions) -> list[ModelSpe
     models = [ModelSpec(name, "onnxruntime", manifest.inputs, manifest.outputs, warmup, artifact=artifact)]
     if options.python_backend:
         models.append(ModelSpec(name + PYTHON_SUFFIX, "python", manifest.inputs, manifest.outputs, warmup, artifact=artifact))
+    model_input = image_input(manifest.inputs, manifest.preprocess)
+    if options.ensemble and model_input is None:
+        raise InputError(f"{path}: --ensemble needs one 3-channel NCHW float input and the image preprocessing in the manifest "
+                         "(export records it for the zoo's image models); pass --no-ensemble")
+    if model_input is not None and options.ensemble is not False:
+        assert manifest.preprocess is not None
+        models += _ensemble_models(models, model_input, manifest.preprocess)
+    return models
+
+
+def _ensemble_models(served: list[ModelSpec], model_input: TensorSpec, preprocess: dict[str, Any]) -> list[ModelSpec]:
+    """Per served model M (onnxruntime, python): M-preprocess (the same backend) and M-ensemble (image -> M-preprocess -> M)."""
+    pre = preprocessing_model(model_input, preprocess)
+    image, pre_out = image_spec(model_input), output_spec(model_input)
+    batch, _, height, width = served[0].warmup_shapes[model_input.name]
+    warmup = {IMAGE: [batch, height, width, 3]}
+    between = f"{model_input.name}.preprocessed"
+    models: list[ModelSpec] = []
+    for m in served:
+        base, python = (m.name.removesuffix(PYTHON_SUFFIX), PYTHON_SUFFIX) if m.backend == "python" else (m.name, "")
+        pre_name = base + PREPROCESS_SUFFIX + python
+        steps = (
+            EnsembleStep(pre_name, {IMAGE: IMAGE}, {model_input.name: between}),
+            EnsembleStep(m.name, {model_input.name: between}, {t.name: t.name for t in m.outputs}),
+        )
+        models.append(ModelSpec(pre_name, m.backend, [image], [pre_out], warmup, onnx_model=pre))
+        models.append(ModelSpec(base + ENSEMBLE_SUFFIX + python, "ensemble", [image], m.outputs, warmup, steps=steps))
     return models
 
 

@@ -2,7 +2,8 @@
 beside REPO and renamed onto it, so REPO is either the whole new repository or untouched.
 
 Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/`` holding ``model.onnx``,
-``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``; ``REPO/README.md``.
+``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``, or nothing (an
+ensemble); ``REPO/README.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import onnx
 
 from attn_deploy.errors import InputError
-from attn_deploy.package.config import MODEL_FILES, render_config
+from attn_deploy.package.config import MODEL_FILES, parse_config, render_config
+from attn_deploy.package.ensemble import verify_ensembles
 from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
 from attn_deploy.package.python_model import python_model_source
 from attn_deploy.package.readme import readme_text
@@ -52,8 +54,8 @@ def _write_model(folder: Path, spec: ModelSpec, config: str) -> None:
     version = folder / VERSION
     version.mkdir(parents=True)
     (folder / "config.pbtxt").write_text(config)
-    if spec.artifact is not None:
-        onnx.save_model(spec.artifact.proto, str(version / "model.onnx"))
+    if spec.proto is not None:
+        onnx.save_model(spec.proto, str(version / "model.onnx"))
     if spec.backend == "python":
         (version / MODEL_FILES["python"]).write_text(python_model_source())
     if spec.engine is not None:
@@ -86,6 +88,7 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
     _check_target(repo, options.force)
     models = plan_models(artifacts, options)
     configs = {m.name: render_config(m, options) for m in models}
+    verify_ensembles({name: parse_config(text, f"{name}/config.pbtxt") for name, text in configs.items()})
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
     try:
