@@ -30,6 +30,9 @@ def package(
         help="Also NAME-preprocess (uint8 RGB image -> the model's input: resize, scale, normalise as the manifest records) and "
              "NAME-ensemble chaining it in front of the model. Default: for models whose manifest records image preprocessing.",
     )] = None,
+    compute_capability: Annotated[str | None, typer.Option(
+        "--compute-capability", "--gpu-arch", help="The target GPU's compute capability (9.0 for H100/H200): an engine built for others is refused.",
+    )] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing, non-empty repository folder.")] = False,
     as_json: Annotated[bool, opt.json_flag("Print what was written as JSON on stdout.")] = False,
 ) -> None:
@@ -40,6 +43,7 @@ def package(
     options = PackageOptions(
         names=tuple(name or ()), python_backend=python_backend, instances=instances, gpu=gpu, max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us, plugin=plugin, force=force, ensemble=ensemble,
+        compute_capability=compute_capability,
     )
     result = api.package(artifacts, triton, options)
     if as_json:
@@ -47,4 +51,6 @@ def package(
         return
     for m in result.models:
         out.print(f"{m.name}: {m.backend}" + (f" (plugin {m.plugin.name})" if m.plugin else ""), highlight=False)
+        for note in m.notes:
+            out.print(f"  note: {note}", highlight=False)
     out.print(f"wrote {result.repository} (start the server as its README.md says)", highlight=False)

@@ -52,6 +52,8 @@ class PackageOptions:
     force: bool = False
     #: An ensemble with the manifest's image preprocessing in front; None: wherever the manifest records it.
     ensemble: bool | None = None
+    #: The target GPU's compute capability (``9.0``): an engine built for others is refused.
+    compute_capability: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class ModelSpec:
     onnx_model: onnx.ModelProto | None = None
     #: An ensemble's steps, in order.
     steps: tuple[EnsembleStep, ...] = ()
+    #: What the person packaging should know about this model (printed by the CLI).
+    notes: tuple[str, ...] = ()
 
     @property
     def kind_gpu(self) -> bool:
@@ -170,9 +174,33 @@ def _engine_plugin(engine: Path, report: dict[str, Any], options: PackageOptions
     return found[0]
 
 
+def compute_capability(text: str) -> str:
+    """``9.0`` for ``9.0``, ``90``, ``sm_90`` or ``sm90``; InputError otherwise."""
+    m = re.fullmatch(r"(?:sm_?)?(\d+)\.?(\d)", text.strip().lower())
+    if not m:
+        raise InputError(f"--compute-capability {text!r}: give the target GPU's compute capability like 9.0 (H100/H200) or 8.9 (L4)")
+    return f"{int(m.group(1))}.{m.group(2)}"
+
+
+def _engine_target(engine: Path, report: dict[str, Any], options: PackageOptions) -> tuple[str, ...]:
+    """Notes on the engine's compute capabilities; InputError when it was built for others than ``options.compute_capability``."""
+    if options.compute_capability is None:
+        return ()
+    target = compute_capability(options.compute_capability)
+    built = report.get("compute_capabilities")
+    if not isinstance(built, list):
+        return (f"{engine.name}: its build report records no compute capability (built for the builder's default); it runs only on a GPU it was built for, "
+                f"make sure {target} is one",)
+    if target not in {compute_capability(str(c)) for c in built}:
+        raise InputError(f"{engine} was built for compute capability {', '.join(map(str, built))}, not {target}; "
+                         f"rebuild it with attn-deploy build-trt --runtime tensorrt-rtx --compute-capability {target}")
+    return ()
+
+
 def _engine_models(path: str, name: str, options: PackageOptions) -> list[ModelSpec]:
     engine = Path(path)
     report = _engine_report(engine)
+    notes = _engine_target(engine, report, options)
     source = Path(str(report.get("source", "")))
     if not is_onnx_path(source) or not source.is_file():
         raise InputError(f"{engine}: the ONNX model it was built from ({source}) is gone, and its outputs are read from there; keep it beside the engine")
@@ -189,7 +217,8 @@ def _engine_models(path: str, name: str, options: PackageOptions) -> list[ModelS
 
     inputs = [typed(s) for s in manifest.inputs]
     warmup = {s.name: list(profile[s.name]["opt"]) if s.name in profile else [d if isinstance(d, int) else 1 for d in s.shape or []] for s in inputs}
-    return [ModelSpec(name, "tensorrt", inputs, [typed(s) for s in manifest.outputs], warmup, engine=engine, plugin=_engine_plugin(engine, report, options))]
+    return [ModelSpec(name, "tensorrt", inputs, [typed(s) for s in manifest.outputs], warmup, engine=engine,
+                      plugin=_engine_plugin(engine, report, options), notes=notes)]
 
 
 def plan_models(artifacts: Sequence[str | os.PathLike[str]], options: PackageOptions) -> list[ModelSpec]:
@@ -200,6 +229,8 @@ def plan_models(artifacts: Sequence[str | os.PathLike[str]], options: PackageOpt
         raise InputError(f"--name given {len(options.names)} times for {len(artifacts)} artifacts: give one per artifact, in order")
     if options.instances < 1:
         raise InputError("--instances must be at least 1")
+    if options.compute_capability is not None:
+        compute_capability(options.compute_capability)
     models: list[ModelSpec] = []
     for i, artifact in enumerate(artifacts):
         path = os.fspath(artifact)

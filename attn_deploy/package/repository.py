@@ -34,10 +34,15 @@ class PackageResult:
     #: config.pbtxt text per model name.
     configs: dict[str, str]
 
+    @property
+    def notes(self) -> list[str]:
+        return [n for m in self.models for n in m.notes]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "repository": str(self.repository),
             "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None} for m in self.models],
+            "notes": self.notes,
         }
 
 

@@ -103,7 +103,7 @@ def test_bad_tensor_name(run_cli, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-def fake_engine(folder: Path, source: Path, plugin: Path | None) -> Path:
+def fake_engine(folder: Path, source: Path, plugin: Path | None, caps: list[str] | str = "builder default") -> Path:
     """An engine file and the build report build-trt writes beside it (the parts package reads)."""
     engine = folder / "sagan.engine"
     engine.write_bytes(b"serialized plan")
@@ -112,6 +112,7 @@ def fake_engine(folder: Path, source: Path, plugin: Path | None) -> Path:
         "engine_sha256": hashlib.sha256(engine.read_bytes()).hexdigest(),
         "profiles": [[{"name": "input", "min": [1, 256, 16, 16], "opt": [2, 256, 16, 16], "max": [8, 256, 16, 16]}]],
         "precision": "fp32",
+        "compute_capabilities": caps,
         "options": {"keep_io_fp32": True},
         "plugins": {"libraries": [str(plugin)] if plugin else [], "fused_attention_creator": "attn_deploy::FusedAttention v1" if plugin else None},
     }
@@ -145,3 +146,18 @@ def test_engine_errors(run_cli, sagan_onnx, tmp_path):
     (tmp_path / "sagan.engine.json").unlink()
     run_cli("package", engine, "--triton", tmp_path / "repo").assert_error("no build report")
     assert not (tmp_path / "repo").exists()
+
+
+def test_engine_for_another_gpu(run_cli, sagan_onnx, tmp_path):
+    engine = fake_engine(tmp_path, sagan_onnx, None, caps=["8.9", "12.0"])
+    run_cli("package", engine, "--triton", tmp_path / "repo", "--gpu-arch", "9.0").assert_error(
+        "was built for compute capability 8.9, 12.0, not 9.0; rebuild it with attn-deploy build-trt --runtime tensorrt-rtx --compute-capability 9.0")
+    run_cli("package", engine, "--triton", tmp_path / "repo", "--compute-capability", "hopper").assert_error("like 9.0")
+    assert not (tmp_path / "repo").exists()
+    code, out, err = run_cli("package", engine, "--triton", tmp_path / "repo", "--compute-capability", "sm_89", "--json")
+    assert code == 0, err
+    assert json.loads(out)["notes"] == []
+    unknown = fake_engine(tmp_path, sagan_onnx, None)
+    code, out, err = run_cli("package", unknown, "--triton", tmp_path / "other", "--compute-capability", "9.0")
+    assert code == 0, err
+    assert "note: sagan.engine: its build report records no compute capability" in " ".join(out.split())
