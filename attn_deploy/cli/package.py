@@ -33,6 +33,10 @@ def package(
     compute_capability: Annotated[str | None, typer.Option(
         "--compute-capability", "--gpu-arch", help="The target GPU's compute capability (9.0 for H100/H200): an engine built for others is refused.",
     )] = None,
+    bench_report: Annotated[Path | None, typer.Option(
+        "--bench-report", help="The JSON of attn-deploy bench --batch 1,2,4,8 --json on these files: the batch sizes within 10% of the best "
+                               "throughput become dynamic_batching's preferred_batch_size (a report of other files is refused).",
+    )] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing, non-empty repository folder.")] = False,
     as_json: Annotated[bool, opt.json_flag("Print what was written as JSON on stdout.")] = False,
 ) -> None:
@@ -43,7 +47,7 @@ def package(
     options = PackageOptions(
         names=tuple(name or ()), python_backend=python_backend, instances=instances, gpu=gpu, max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us, plugin=plugin, force=force, ensemble=ensemble,
-        compute_capability=compute_capability,
+        compute_capability=compute_capability, bench_report=bench_report,
     )
     result = api.package(artifacts, triton, options)
     if as_json:

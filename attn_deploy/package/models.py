@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from attn_deploy.artifact.graph import Dim
 from attn_deploy.artifact.io import engine_report_path, is_engine_path, is_onnx_path, load_artifact, read_json
 from attn_deploy.artifact.manifest import TensorSpec
 from attn_deploy.errors import InputError
+from attn_deploy.package.batching import Preferred, measured_files, preferred_batches, read_bench_report
 from attn_deploy.package.preprocess import IMAGE, image_input, image_spec, output_spec, preprocessing_model
 
 TritonBackend = Literal["onnxruntime", "tensorrt", "python", "ensemble"]
@@ -54,6 +55,8 @@ class PackageOptions:
     ensemble: bool | None = None
     #: The target GPU's compute capability (``9.0``): an engine built for others is refused.
     compute_capability: str | None = None
+    #: ``bench --batch ... --json`` of these artifacts: the batch sizes with the best throughput become preferred.
+    bench_report: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ModelSpec:
     steps: tuple[EnsembleStep, ...] = ()
     #: What the person packaging should know about this model (printed by the CLI).
     notes: tuple[str, ...] = ()
+    #: Sizes Triton's dynamic batcher should form (from a bench report).
+    preferred_batch_sizes: tuple[int, ...] = ()
 
     @property
     def kind_gpu(self) -> bool:
@@ -221,6 +226,14 @@ def _engine_models(path: str, name: str, options: PackageOptions) -> list[ModelS
                       plugin=_engine_plugin(engine, report, options), notes=notes)]
 
 
+def _with_preferred(models: list[ModelSpec], preferred: Preferred | None) -> list[ModelSpec]:
+    """The models serving the artifact itself (not its preprocessing or ensembles) with the preferred sizes; a note on the first."""
+    if preferred is None:
+        return [replace(models[0], notes=(*models[0].notes, "not measured in the bench report: Triton's batcher picks sizes itself")), *models[1:]]
+    served = [replace(m, preferred_batch_sizes=preferred.sizes) if m.artifact is not None or m.engine is not None else m for m in models]
+    return [replace(served[0], notes=(*served[0].notes, preferred.why)), *served[1:]]
+
+
 def plan_models(artifacts: Sequence[str | os.PathLike[str]], options: PackageOptions) -> list[ModelSpec]:
     """The Triton models for ``artifacts`` (.onnx files and engines), named by ``options.names`` or file stems."""
     if not artifacts:
@@ -231,16 +244,24 @@ def plan_models(artifacts: Sequence[str | os.PathLike[str]], options: PackageOpt
         raise InputError("--instances must be at least 1")
     if options.compute_capability is not None:
         compute_capability(options.compute_capability)
+    report = read_bench_report(options.bench_report) if options.bench_report is not None else None
     models: list[ModelSpec] = []
     for i, artifact in enumerate(artifacts):
         path = os.fspath(artifact)
         name = check_model_name(options.names[i] if options.names else Path(path).stem)
         if is_onnx_path(path):
-            models += _onnx_models(path, name, options)
+            made = _onnx_models(path, name, options)
         elif is_engine_path(path):
-            models += _engine_models(path, name, options)
+            made = _engine_models(path, name, options)
         else:
             raise InputError(f"artifact {path} is neither .onnx nor a TensorRT engine (.engine, .plan, .trt)")
+        if report is not None:
+            assert options.bench_report is not None
+            made = _with_preferred(made, preferred_batches(report, options.bench_report, Path(path)))
+        models += made
+    if report is not None and not any(m.preferred_batch_sizes for m in models):
+        raise InputError(f"--bench-report {options.bench_report} measured {measured_files(report)}, not {', '.join(Path(a).name for a in artifacts)} "
+                         f"(sha256 differs); bench these files with attn-deploy bench MODEL FILE --batch 1,2,4,8 --json REPORT")
     seen: set[str] = set()
     for m in models:
         check_model_name(m.name)
