@@ -46,7 +46,7 @@ def max_batch_size(spec: ModelSpec, options: PackageOptions) -> int:
     if preferred and not dynamic:
         raise InputError(f"{spec.name}: preferred batch sizes from --bench-report need a dynamic batch axis (export with --dynamic 0)")
     if options.max_batch_size is None:
-        return max(defaults.TRITON_MAX_BATCH_SIZE, *preferred) if dynamic else 0
+        return max((defaults.TRITON_MAX_BATCH_SIZE, *preferred)) if dynamic else 0
     if options.max_batch_size < 0:
         raise InputError(f"--max-batch-size {options.max_batch_size}: give 0 (no batching) or a positive size")
     if options.max_batch_size > 0 and not dynamic:

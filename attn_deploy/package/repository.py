@@ -3,11 +3,12 @@ beside REPO and renamed onto it, so REPO is either the whole new repository or u
 
 Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/`` holding ``model.onnx``,
 ``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``, or nothing (an
-ensemble); ``REPO/README.md``.
+ensemble); ``REPO/NAME.perf_data.json`` (``perf_analyzer --input-data``) and ``REPO/README.md``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from attn_deploy.errors import InputError
 from attn_deploy.package.config import MODEL_FILES, parse_config, render_config
 from attn_deploy.package.ensemble import verify_ensembles
 from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
+from attn_deploy.package.perf_data import SUFFIX as PERF_DATA
+from attn_deploy.package.perf_data import perf_data
 from attn_deploy.package.python_model import python_model_source
 from attn_deploy.package.readme import readme_text
 
@@ -99,6 +102,9 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
     try:
         for m in models:
             _write_model(tmp / m.name, m, configs[m.name])
+        for m in models:
+            batched = parse_config(configs[m.name]).max_batch_size > 0
+            (tmp / (m.name + PERF_DATA)).write_text(json.dumps(perf_data(m, batched)))
         (tmp / "README.md").write_text(readme_text(models))
         tmp.chmod(0o755)
         _replace(tmp, repo)

@@ -70,7 +70,7 @@ def test_preprocessing_model_follows_the_manifest(image_model, tmp_path, run_cli
 def test_ensemble_flags(run_cli, image_model, sagan_onnx, tmp_path):
     path, _ = image_model
     assert run_cli("package", path, "--triton", tmp_path / "plain", "--no-ensemble").exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["README.md", "net"]
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["README.md", "net", "net.perf_data.json"]
     run_cli("package", sagan_onnx, "--triton", tmp_path / "repo", "--ensemble").assert_error("--ensemble needs one 3-channel NCHW float input")
     assert not (tmp_path / "repo").exists()
 

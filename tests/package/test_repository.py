@@ -3,6 +3,7 @@ model's own I/O, and bad inputs (one error line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -47,8 +48,8 @@ def test_python_backend_repository(run_cli, sagan_onnx, tmp_path):
     code, out, err = run_cli("package", sagan_onnx, "--triton", repo, "--python-backend", "--instances", "2", "--json")
     assert code == 0, err
     assert {m["name"]: m["backend"] for m in json.loads(out)["models"]} == {"sagan": "onnxruntime", "sagan-python": "python"}
-    assert sorted(tree(repo)) == ["README.md", "sagan-python/1/model.onnx", "sagan-python/1/model.py", "sagan-python/config.pbtxt",
-                                  "sagan/1/model.onnx", "sagan/config.pbtxt"]
+    assert sorted(tree(repo)) == ["README.md", "sagan-python.perf_data.json", "sagan-python/1/model.onnx", "sagan-python/1/model.py",
+                                  "sagan-python/config.pbtxt", "sagan.perf_data.json", "sagan/1/model.onnx", "sagan/config.pbtxt"]
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folder left beside it
     for name, backend in (("sagan", "onnxruntime"), ("sagan-python", "python")):
         config = parse(repo / name / "config.pbtxt")
@@ -61,7 +62,12 @@ def test_python_backend_repository(run_cli, sagan_onnx, tmp_path):
     source = (repo / "sagan-python" / "1" / "model.py").read_text()
     compile(source, "model.py", "exec")
     assert "sys.path.insert" in source and "site-packages" in source  # the stub does not inherit PYTHONPATH
-    assert "--triton-model sagan" in (repo / "README.md").read_text()
+    readme = (repo / "README.md").read_text()
+    assert "--triton-model sagan" in readme and "perf_analyzer -m sagan -u localhost:8000 --input-data sagan.perf_data.json" in readme
+    assert "kind: InferenceService" in readme
+    (request,) = json.loads((repo / "sagan.perf_data.json").read_text())["data"]  # one batch-1 request, batch axis left out
+    data = np.frombuffer(base64.b64decode(request["input"]["b64"]), np.float32)
+    assert request["input"]["shape"] == [256, 16, 16] and data.size == 256 * 16 * 16 and data.std() > 0.5
 
 
 def test_static_batch(run_cli, sagan_static_onnx, tmp_path):
