@@ -34,7 +34,7 @@ def package(
         "--compute-capability", "--gpu-arch", help="The target GPU's compute capability (9.0 for H100/H200): an engine built for others is refused.",
     )] = None,
     bench_report: Annotated[Path | None, typer.Option(
-        "--bench-report", help="The JSON of attn-deploy bench --batch 1,2,4,8 --json on these files: the batch sizes within 10% of the best "
+        "--bench-report", help="The JSON report of attn-deploy bench MODEL FILE --batch 1,2,4,8 --report (or --json) on these files: the batch sizes within 10% of the best "
                                "throughput become dynamic_batching's preferred_batch_size (a report of other files is refused).",
     )] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing, non-empty repository folder.")] = False,

@@ -1,4 +1,4 @@
-"""Preferred batch sizes for Triton's dynamic batcher, from what ``attn-deploy bench --batch ... --json`` measured.
+"""Preferred batch sizes for Triton's dynamic batcher, from what ``attn-deploy bench --batch ... --report`` (or ``--json``) measured.
 
 The report names each file it measured with its sha256 (``artifacts``); a packaged model takes the
 results of the files with its own checksum, so a report of another model (or of an older build of
@@ -29,10 +29,10 @@ class Preferred:
 
 
 def read_bench_report(path: Path) -> dict[str, Any]:
-    """The JSON ``bench --json`` wrote; InputError when it is not one (or predates the file checksums)."""
+    """The JSON ``bench --report`` (or ``--json``) wrote; InputError when it is not one (or predates the file checksums)."""
     report = read_json(path)
     if not isinstance(report, dict) or report.get("format") != BENCH_FORMAT:
-        raise InputError(f"--bench-report {path} is not a report of attn-deploy bench --json; write one with attn-deploy bench ... --batch 1,2,4,8 --json {path}")
+        raise InputError(f"--bench-report {path} is not a report of attn-deploy bench (--report, --json); write one with attn-deploy bench MODEL FILE --batch 1,2,4,8 --report {path}")
     if not isinstance(report.get("artifacts"), dict):
         raise InputError(f"--bench-report {path} does not record the files it measured (an older bench); run attn-deploy bench again")
     return report

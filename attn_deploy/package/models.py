@@ -55,7 +55,7 @@ class PackageOptions:
     ensemble: bool | None = None
     #: The target GPU's compute capability (``9.0``): an engine built for others is refused.
     compute_capability: str | None = None
-    #: ``bench --batch ... --json`` of these artifacts: the batch sizes with the best throughput become preferred.
+    #: ``bench --batch ... --report`` of these artifacts: the batch sizes with the best throughput become preferred.
     bench_report: Path | None = None
 
 
@@ -261,7 +261,7 @@ def plan_models(artifacts: Sequence[str | os.PathLike[str]], options: PackageOpt
         models += made
     if report is not None and not any(m.preferred_batch_sizes for m in models):
         raise InputError(f"--bench-report {options.bench_report} measured {measured_files(report)}, not {', '.join(Path(a).name for a in artifacts)} "
-                         f"(sha256 differs); bench these files with attn-deploy bench MODEL FILE --batch 1,2,4,8 --json REPORT")
+                         f"(sha256 differs); bench these files with attn-deploy bench MODEL FILE --batch 1,2,4,8 --report REPORT")
     seen: set[str] = set()
     for m in models:
         check_model_name(m.name)

@@ -69,5 +69,5 @@ def test_report_of_another_model_is_refused(run_cli, bench_report, sagan_static_
         "measured sagan.onnx, not static.onnx (sha256 differs)")
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     run_cli("package", sagan_static_onnx, "--triton", tmp_path / "repo", "--bench-report", tmp_path / "other.json").assert_error(
-        "is not a report of attn-deploy bench --json")
+        "is not a report of attn-deploy bench (--report, --json)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
