@@ -1,10 +1,10 @@
 """Which Triton models the artifacts make, with the I/O each one serves.
 
 An .onnx artifact makes an ``onnxruntime`` model (and, with ``python_backend``, a ``python`` model
-that runs the same file through ONNX Runtime); an .onnx whose manifest records image preprocessing
-also makes, per served model M, ``M-preprocess`` (``preprocess.py``'s ONNX model, same backend) and
-``M-ensemble`` (image -> M-preprocess -> M); an engine makes a ``tensorrt`` model, whose I/O comes
-from its build report (``ENGINE.json``) and the ONNX model it was built from. Names are checked
+that runs the same file through ONNX Runtime); an engine makes a ``tensorrt`` model, whose I/O comes
+from its build report (``ENGINE.json``) and the ONNX model it was built from. Where the manifest
+records image preprocessing, each served model M also gets ``M-preprocess`` (``preprocess.py``'s
+ONNX model) and ``M-ensemble`` (image -> M-preprocess -> M). Names are checked
 here, before any file is read twice or written.
 """
 
@@ -128,18 +128,18 @@ def _onnx_models(path: str, name: str, options: PackageOptions) -> list[ModelSpe
     models = [ModelSpec(name, "onnxruntime", manifest.inputs, manifest.outputs, warmup, artifact=artifact)]
     if options.python_backend:
         models.append(ModelSpec(name + PYTHON_SUFFIX, "python", manifest.inputs, manifest.outputs, warmup, artifact=artifact))
-    model_input = image_input(manifest.inputs, manifest.preprocess)
+    return models + _ensemble_models(path, models, manifest.preprocess, options)
+
+
+def _ensemble_models(path: str, served: list[ModelSpec], preprocess: dict[str, Any] | None, options: PackageOptions) -> list[ModelSpec]:
+    """Where the manifest records image preprocessing (and ``options.ensemble`` allows), per served model M:
+    M-preprocess (python for a python M, else onnxruntime) and M-ensemble (image -> M-preprocess -> M)."""
+    model_input = image_input(served[0].inputs, preprocess)
     if options.ensemble and model_input is None:
         raise InputError(f"{path}: --ensemble needs one 3-channel NCHW float input and the image preprocessing in the manifest "
                          "(export records it for the zoo's image models); pass --no-ensemble")
-    if model_input is not None and options.ensemble is not False:
-        assert manifest.preprocess is not None
-        models += _ensemble_models(models, model_input, manifest.preprocess)
-    return models
-
-
-def _ensemble_models(served: list[ModelSpec], model_input: TensorSpec, preprocess: dict[str, Any]) -> list[ModelSpec]:
-    """Per served model M (onnxruntime, python): M-preprocess (the same backend) and M-ensemble (image -> M-preprocess -> M)."""
+    if model_input is None or preprocess is None or options.ensemble is False:
+        return []
     pre = preprocessing_model(model_input, preprocess)
     image, pre_out = image_spec(model_input), output_spec(model_input)
     batch, _, height, width = served[0].warmup_shapes[model_input.name]
@@ -153,7 +153,7 @@ def _ensemble_models(served: list[ModelSpec], model_input: TensorSpec, preproces
             EnsembleStep(pre_name, {IMAGE: IMAGE}, {model_input.name: between}),
             EnsembleStep(m.name, {model_input.name: between}, {t.name: t.name for t in m.outputs}),
         )
-        models.append(ModelSpec(pre_name, m.backend, [image], [pre_out], warmup, onnx_model=pre))
+        models.append(ModelSpec(pre_name, "python" if python else "onnxruntime", [image], [pre_out], warmup, onnx_model=pre))
         models.append(ModelSpec(base + ENSEMBLE_SUFFIX + python, "ensemble", [image], m.outputs, warmup, steps=steps))
     return models
 
@@ -222,8 +222,9 @@ def _engine_models(path: str, name: str, options: PackageOptions) -> list[ModelS
 
     inputs = [typed(s) for s in manifest.inputs]
     warmup = {s.name: list(profile[s.name]["opt"]) if s.name in profile else [d if isinstance(d, int) else 1 for d in s.shape or []] for s in inputs}
-    return [ModelSpec(name, "tensorrt", inputs, [typed(s) for s in manifest.outputs], warmup, engine=engine,
-                      plugin=_engine_plugin(engine, report, options), notes=notes)]
+    models = [ModelSpec(name, "tensorrt", inputs, [typed(s) for s in manifest.outputs], warmup, engine=engine,
+                        plugin=_engine_plugin(engine, report, options), notes=notes)]
+    return models + _ensemble_models(path, models, manifest.preprocess, options)
 
 
 def _with_preferred(models: list[ModelSpec], preferred: Preferred | None) -> list[ModelSpec]:

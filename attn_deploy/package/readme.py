@@ -17,6 +17,15 @@ def _plugin_flags(models: Sequence[ModelSpec]) -> list[str]:
     return [f"--backend-config=tensorrt,plugins={';'.join(libs)}"] if libs else []
 
 
+def _ensemble_text(ensembles: Sequence[ModelSpec]) -> str:
+    if not ensembles:
+        return ""
+    names = ", ".join(f"`{m.name}`" for m in ensembles)
+    return (f"\nThe ensembles ({names}) take RGB pixels as `{IMAGE}` (uint8, `[N, height, width, 3]`, any size) and run the model's "
+            f"preprocessing (resize, scale and normalise as its manifest records) in front of it: `{ensembles[0].steps[0].model}`, "
+            f"then `{ensembles[0].steps[-1].model}`.\n")
+
+
 def readme_text(models: Sequence[ModelSpec]) -> str:
     """Markdown for a repository holding ``models``."""
     rows = "\n".join(f"| `{m.name}` | {m.backend} | {', '.join(t.name for t in m.inputs)} | {', '.join(t.name for t in m.outputs)} |" for m in models)
@@ -35,13 +44,7 @@ def readme_text(models: Sequence[ModelSpec]) -> str:
         f"container, install numpy and onnxruntime there or give the model an execution environment.\n"
         if python else ""
     )
-    ensembles = [m for m in models if m.backend == "ensemble"]
-    ensemble_text = (
-        f"\nThe ensembles ({', '.join(f'`{m.name}`' for m in ensembles)}) take RGB pixels as `{IMAGE}` (uint8, `[N, height, width, 3]`, "
-        f"any size) and run the model's preprocessing (resize, scale and normalise as its manifest records) in front of it: "
-        f"`{ensembles[0].steps[0].model}`, then `{ensembles[0].steps[-1].model}`.\n"
-        if ensembles else ""
-    )
+    ensemble_text = _ensemble_text([m for m in models if m.backend == "ensemble"])
     first = models[0]
     return f"""# Triton model repository (written by attn-deploy)
 

@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import text_format
 
 from tests.package.conftest import IMAGE_SHAPE, IMAGENET, preprocess_reference
-from tests.package.test_repository import config_io, graph_io, parse
+from tests.package.test_repository import config_io, fake_engine, graph_io, parse
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (the serve extra)")
 
@@ -65,6 +65,20 @@ def test_preprocessing_model_follows_the_manifest(image_model, tmp_path, run_cli
     (feeds,) = image_feeds(tmp_path / "img.png", [InputSpec("input", IMAGE_SHAPE, np.dtype(np.float32))], IMAGENET)
     (got,) = session.run(None, {"image": images[:1]})
     np.testing.assert_allclose(got, feeds["input"], atol=1.01 / 255 / min(IMAGENET["std"]))
+
+
+def test_ensemble_in_front_of_an_fp16_engine(run_cli, image_model, tmp_path):
+    path, _ = image_model
+    profile = [[{"name": "input", "min": [1, 3, 32, 40], "opt": [2, 3, 32, 40], "max": [4, 3, 32, 40]}]]
+    engine = fake_engine(tmp_path, path, None, profiles=profile, precision="fp16", options={"keep_io_fp32": False})
+    repo = tmp_path / "repo"
+    assert run_cli("package", engine, "--triton", repo, "--name", "net-trt").exit_code == 0
+    pre, ensemble = parse(repo / "net-trt-preprocess" / "config.pbtxt"), parse(repo / "net-trt-ensemble" / "config.pbtxt")
+    assert pre.backend == "onnxruntime" and [s.model_name for s in ensemble.ensemble_scheduling.step] == ["net-trt-preprocess", "net-trt"]
+    assert config_io(pre)[1] == ("output", "input", "TYPE_FP16", [-1, 3, 32, 40])  # the plan's fp16 input
+    session = ort.InferenceSession(str(repo / "net-trt-preprocess" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": np.full((1, 50, 60, 3), 255, np.uint8)})
+    assert got.dtype == np.float16 and np.allclose(got[0, :, 0, 0], (1 - np.array(IMAGENET["mean"])) / IMAGENET["std"], atol=2e-3)
 
 
 def test_ensemble_flags(run_cli, image_model, sagan_onnx, tmp_path):

@@ -109,8 +109,8 @@ def test_bad_tensor_name(run_cli, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-def fake_engine(folder: Path, source: Path, plugin: Path | None, caps: list[str] | str = "builder default") -> Path:
-    """An engine file and the build report build-trt writes beside it (the parts package reads)."""
+def fake_engine(folder: Path, source: Path, plugin: Path | None, caps: list[str] | str = "builder default", **report_fields: object) -> Path:
+    """An engine file and the build report build-trt writes beside it (the parts package reads; ``report_fields`` replace them)."""
     engine = folder / "sagan.engine"
     engine.write_bytes(b"serialized plan")
     report = {
@@ -121,6 +121,7 @@ def fake_engine(folder: Path, source: Path, plugin: Path | None, caps: list[str]
         "compute_capabilities": caps,
         "options": {"keep_io_fp32": True},
         "plugins": {"libraries": [str(plugin)] if plugin else [], "fused_attention_creator": "attn_deploy::FusedAttention v1" if plugin else None},
+        **report_fields,
     }
     (folder / "sagan.engine.json").write_text(json.dumps(report))
     return engine
