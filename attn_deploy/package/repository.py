@@ -44,7 +44,8 @@ class PackageResult:
     def to_dict(self) -> dict[str, object]:
         return {
             "repository": str(self.repository),
-            "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None} for m in self.models],
+            "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None,
+                        "preferred_batch_sizes": list(m.preferred_batch_sizes)} for m in self.models],
             "notes": self.notes,
         }
 

@@ -50,6 +50,10 @@ def test_preferred_batch_sizes(run_cli, bench_report, sagan_onnx, tmp_path):
     repo = tmp_path / "repo"
     code, out, err = run_cli("package", sagan_onnx, "--triton", repo, "--python-backend", "--bench-report", report)
     assert code == 0, err
+    code, listed, err = run_cli("package", sagan_onnx, "--triton", tmp_path / "json", "--python-backend", "--bench-report", report, "--json")
+    assert code == 0, err
+    assert [m["preferred_batch_sizes"] for m in json.loads(listed)["models"]] == [[4, 8], [4, 8]]
+    assert json.loads(listed)["notes"][0].startswith("preferred batch sizes 4, 8 from b.json")
     for name in ("sagan", "sagan-python"):
         config = parse(repo / name / "config.pbtxt")
         assert list(config.dynamic_batching.preferred_batch_size) == [4, 8] and config.max_batch_size == 8
