@@ -63,5 +63,7 @@ TARGET_COSINE = 0.999
 TRITON_MAX_BATCH_SIZE = 8
 TRITON_MAX_QUEUE_DELAY_US = 2000
 TRITON_INSTANCES = 1
+#: package --bench-report: the batch sizes whose throughput is within this fraction of the best become preferred.
+TRITON_PREFERRED_WITHIN = 0.10
 #: ``check``/``bench --backends triton``: the server's HTTP endpoint.
 TRITON_URL = "http://localhost:8000"

@@ -17,7 +17,8 @@ from attn_deploy.runtime.backends import short_label
 
 
 def to_dict(report: BenchReport) -> dict[str, Any]:
-    """JSON: machine, versions, settings, skipped backends, and per (backend, batch) stats, memory and all samples.
+    """JSON: machine, versions, settings, skipped backends, the files measured (path, sha256, by label), and per
+    (backend, batch) stats, memory and all samples.
 
     ``device_peak_mb`` is PyTorch's CUDA allocator peak: set for the torch backend on a CUDA device
     only, null for ort and trt (their device allocations are invisible to it).
@@ -29,6 +30,7 @@ def to_dict(report: BenchReport) -> dict[str, Any]:
         "versions": report.versions,
         "settings": report.settings,
         "skipped": [{"backend": s.label, "reason": s.reason} for s in report.skipped],
+        "artifacts": report.artifacts,
         "results": [
             {
                 "backend": r.label,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from attn_deploy import defaults
+from attn_deploy.artifact.fileio import sha256_file
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 from attn_deploy.bench.timing import LatencyStats, latency_stats, measure
@@ -85,6 +86,8 @@ class BenchReport:
     #: Warnings (a run near this machine's memory).
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
+    #: The files measured, by label: ``{"path", "sha256"}`` (``package --bench-report`` matches them by checksum).
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def machine_info() -> dict[str, object]:
@@ -179,6 +182,7 @@ def bench_workload(
         results=results,
         skipped=skipped,
         notes=list(work.notes),
+        artifacts=_artifact_files(work),
         settings={
             "backends": list(work.options.backends),
             "warmup": options.warmup,
@@ -191,6 +195,17 @@ def bench_workload(
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in work.specs],
         },
     )
+
+
+def _artifact_files(work: Workload) -> dict[str, dict[str, str]]:
+    """The model files the planned runners load (ONNX models, engines), with their checksums."""
+    files = {}
+    for planned in work.planned:
+        target = planned.target
+        path = target.engine or (target.artifact.path if target.artifact is not None else None)
+        if path is not None and Path(path).is_file():
+            files[planned.label] = {"path": str(path), "sha256": sha256_file(path)}
+    return files
 
 
 def _reset_device_peak() -> bool:

@@ -39,14 +39,21 @@ def batch_is_dynamic(spec: ModelSpec) -> bool:
 
 
 def max_batch_size(spec: ModelSpec, options: PackageOptions) -> int:
-    """``options.max_batch_size``, or 8 for a dynamic batch axis and 0 for a static one; InputError for a bad pair."""
+    """``options.max_batch_size``, or for a dynamic batch axis 8 (or the largest preferred size, if larger) and 0 for a
+    static one; InputError for a bad pair."""
     dynamic = batch_is_dynamic(spec)
+    preferred = spec.preferred_batch_sizes
+    if preferred and not dynamic:
+        raise InputError(f"{spec.name}: preferred batch sizes from --bench-report need a dynamic batch axis (export with --dynamic 0)")
     if options.max_batch_size is None:
-        return defaults.TRITON_MAX_BATCH_SIZE if dynamic else 0
+        return max((defaults.TRITON_MAX_BATCH_SIZE, *preferred)) if dynamic else 0
     if options.max_batch_size < 0:
         raise InputError(f"--max-batch-size {options.max_batch_size}: give 0 (no batching) or a positive size")
     if options.max_batch_size > 0 and not dynamic:
         raise InputError(f"{spec.name}: --max-batch-size {options.max_batch_size} needs a dynamic batch axis (export with --dynamic 0), or pass --max-batch-size 0")
+    if preferred and max(preferred) > options.max_batch_size:
+        raise InputError(f"{spec.name}: --max-batch-size {options.max_batch_size} is below the preferred batch size {max(preferred)} from --bench-report; "
+                         "raise it or leave it out")
     return options.max_batch_size
 
 
@@ -67,15 +74,25 @@ def build_config(spec: ModelSpec, options: PackageOptions) -> Any:
     """The ``ModelConfig`` message of ``spec``."""
     pb = schema()
     batch = max_batch_size(spec, options)
-    config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=batch)
-    if spec.backend != "python":
+    if spec.backend == "ensemble":
+        config = pb.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=batch)
+    else:
+        config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=batch)
+    if spec.backend in ("onnxruntime", "tensorrt"):
         config.default_model_filename = MODEL_FILES[spec.backend]
     for t in spec.inputs:
         config.input.add(name=t.name, data_type=pb.DataType.Value(_data_type(t, spec.name)), dims=_dims(t, batch > 0, spec.name))
     for t in spec.outputs:
         config.output.add(name=t.name, data_type=pb.DataType.Value(_data_type(t, spec.name)), dims=_dims(t, batch > 0, spec.name))
+    if spec.backend == "ensemble":  # scheduled by its steps: no batcher, instances or warm-up of its own
+        for step in spec.steps:
+            added = config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
+            added.input_map.update(step.inputs)
+            added.output_map.update(step.outputs)
+        return config
     if batch > 0:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
     gpu = spec.backend == "tensorrt" or (spec.backend == "onnxruntime" and options.gpu)
     config.instance_group.add(count=options.instances, kind=pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU)
     warmup = config.model_warmup.add(name="manifest_shapes", batch_size=1, count=1)

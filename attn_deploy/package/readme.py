@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attn_deploy.package.models import ModelSpec
+from attn_deploy.package.perf_data import SUFFIX as PERF_DATA
+from attn_deploy.package.preprocess import IMAGE
 from attn_deploy.package.python_model import python_version
 
 _NGC = "nvcr.io/nvidia/tritonserver:25.10-py3"
@@ -13,6 +15,15 @@ _NGC = "nvcr.io/nvidia/tritonserver:25.10-py3"
 def _plugin_flags(models: Sequence[ModelSpec]) -> list[str]:
     libs = [f"/models/{m.name}/1/{m.plugin.name}" for m in models if m.plugin is not None]
     return [f"--backend-config=tensorrt,plugins={';'.join(libs)}"] if libs else []
+
+
+def _ensemble_text(ensembles: Sequence[ModelSpec]) -> str:
+    if not ensembles:
+        return ""
+    names = ", ".join(f"`{m.name}`" for m in ensembles)
+    return (f"\nThe ensembles ({names}) take RGB pixels as `{IMAGE}` (uint8, `[N, height, width, 3]`, any size) and run the model's "
+            f"preprocessing (resize, scale and normalise as its manifest records) in front of it: `{ensembles[0].steps[0].model}`, "
+            f"then `{ensembles[0].steps[-1].model}`.\n")
 
 
 def readme_text(models: Sequence[ModelSpec]) -> str:
@@ -33,8 +44,8 @@ def readme_text(models: Sequence[ModelSpec]) -> str:
         f"container, install numpy and onnxruntime there or give the model an execution environment.\n"
         if python else ""
     )
+    ensemble_text = _ensemble_text([m for m in models if m.backend == "ensemble"])
     first = models[0]
-    shape = ",".join(str(d) for d in first.warmup_shapes[first.inputs[0].name]) if first.inputs else ""
     return f"""# Triton model repository (written by attn-deploy)
 
 | model | backend | inputs | outputs |
@@ -45,12 +56,14 @@ def readme_text(models: Sequence[ModelSpec]) -> str:
 
     docker run --gpus all --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD:/models {_NGC} \\
         {flags}
-{plugin_text}{python_text}
+{plugin_text}{python_text}{ensemble_text}
 ## Check and measure it
 
     attn-deploy check MODEL --backends torch,triton --triton-url http://localhost:8000 --triton-model {first.name}
     attn-deploy bench MODEL --backends triton --triton-url http://localhost:8000 --triton-model {first.name}
-    perf_analyzer -m {first.name} -u localhost:8000 --shape {first.inputs[0].name if first.inputs else "INPUT"}:{shape} --concurrency-range 1:4
+    perf_analyzer -m {first.name} -u localhost:8000 --input-data {first.name}{PERF_DATA} --concurrency-range 1:4
+
+Each model has its `NAME{PERF_DATA}` here: one request's inputs at the shapes the manifest records (random, as `check` draws them).
 
 ## Replicas on Kubernetes (KServe)
 

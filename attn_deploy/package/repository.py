@@ -2,11 +2,13 @@
 beside REPO and renamed onto it, so REPO is either the whole new repository or untouched.
 
 Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/`` holding ``model.onnx``,
-``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``; ``REPO/README.md``.
+``model.plan`` (with the plugin library beside it) or ``model.py`` + ``model.onnx``, or nothing (an
+ensemble); ``REPO/NAME.perf_data.json`` (``perf_analyzer --input-data``) and ``REPO/README.md``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,8 +19,11 @@ from pathlib import Path
 import onnx
 
 from attn_deploy.errors import InputError
-from attn_deploy.package.config import MODEL_FILES, render_config
+from attn_deploy.package.config import MODEL_FILES, parse_config, render_config
+from attn_deploy.package.ensemble import verify_ensembles
 from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
+from attn_deploy.package.perf_data import SUFFIX as PERF_DATA
+from attn_deploy.package.perf_data import perf_data
 from attn_deploy.package.python_model import python_model_source
 from attn_deploy.package.readme import readme_text
 
@@ -32,10 +37,16 @@ class PackageResult:
     #: config.pbtxt text per model name.
     configs: dict[str, str]
 
+    @property
+    def notes(self) -> list[str]:
+        return [n for m in self.models for n in m.notes]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "repository": str(self.repository),
-            "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None} for m in self.models],
+            "models": [{"name": m.name, "backend": m.backend, "plugin": str(m.plugin) if m.plugin else None,
+                        "preferred_batch_sizes": list(m.preferred_batch_sizes)} for m in self.models],
+            "notes": self.notes,
         }
 
 
@@ -52,8 +63,8 @@ def _write_model(folder: Path, spec: ModelSpec, config: str) -> None:
     version = folder / VERSION
     version.mkdir(parents=True)
     (folder / "config.pbtxt").write_text(config)
-    if spec.artifact is not None:
-        onnx.save_model(spec.artifact.proto, str(version / "model.onnx"))
+    if spec.proto is not None:
+        onnx.save_model(spec.proto, str(version / "model.onnx"))
     if spec.backend == "python":
         (version / MODEL_FILES["python"]).write_text(python_model_source())
     if spec.engine is not None:
@@ -86,11 +97,15 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
     _check_target(repo, options.force)
     models = plan_models(artifacts, options)
     configs = {m.name: render_config(m, options) for m in models}
+    verify_ensembles({name: parse_config(text, f"{name}/config.pbtxt") for name, text in configs.items()})
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
     try:
         for m in models:
             _write_model(tmp / m.name, m, configs[m.name])
+        for m in models:
+            batched = parse_config(configs[m.name]).max_batch_size > 0
+            (tmp / (m.name + PERF_DATA)).write_text(json.dumps(perf_data(m, batched)))
         (tmp / "README.md").write_text(readme_text(models))
         tmp.chmod(0o755)
         _replace(tmp, repo)

@@ -3,6 +3,7 @@ model's own I/O, and bad inputs (one error line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -47,8 +48,8 @@ def test_python_backend_repository(run_cli, sagan_onnx, tmp_path):
     code, out, err = run_cli("package", sagan_onnx, "--triton", repo, "--python-backend", "--instances", "2", "--json")
     assert code == 0, err
     assert {m["name"]: m["backend"] for m in json.loads(out)["models"]} == {"sagan": "onnxruntime", "sagan-python": "python"}
-    assert sorted(tree(repo)) == ["README.md", "sagan-python/1/model.onnx", "sagan-python/1/model.py", "sagan-python/config.pbtxt",
-                                  "sagan/1/model.onnx", "sagan/config.pbtxt"]
+    assert sorted(tree(repo)) == ["README.md", "sagan-python.perf_data.json", "sagan-python/1/model.onnx", "sagan-python/1/model.py",
+                                  "sagan-python/config.pbtxt", "sagan.perf_data.json", "sagan/1/model.onnx", "sagan/config.pbtxt"]
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folder left beside it
     for name, backend in (("sagan", "onnxruntime"), ("sagan-python", "python")):
         config = parse(repo / name / "config.pbtxt")
@@ -61,7 +62,12 @@ def test_python_backend_repository(run_cli, sagan_onnx, tmp_path):
     source = (repo / "sagan-python" / "1" / "model.py").read_text()
     compile(source, "model.py", "exec")
     assert "sys.path.insert" in source and "site-packages" in source  # the stub does not inherit PYTHONPATH
-    assert "--triton-model sagan" in (repo / "README.md").read_text()
+    readme = (repo / "README.md").read_text()
+    assert "--triton-model sagan" in readme and "perf_analyzer -m sagan -u localhost:8000 --input-data sagan.perf_data.json" in readme
+    assert "kind: InferenceService" in readme
+    (request,) = json.loads((repo / "sagan.perf_data.json").read_text())["data"]  # one batch-1 request, batch axis left out
+    data = np.frombuffer(base64.b64decode(request["input"]["b64"]), np.float32)
+    assert request["input"]["shape"] == [256, 16, 16] and data.size == 256 * 16 * 16 and data.std() > 0.5
 
 
 def test_static_batch(run_cli, sagan_static_onnx, tmp_path):
@@ -103,8 +109,8 @@ def test_bad_tensor_name(run_cli, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-def fake_engine(folder: Path, source: Path, plugin: Path | None) -> Path:
-    """An engine file and the build report build-trt writes beside it (the parts package reads)."""
+def fake_engine(folder: Path, source: Path, plugin: Path | None, caps: list[str] | str = "builder default", **report_fields: object) -> Path:
+    """An engine file and the build report build-trt writes beside it (the parts package reads; ``report_fields`` replace them)."""
     engine = folder / "sagan.engine"
     engine.write_bytes(b"serialized plan")
     report = {
@@ -112,8 +118,10 @@ def fake_engine(folder: Path, source: Path, plugin: Path | None) -> Path:
         "engine_sha256": hashlib.sha256(engine.read_bytes()).hexdigest(),
         "profiles": [[{"name": "input", "min": [1, 256, 16, 16], "opt": [2, 256, 16, 16], "max": [8, 256, 16, 16]}]],
         "precision": "fp32",
+        "compute_capabilities": caps,
         "options": {"keep_io_fp32": True},
         "plugins": {"libraries": [str(plugin)] if plugin else [], "fused_attention_creator": "attn_deploy::FusedAttention v1" if plugin else None},
+        **report_fields,
     }
     (folder / "sagan.engine.json").write_text(json.dumps(report))
     return engine
@@ -145,3 +153,18 @@ def test_engine_errors(run_cli, sagan_onnx, tmp_path):
     (tmp_path / "sagan.engine.json").unlink()
     run_cli("package", engine, "--triton", tmp_path / "repo").assert_error("no build report")
     assert not (tmp_path / "repo").exists()
+
+
+def test_engine_for_another_gpu(run_cli, sagan_onnx, tmp_path):
+    engine = fake_engine(tmp_path, sagan_onnx, None, caps=["8.9", "12.0"])
+    run_cli("package", engine, "--triton", tmp_path / "repo", "--gpu-arch", "9.0").assert_error(
+        "was built for compute capability 8.9, 12.0, not 9.0; rebuild it with attn-deploy build-trt --runtime tensorrt-rtx --compute-capability 9.0")
+    run_cli("package", engine, "--triton", tmp_path / "repo", "--compute-capability", "hopper").assert_error("like 9.0")
+    assert not (tmp_path / "repo").exists()
+    code, out, err = run_cli("package", engine, "--triton", tmp_path / "repo", "--compute-capability", "sm_89", "--json")
+    assert code == 0, err
+    assert json.loads(out)["notes"] == []
+    unknown = fake_engine(tmp_path, sagan_onnx, None)
+    code, out, err = run_cli("package", unknown, "--triton", tmp_path / "other", "--compute-capability", "9.0")
+    assert code == 0, err
+    assert "note: sagan.engine: its build report records no compute capability" in " ".join(out.split())

@@ -1,6 +1,7 @@
 """A repository ``package --triton --python-backend`` wrote, served by the real tritonserver from
 nvidia-pytriton on localhost: outputs against PyTorch within the fp32 preset, concurrent batch-1
-requests batched and answered correctly, and ``check --backends triton``."""
+requests batched and answered correctly, ``check --backends triton``, and the ensemble that takes
+uint8 images of any size through the manifest's preprocessing into the model."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.package.conftest import INPUT_SHAPE, SHAPE
+from tests.package.conftest import IMAGE_SHAPE, INPUT_SHAPE, SHAPE, preprocess_reference
 
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (the serve extra)")
 
 MODEL = "sagan-python"
+ENSEMBLE = "net-ensemble-python"
 
 
 @pytest.fixture(scope="module")
-def server(sagan_onnx, tmp_path_factory) -> Iterator[str]:
-    """The server's URL, serving the python-backend model; skipped only where tritonserver cannot start."""
+def server(sagan_onnx, image_model, tmp_path_factory) -> Iterator[str]:
+    """The server's URL, serving the python-backend SAGAN model and the image model's python-backend
+    ensemble (preprocessing in front); skipped only where tritonserver cannot start."""
     from attn_deploy import api
     from attn_deploy.errors import AttnDeployError
     from attn_deploy.package import PackageOptions
@@ -32,10 +35,10 @@ def server(sagan_onnx, tmp_path_factory) -> Iterator[str]:
     except AttnDeployError as e:
         pytest.skip(f"tritonserver is not available: {e}")
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    api.package([sagan_onnx], repo, PackageOptions(python_backend=True))
+    api.package([sagan_onnx, image_model[0]], repo, PackageOptions(python_backend=True))
     with contextlib.ExitStack() as stack:
         try:
-            running = stack.enter_context(serve(repo, [MODEL]))
+            running = stack.enter_context(serve(repo, [MODEL, ENSEMBLE]))
         except AttnDeployError as e:
             if "failed to load" in str(e):  # the server ran and refused our model: a failure, not a skip
                 raise
@@ -94,3 +97,20 @@ def test_check_through_the_server(run_cli, server):
 def test_check_names_a_missing_model(run_cli, server):
     run_cli("check", "zoo:sagan-256", "--input-shape", INPUT_SHAPE, "--backends", "torch,triton",
             "--triton-url", server, "--triton-model", "nope").assert_error("does not serve a ready model 'nope'")
+
+
+def test_served_ensemble_preprocesses_images(server, image_model):
+    _, module = image_model
+    c = client(server)
+    rng = np.random.default_rng(1)
+    outputs = []
+    for size in ((60, 75), (24, 30)):
+        images = rng.integers(0, 256, (1, *size, 3), dtype=np.uint8)
+        tensor = http.InferInput("image", list(images.shape), "UINT8")
+        tensor.set_data_from_numpy(images, binary_data=True)
+        got = c.infer(ENSEMBLE, [tensor]).as_numpy("features")
+        with torch.no_grad():
+            ref = module(torch.from_numpy(preprocess_reference(images, *IMAGE_SHAPE[2:]))).numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+        outputs.append(got)
+    assert not np.allclose(*outputs)  # the output depends on the image
