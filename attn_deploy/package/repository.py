@@ -16,6 +16,7 @@ from pathlib import Path
 
 import onnx
 
+from attn_deploy.artifact.fileio import replace_folder
 from attn_deploy.errors import InputError
 from attn_deploy.package.config import MODEL_FILES, render_config
 from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
@@ -62,23 +63,6 @@ def _write_model(folder: Path, spec: ModelSpec, config: str) -> None:
         shutil.copy2(spec.plugin, version / spec.plugin.name)
 
 
-def _replace(tmp: Path, repo: Path) -> None:
-    """Rename ``tmp`` onto ``repo``; an existing ``repo`` is moved aside first and removed after."""
-    old = None
-    if repo.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.old.", dir=repo.parent))
-        os.replace(repo, old / repo.name)
-    try:
-        os.replace(tmp, repo)
-    except OSError:
-        if old is not None:
-            os.replace(old / repo.name, repo)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | os.PathLike[str], options: PackageOptions | None = None) -> PackageResult:
     """Write the Triton model repository ``repo`` for ``artifacts``; InputError (nothing written) for bad input."""
     options = options or PackageOptions()
@@ -93,7 +77,7 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
             _write_model(tmp / m.name, m, configs[m.name])
         (tmp / "README.md").write_text(readme_text(models))
         tmp.chmod(0o755)
-        _replace(tmp, repo)
+        replace_folder(tmp, repo)
     except OSError as e:
         raise InputError(f"cannot write the repository {repo}: {e.strerror or e}; pick another folder") from None
     finally:
