@@ -154,6 +154,7 @@ def infer_grid(tokens: int, image_hw: tuple[int, int], windows: int = 1) -> Toke
         ws = math.isqrt(spatial) if windows > 1 else 0
         if windows > 1 and (extra or ws * ws != spatial):
             continue
+        found: list[tuple[int, int, int, int]] = []  # (miss, stride, h, w): the grid covering the image most exactly wins
         for s in range(1, max(image_h, image_w) + 1):
             for h in sorted(_candidates(image_h, s)):
                 for w in sorted(_candidates(image_w, s)):
@@ -163,7 +164,10 @@ def infer_grid(tokens: int, image_hw: tuple[int, int], windows: int = 1) -> Toke
                             continue
                     elif h * w != spatial:
                         continue
-                    return TokenGrid(h, w, float(s), float(s), extra=extra, window=ws)
+                    found.append((abs(h * s - image_h) + abs(w * s - image_w), s, h, w))
+        if found:
+            _, s, h, w = min(found)
+            return TokenGrid(h, w, float(s), float(s), extra=extra, window=ws)
     where = f" in {windows} windows" if windows > 1 else ""
     raise InputError(f"cannot place {tokens} tokens{where} on a {image_h}x{image_w} image as a grid; "
                      "choose the attentions over the image with --node")

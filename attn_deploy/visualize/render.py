@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 #: Longest side of a rendered panel, and of a contact sheet's thumbnails, in pixels.
-PANEL_SIDE = 448
-THUMB_SIDE = 192
+PANEL_SIDE = 320
+THUMB_SIDE = 160
 TITLE_HEIGHT = 18
 MARKER = (0, 255, 255)
 

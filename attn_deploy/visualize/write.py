@@ -65,7 +65,7 @@ def _panels(base: Image.Image, m: SiteMaps, model_hw: tuple[int, int], heads: bo
 
 
 def _save(image: Image.Image, path: Path) -> None:
-    image.save(path, optimize=True)
+    image.save(path)
 
 
 def _render(folder: Path, image_maps: ImageMaps, index: int, model_hw: tuple[int, int], options: VisualizeOptions) -> tuple[ImageSection, list[Path]]:
