@@ -28,7 +28,7 @@ def parse_point(text: str) -> tuple[float, float]:
 def visualize(
     model: Annotated[str, typer.Argument(help="MODEL (zoo:NAME, a file, module:factory) run in PyTorch, or an exported .onnx run in ONNX Runtime.")],
     data: Annotated[list[Path], typer.Option("--data", help="An image or a folder of images (repeatable).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write: PNGs, contact sheets, index.html and maps.npz.")],
+    out_dir: Annotated[Path, typer.Option("-o", "--output", help="Folder to write: PNGs, contact sheets, index.html and maps.npz.")],
     node: Annotated[list[str] | None, typer.Option("--node", help="Attention to show: ONNX node name, PyTorch module name or index (repeatable; default all).")] = None,
     query: Annotated[list[str] | None, typer.Option("--query", help="Query point x,y in the image's pixels (repeatable; default: the attention's salient points).")] = None,
     heads: Annotated[bool, typer.Option("--heads", help="One panel per head instead of heads averaged.")] = False,
@@ -47,10 +47,10 @@ def visualize(
         nodes=tuple(node or ()), queries=tuple(parse_point(q) for q in query or ()), heads=heads, diff=diff,
         rollout=rollout, onnx=onnx, points=points, arch=arch, unsafe_load=unsafe_load,
     )
-    result = api.visualize(model, data, output, options)
+    result = api.visualize(model, data, out_dir, options)  # checks -o before any work
     for note in result.notes:
         err.print(f"note: {note}", highlight=False)
     out.print(f"{len(result.sites)} attention(s) x {len(result.images)} image(s)", highlight=False)
     if result.max_diff is not None:
         out.print(f"max |PyTorch - ONNX Runtime| over the maps: {result.max_diff:.2e}", highlight=False)
-    err.print(f"wrote {output / 'index.html'} and {len(result.files) - 1} more file(s)", highlight=False)
+    err.print(f"wrote {out_dir / 'index.html'} and {len(result.files) - 1} more file(s)", highlight=False)
