@@ -211,11 +211,24 @@ def _sites(calls: list[AttentionCall] | None, artifact: Artifact | None, first_o
             assert first_ort is not None and node is not None
             probs, out = first_ort[i]
             b, h, nq, dv = out.shape
-            nk, dk, scale, module, shape = probs.shape[-1], node.dk if isinstance(node.dk, int) else None, node.scale, None, None
+            nk, dk, scale, module = probs.shape[-1], node.dk if isinstance(node.dk, int) else None, node.scale, None
+            shape = _recorded_feature_map(artifact, i)
         name = node.name if node is not None else (module or f"attention{i}")
         grid = _grid(shape, nk, b, images, image_hw, notes, name)
         sites.append(None if grid is None else Site(i, name, module, b, h, nq, nk, dk, dv, scale, grid))
     return sites
+
+
+def _recorded_feature_map(artifact: Artifact | None, index: int) -> tuple[int, ...] | None:
+    """``(1, 1, h, w)`` for the feature map the graph (or the manifest, recorded at export) says K came from."""
+    if artifact is None:
+        return None
+    found = artifact.sites[index].feature_map
+    records = artifact.manifest.fused_attention
+    grid = records[index].grid if index < len(records) else None
+    if found is None and grid is not None:
+        found = (grid["h"], grid["w"])
+    return None if found is None else (1, 1, *found)
 
 
 def _select(sites: list[Site | None], wanted: Sequence[str]) -> list[Site]:
