@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
-from attn_deploy.artifact.fileio import replace_folder
+from attn_deploy.artifact.fileio import atomic_folder
 from attn_deploy.errors import InputError
 from attn_deploy.package.config import MODEL_FILES, render_config
 from attn_deploy.package.models import ModelSpec, PackageOptions, plan_models
@@ -70,16 +69,8 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
     _check_target(repo, options.force)
     models = plan_models(artifacts, options)
     configs = {m.name: render_config(m, options) for m in models}
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
-    try:
+    with atomic_folder(repo, "the repository") as tmp:
         for m in models:
             _write_model(tmp / m.name, m, configs[m.name])
         (tmp / "README.md").write_text(readme_text(models))
-        tmp.chmod(0o755)
-        replace_folder(tmp, repo)
-    except OSError as e:
-        raise InputError(f"cannot write the repository {repo}: {e.strerror or e}; pick another folder") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return PackageResult(repo, models, configs)

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
 
-
-@dataclass(frozen=True)
-class NodeRow:
-    """One attention in the node table."""
-
-    name: str
-    module: str | None
-    tokens: int
-    keys: int
-    heads: int
-    dk: int | None
-    dv: int | None
-    scale: float
-    grid: str
-    max_diff: float | None = None
+if TYPE_CHECKING:
+    from attn_deploy.visualize.run import Site
 
 
 @dataclass(frozen=True)
@@ -40,13 +28,13 @@ def _cell(value: object) -> str:
     return f"<td>{escape(str(value))}</td>"
 
 
-def index_html(title: str, nodes: Sequence[NodeRow], images: Sequence[ImageSection], notes: Sequence[str]) -> str:
-    """The page; every file it names is relative to the page's folder."""
-    diff = any(n.max_diff is not None for n in nodes)
-    head = ["name", "module", "N (queries)", "N (keys)", "heads", "dk", "dv", "scale", "grid"] + (["max |PyTorch - ORT|"] if diff else [])
+def index_html(title: str, sites: Sequence[Site], diffs: Mapping[int, float], images: Sequence[ImageSection], notes: Sequence[str]) -> str:
+    """The page: the node table (``diffs``: max |PyTorch - ORT| per site index), then each image's figures;
+    every file it names is relative to the page's folder."""
+    head = ["name", "module", "N (queries)", "N (keys)", "heads", "dk", "dv", "scale", "grid"] + (["max |PyTorch - ORT|"] if diffs else [])
     rows = []
-    for n in nodes:
-        cells = [n.name, n.module, n.tokens, n.keys, n.heads, n.dk, n.dv, n.scale, n.grid] + ([n.max_diff] if diff else [])
+    for s in sites:
+        cells = [s.name, s.module, s.tokens, s.keys, s.heads, s.dk, s.dv, s.scale, s.grid.describe()] + ([diffs.get(s.index)] if diffs else [])
         rows.append("<tr>" + "".join(_cell(c) for c in cells) + "</tr>")
     parts = [
         "<!doctype html>", '<html><head><meta charset="utf-8">', f"<title>{escape(title)}</title>",

@@ -41,7 +41,9 @@ class VisualizeOptions:
     rollout: bool = False
     #: An ONNX artifact to run in ONNX Runtime beside a PyTorch MODEL.
     onnx: Path | None = None
+    #: Salient query points per attention when ``queries`` is empty.
     points: int = DEFAULT_POINTS
+    #: How to load MODEL, as for ``export`` (a state dict's architecture; trusting a pickled file).
     arch: str | None = None
     unsafe_load: bool = False
 
@@ -52,11 +54,15 @@ class Site:
 
     index: int
     name: str
+    #: The PyTorch module that made the call (None from an ONNX model alone).
     module: str | None
-    batch: int  # the op's B: images·windows
+    #: The op's B: images·windows.
+    batch: int
     heads: int
-    tokens: int  # Nq
-    keys: int  # Nk
+    #: Nq and Nk.
+    tokens: int
+    keys: int
+    #: Head sizes (dk None when an ONNX graph leaves it dynamic) and the softmax scale.
     dk: int | None
     dv: int | None
     scale: float

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attn_deploy.artifact.fileio import replace_folder
+from attn_deploy.artifact.fileio import atomic_folder
 from attn_deploy.errors import InputError
 from attn_deploy.visualize import render
-from attn_deploy.visualize.html import ImageSection, NodeRow, index_html
+from attn_deploy.visualize.html import ImageSection, index_html
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -115,9 +113,7 @@ def _arrays(result: VisualizeResult) -> dict[str, np.ndarray]:
 def write_folder(result: VisualizeResult, model_hw: tuple[int, int], options: VisualizeOptions) -> list[Path]:
     """Render and write everything to ``result.output``; the files' final paths."""
     folder = result.output
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_folder(folder, "the maps") as tmp:
         sections, files = [], []
         for i, image in enumerate(result.images):
             section, written = _render(tmp, image, i, model_hw, options)
@@ -126,15 +122,7 @@ def write_folder(result: VisualizeResult, model_hw: tuple[int, int], options: Vi
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **_arrays(result))  # type: ignore[arg-type]
         (tmp / MAPS).write_bytes(buffer.getvalue())
-        diffs = _diffs(result)
-        rows = [NodeRow(s.name, s.module, s.tokens, s.keys, s.heads, s.dk, s.dv, s.scale, s.grid.describe(), diffs.get(s.index)) for s in result.sites]
-        (tmp / INDEX).write_text(index_html(f"attention maps: {folder.name}", rows, sections, result.notes), encoding="utf-8")
-        tmp.chmod(0o755)
-        replace_folder(tmp, folder)
-    except OSError as e:
-        raise InputError(f"cannot write {folder}: {e.strerror or e}; pick another folder") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / INDEX).write_text(index_html(f"attention maps: {folder.name}", result.sites, _diffs(result), sections, result.notes), encoding="utf-8")
     return [folder / f.name for f in files] + [folder / MAPS, folder / INDEX]
 
 
