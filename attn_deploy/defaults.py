@@ -65,3 +65,6 @@ TRITON_MAX_QUEUE_DELAY_US = 2000
 TRITON_INSTANCES = 1
 #: ``check``/``bench --backends triton``: the server's HTTP endpoint.
 TRITON_URL = "http://localhost:8000"
+
+#: ``visualize``: salient query points per attention when no ``--query`` is given.
+VISUALIZE_POINTS = 3

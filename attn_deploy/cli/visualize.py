@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from attn_deploy import defaults
 from attn_deploy.cli.app import err, out
 from attn_deploy.cli.errors import one_line_errors
 from attn_deploy.cli.options import Arch, UnsafeLoad
@@ -35,7 +36,7 @@ def visualize(
     onnx: Annotated[Path | None, typer.Option("--onnx", help="The ONNX artifact exported from MODEL: its maps from ONNX Runtime too (maps.npz, --diff).")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Render PyTorch minus ONNX Runtime (needs MODEL and --onnx).")] = False,
     rollout: Annotated[bool, typer.Option("--rollout", help="Attention rollout over stacks of attentions on the same tokens (N at most 4096).")] = False,
-    points: Annotated[int, typer.Option("--points", min=1, max=16, help="Salient query points per attention when no --query is given.")] = 3,
+    points: Annotated[int, typer.Option("--points", min=1, max=16, help="Salient query points per attention when no --query is given.")] = defaults.VISUALIZE_POINTS,
     arch: Arch = None,
     unsafe_load: UnsafeLoad = False,
 ) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attn_deploy import defaults
 from attn_deploy.errors import InputError
 from attn_deploy.visualize.grid import TokenGrid, infer_grid, known_grid
 from attn_deploy.visualize.queries import Query, pixel_queries, salient_queries, top_queries
@@ -21,31 +22,9 @@ if TYPE_CHECKING:
     from attn_deploy.export.loading import LoadedModel
     from attn_deploy.ops.recording import AttentionCall
     from attn_deploy.runtime.inputs import InputSpec
+    from attn_deploy.runtime.ort_runner import OrtRunner
     from attn_deploy.visualize.onnx_maps import DebugModel
 
-#: Salient query points per attention when no ``--query`` is given.
-DEFAULT_POINTS = 3
-
-
-@dataclass(frozen=True)
-class VisualizeOptions:
-    #: Attentions to show (ONNX node names, PyTorch module names or indices); all when empty.
-    nodes: tuple[str, ...] = ()
-    #: Query points in the input image's own pixels (x, y); salient points when empty.
-    queries: tuple[tuple[float, float], ...] = ()
-    #: One panel per head instead of heads averaged.
-    heads: bool = False
-    #: Render the difference between the PyTorch and ONNX Runtime maps (needs both).
-    diff: bool = False
-    #: Attention rollout over each stack of attentions on the same tokens.
-    rollout: bool = False
-    #: An ONNX artifact to run in ONNX Runtime beside a PyTorch MODEL.
-    onnx: Path | None = None
-    #: Salient query points per attention when ``queries`` is empty.
-    points: int = DEFAULT_POINTS
-    #: How to load MODEL, as for ``export`` (a state dict's architecture; trusting a pickled file).
-    arch: str | None = None
-    unsafe_load: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +50,29 @@ class Site:
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.module or self.name).strip("_") or f"attention{self.index}"
+
+
+@dataclass(frozen=True)
+class VisualizeOptions:
+    """What to show and how (the CLI's options)."""
+
+    #: Attentions to show (ONNX node names, PyTorch module names or indices); all when empty.
+    nodes: tuple[str, ...] = ()
+    #: Query points in the input image's own pixels (x, y); salient points when empty.
+    queries: tuple[tuple[float, float], ...] = ()
+    #: One panel per head instead of heads averaged.
+    heads: bool = False
+    #: Render the difference between the PyTorch and ONNX Runtime maps (needs both).
+    diff: bool = False
+    #: Attention rollout over each stack of attentions on the same tokens.
+    rollout: bool = False
+    #: An ONNX artifact to run in ONNX Runtime beside a PyTorch MODEL.
+    onnx: Path | None = None
+    #: Salient query points per attention when ``queries`` is empty.
+    points: int = defaults.VISUALIZE_POINTS
+    #: How to load MODEL, as for ``export`` (a state dict's architecture; trusting a pickled file).
+    arch: str | None = None
+    unsafe_load: bool = False
 
 
 @dataclass
@@ -122,7 +124,7 @@ class _Sources:
 
 
 def _is_onnx(model: str) -> bool:
-    return model.endswith(".onnx") or (Path(model).is_file() and Path(model).read_bytes()[:1] == b"\x08")
+    return model.lower().endswith(".onnx")
 
 
 def _open(model: str | LoadedModel, options: VisualizeOptions) -> _Sources:
@@ -349,7 +351,7 @@ def visualize(model: str | LoadedModel, data: Sequence[Path], output: Path, opti
     return result
 
 
-def _add_rollout(maps: list[SiteMaps], calls: list[AttentionCall] | None, debug: DebugModel | None, runner: object,
+def _add_rollout(maps: list[SiteMaps], calls: list[AttentionCall] | None, debug: DebugModel | None, runner: OrtRunner | None,
                  feeds: dict[str, np.ndarray], notes: list[str]) -> None:
     """The rollout rows of each stack's last attention, for that attention's queries."""
     from attn_deploy.visualize import onnx_maps, rollout, torch_maps
@@ -363,8 +365,8 @@ def _add_rollout(maps: list[SiteMaps], calls: list[AttentionCall] | None, debug:
         if calls is not None:
             layers = [torch_maps.torch_rows(calls[s.index], [(0, t) for t in full]) for s in group]
         else:
-            assert debug is not None
-            got = onnx_maps.run_debug(debug, runner, feeds, {s.index: full for s in group})  # type: ignore[arg-type]
+            assert debug is not None and runner is not None
+            got = onnx_maps.run_debug(debug, runner, feeds, {s.index: full for s in group})
             layers = [got[s.index][0][0] for s in group]
         rolled = rollout.rollout(layers)
         last = by_index[group[-1].index]
