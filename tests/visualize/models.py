@@ -44,3 +44,29 @@ class BeaconNet(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         out: Tensor = self.attention(self.embed(images))
         return out
+
+
+class WindowBeaconNet(nn.Module):
+    """Stride-4 patches of a 32x32 image (8x8 tokens), Swin-style windows of 4x4 on the batch axis, and
+    attention where every query attends to token ``TARGET`` (row 1, col 1) of its own window."""
+
+    TARGET = 5
+
+    def __init__(self, channels: int = 8, window: int = 4) -> None:
+        super().__init__()
+        self.window = window
+        self.embed = nn.Conv2d(3, channels, kernel_size=4, stride=4)
+        beacon = torch.zeros(1, 1, window * window, 4)
+        beacon[..., self.TARGET, :] = 12.0
+        self.register_buffer("beacon", beacon)
+        self.value = nn.Linear(channels, channels)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.embed(images)
+        b, c, h, w = x.shape
+        ws = self.window
+        tokens = x.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1).reshape(-1, 1, ws * ws, c)
+        q = torch.ones(tokens.shape[0], 1, ws * ws, 4, dtype=x.dtype) + 0 * tokens.mean()
+        k = self.beacon.expand(tokens.shape[0], -1, -1, -1) + 0 * tokens.mean()
+        out = F.scaled_dot_product_attention(q, k, self.value(tokens))
+        return out.reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)

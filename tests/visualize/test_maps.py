@@ -114,3 +114,34 @@ def test_maps_never_hold_n_by_n(tmp_path: Path) -> None:
     assert rows.shape == (1, 3, n)
     np.testing.assert_allclose(rows.sum(axis=-1), 1.0, atol=1e-5)
     assert extra < n * n * 4 / 5, f"visualize took {extra / 1e6:.0f} MB extra at N={n}"
+
+
+def test_onnx_alone_with_rollout(beacon: tuple[BeaconNet, Path, Path], tmp_path: Path) -> None:
+    """From the ONNX model alone (ONNX Runtime): salient points from the node's output, the rows, the rollout."""
+    _, onnx_path, image = beacon
+    out = tmp_path / "maps"
+    result = api.visualize(onnx_path, [image], out, rollout=True, points=2)
+    maps = np.load(out / "maps.npz")
+    assert "image0_site0_torch" not in maps.files
+    rows, rolled = maps["image0_site0_ort"], maps["image0_site0_rollout"]
+    target = BeaconNet.TARGET[0] * 8 + BeaconNet.TARGET[1]
+    assert rows.shape == (1, 2, 64) and (rows.argmax(axis=-1) == target).all()
+    np.testing.assert_allclose(rolled.sum(axis=-1), 1.0, atol=1e-6)
+    assert not result.sites[0].grid.known  # the beacon's keys come from no feature map: the grid is inferred
+    assert (result.sites[0].grid.h, result.sites[0].grid.w) == (8, 8)
+
+
+def test_windowed_attention(tmp_path: Path) -> None:
+    """Windows on the batch axis: the query's window is found, and its map lands inside that window."""
+    from tests.visualize.models import WindowBeaconNet
+
+    image = photo(tmp_path / "chelsea.png", "chelsea", size=(64, 64))
+    result = api.visualize(WindowBeaconNet().eval(), [image], tmp_path / "maps", input_shape=(1, 3, 32, 32), queries=((60.0, 4.0),))
+    grid = result.sites[0].grid
+    assert (grid.h, grid.w, grid.window, grid.stride_y, grid.windows) == (8, 8, 4, 4.0, 4)
+    maps = np.load(tmp_path / "maps" / "maps.npz")
+    # (60, 4) of the 64x64 photo -> (30, 2) of the input -> token row 0, col 7: the top-right window, its token 3
+    assert maps["image0_site0_tokens"].tolist() == [[1, 3]]
+    heat = grid.layout(1, maps["image0_site0_torch"][0, 0])
+    assert np.unravel_index(int(heat.argmax()), heat.shape) == (1, 5)  # the beacon of the top-right window
+    assert heat[:, :4].sum() == 0 and heat[4:].sum() == 0
