@@ -323,22 +323,17 @@ def visualize(model: str | LoadedModel, data: Sequence[Path], output: Path, opti
                     runner = debug.runner()
             if calls is not None:
                 norms = {s.index: torch_maps.output_norms(calls[s.index]) for s in chosen}
-            elif first_ort is not None:
-                norms = {s.index: np.linalg.norm(first_ort[s.index][1], axis=-1).mean(axis=1) for s in chosen}
-            else:  # ONNX only, second image on: one run for the outputs
+            else:  # ONNX only: the first image's run gave the outputs; later images need one
                 assert debug is not None and runner is not None
-                norms = {i: np.linalg.norm(o, axis=-1).mean(axis=1) for i, (_, o) in onnx_maps.run_debug(debug, runner, feeds, {}).items()}
+                outputs = first_ort or onnx_maps.run_debug(debug, runner, feeds, {})
+                norms = {s.index: np.linalg.norm(outputs[s.index][1], axis=-1).mean(axis=1) for s in chosen}
             scale = (model_hw[1] / size[0], model_hw[0] / size[1])
             maps = [SiteMaps(s, _queries(s, norms[s.index], options, scale)) for s in chosen]
             if calls is not None:
                 for m in maps:
                     m.torch = torch_maps.torch_rows(calls[m.site.index], [(q.window, q.token) for q in m.queries])
             if debug is not None and runner is not None:
-                wanted = {m.site.index: sorted({q.token for q in m.queries}) for m in maps}
-                got = onnx_maps.run_debug(debug, runner, feeds, wanted)
-                for m in maps:
-                    probs, tokens = got[m.site.index][0], wanted[m.site.index]
-                    m.ort = np.stack([probs[q.window, :, tokens.index(q.token)] for q in m.queries], axis=1)
+                _ort_rows(maps, debug, runner, feeds)
             if options.rollout:
                 _add_rollout(maps, calls, debug, runner, feeds, notes if n == 0 else [])
             images.append(ImageMaps(path, size, maps))
@@ -349,6 +344,17 @@ def visualize(model: str | LoadedModel, data: Sequence[Path], output: Path, opti
     with scratch_beside(output):
         result.files = write_folder(result, model_hw, options)
     return result
+
+
+def _ort_rows(maps: list[SiteMaps], debug: DebugModel, runner: OrtRunner, feeds: dict[str, np.ndarray]) -> None:
+    """Set each map's ONNX Runtime rows: one run computing every query's row of every chosen node."""
+    from attn_deploy.visualize import onnx_maps
+
+    wanted = {m.site.index: sorted({q.token for q in m.queries}) for m in maps}
+    got = onnx_maps.run_debug(debug, runner, feeds, wanted)
+    for m in maps:
+        probs, tokens = got[m.site.index][0], wanted[m.site.index]
+        m.ort = np.stack([probs[q.window, :, tokens.index(q.token)] for q in m.queries], axis=1)
 
 
 def _add_rollout(maps: list[SiteMaps], calls: list[AttentionCall] | None, debug: DebugModel | None, runner: OrtRunner | None,
