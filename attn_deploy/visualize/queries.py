@@ -26,15 +26,17 @@ def pixel_queries(grid: TokenGrid, points: Sequence[tuple[float, float]], labels
     return [Query(label, *grid.token(x, y), (x, y)) for (x, y), label in zip(points, labels)]
 
 
-def salient_queries(grid: TokenGrid, norms: np.ndarray, count: int) -> list[Query]:
-    """Up to ``count`` tokens where the attention output's norm (``[B, Nq]``) peaks, spread over the grid,
-    then the first extra (class) token if there is one."""
+def salient_queries(grid: TokenGrid, norms: np.ndarray, count: int, image_hw: tuple[int, int]) -> list[Query]:
+    """Up to ``count`` tokens where the attention output's norm (``[B, Nq]``) peaks, spread over the grid
+    and centred on the ``image_hw`` input (not on a detector's padding), then the first extra (class) token."""
     heat = sum(grid.layout(w, norms[w]) for w in range(grid.windows))
     assert isinstance(heat, np.ndarray)
     gap = max(1, min(grid.h, grid.w) // 4)
     chosen: list[tuple[int, int]] = []
     for flat in np.argsort(-heat, axis=None, kind="stable"):
         r, c = divmod(int(flat), grid.w)
+        if (r + 0.5) * grid.stride_y >= image_hw[0] or (c + 0.5) * grid.stride_x >= image_hw[1]:
+            continue
         if all(max(abs(r - r0), abs(c - c0)) >= gap for r0, c0 in chosen):
             chosen.append((r, c))
         if len(chosen) == count:

@@ -69,18 +69,20 @@ def overlay(
     *,
     signed: bool = False,
 ) -> Image.Image:
-    """``heat`` over ``base``, scaled to its maximum (``signed``: to its largest magnitude, blue to red),
+    """``heat`` over ``base``, scaled from its minimum to its maximum (``signed``: to its largest magnitude,
+    blue to red),
     the query ``marker`` (a model-input pixel) drawn as a cyan ring, ``title`` above."""
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
     canvas = heat_canvas(heat, grid, model_hw, base.size)
-    peak = float(np.abs(canvas).max()) or 1.0
     if signed:
+        peak = float(np.abs(canvas).max()) or 1.0
         colours = colormaps["coolwarm"](0.5 + 0.5 * canvas / peak)[..., :3]
         alpha = 0.75 * np.abs(canvas) / peak
-    else:
-        level = np.clip(canvas / peak, 0.0, 1.0)
+    else:  # from the map's own minimum to its maximum, so a nearly uniform map still shows its shape
+        low, high = float(heat.min()), float(heat.max())
+        level = np.clip((canvas - low) / ((high - low) or 1.0), 0.0, 1.0)
         colours = colormaps["inferno"](level)[..., :3]
         alpha = 0.2 + 0.6 * level  # a dim veil everywhere, so where attention is not shows too
     photo = np.asarray(base, np.float32) / 255.0
@@ -124,7 +126,8 @@ def contact_sheet(rows: Sequence[tuple[str, Sequence[Image.Image]]], side: int =
     draw = ImageDraw.Draw(out)
     y = 0
     for (label, _), row in zip(rows, thumbs):
-        draw.text((3, y + 4), label[:24], fill=(0, 0, 0))
+        for line in range(3):  # the label wrapped over up to three lines of 22 characters
+            draw.text((3, y + 4 + 12 * line), label[22 * line: 22 * (line + 1)], fill=(0, 0, 0))
         x = label_width
         for thumb in row:
             out.paste(thumb, (x, y))

@@ -255,14 +255,14 @@ def _select(sites: list[Site | None], wanted: Sequence[str]) -> list[Site]:
     return sorted(chosen, key=lambda s: s.index)
 
 
-def _queries(site: Site, norms: np.ndarray, options: VisualizeOptions, scale: tuple[float, float]) -> list[Query]:
+def _queries(site: Site, norms: np.ndarray, options: VisualizeOptions, scale: tuple[float, float], model_hw: tuple[int, int]) -> list[Query]:
     """``--query`` points (image pixels, scaled to the model input by ``scale``), else salient points."""
     if site.tokens != site.keys:
         return top_queries(norms, options.points)
     if options.queries:
         points = [(x * scale[0], y * scale[1]) for x, y in options.queries]
         return pixel_queries(site.grid, points, [f"query {x:g},{y:g}" for x, y in options.queries])
-    return salient_queries(site.grid, norms, options.points)
+    return salient_queries(site.grid, norms, options.points, model_hw)
 
 
 def _rollout_groups(sites: list[Site]) -> list[list[Site]]:
@@ -328,7 +328,7 @@ def visualize(model: str | LoadedModel, data: Sequence[Path], output: Path, opti
                 outputs = first_ort or onnx_maps.run_debug(debug, runner, feeds, {})
                 norms = {s.index: np.linalg.norm(outputs[s.index][1], axis=-1).mean(axis=1) for s in chosen}
             scale = (model_hw[1] / size[0], model_hw[0] / size[1])
-            maps = [SiteMaps(s, _queries(s, norms[s.index], options, scale)) for s in chosen]
+            maps = [SiteMaps(s, _queries(s, norms[s.index], options, scale, model_hw)) for s in chosen]
             if calls is not None:
                 for m in maps:
                     m.torch = torch_maps.torch_rows(calls[m.site.index], [(q.window, q.token) for q in m.queries])

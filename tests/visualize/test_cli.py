@@ -31,11 +31,11 @@ def _check_folder(out: Path, attentions: int, images: int) -> None:
 
 
 def test_vit_with_class_token(run_cli: RunCli, tmp_path: Path) -> None:
-    images = [photo(tmp_path / f"{n}.png", n) for n in ("astronaut", "chelsea")]
+    image = photo(tmp_path / "astronaut.png", "astronaut")
     out = tmp_path / "vit"
-    result = run_cli("visualize", "zoo:sdpa-vit", "--data", images[0], "--data", images[1], "-o", out, "--query", "256,200", "--heads")
+    result = run_cli("visualize", "zoo:sdpa-vit", "--data", image, "-o", out, "--query", "256,200", "--heads")
     assert result.exit_code == 0, result.output
-    _check_folder(out, attentions=4, images=2)
+    _check_folder(out, attentions=4, images=1)
     html = (out / "index.html").read_text()
     assert "14x14 tokens at stride 16 after 1 extra token" in html and "blocks.0.attn" in html
     maps = np.load(out / "maps.npz")
@@ -45,11 +45,14 @@ def test_vit_with_class_token(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_fpn_levels(run_cli: RunCli, tmp_path: Path) -> None:
-    image = photo(tmp_path / "coffee.png", "coffee")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee", "chelsea"):
+        photo(photos / f"{name}.png", name)
     out = tmp_path / "fpn"
-    result = run_cli("visualize", "zoo:fpn-multiscale", "--data", image, "-o", out, "--points", "2")
+    result = run_cli("visualize", "zoo:fpn-multiscale", "--data", photos, "-o", out, "--points", "2")
     assert result.exit_code == 0, result.output
-    _check_folder(out, attentions=5, images=1)
+    _check_folder(out, attentions=5, images=2)
     maps = np.load(out / "maps.npz")
     strides = [maps[f"site{i}_grid"][2] for i in range(5)]
     assert strides == [4, 8, 16, 32, 64]  # P2..P5 and the pool level, each on its own grid
