@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from attn_deploy.visualize.onnx_maps import DebugModel
 
 
-
 @dataclass(frozen=True)
 class Site:
     """One attention as visualize shows it: where it is (index in graph order), its shapes and grid."""
