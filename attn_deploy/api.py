@@ -259,6 +259,7 @@ if TYPE_CHECKING:
     from attn_deploy.lower.api import LowerResult
     from attn_deploy.package import PackageOptions, PackageResult
     from attn_deploy.trt_plugin.build import PluginBuildOptions, PluginBuildResult
+    from attn_deploy.visualize.run import VisualizeOptions, VisualizeResult
 
 
 def export_output(model: PathLike, submodule: str | None = None) -> Path:
@@ -313,6 +314,32 @@ def inspect(model: PathLike, *, max_attn_mem: int = defaults.MAX_ATTN_MEM) -> li
     from attn_deploy.lower.inspect import inspect_file
 
     return inspect_file(Path(model), max_attn_mem)
+
+
+def visualize(
+    model: nn.Module | PathLike,
+    data: Sequence[PathLike],
+    output: PathLike,
+    options: VisualizeOptions | None = None,
+    *,
+    input_shape: Sequence[int] = (),
+    **changes: Any,
+) -> VisualizeResult:
+    """Attention maps of ``model``'s attentions for query points of the images ``data``, written to the folder
+    ``output`` (a PNG per image × attention, a contact sheet per image, ``index.html``, ``maps.npz``).
+
+    ``model`` is MODEL as the CLI takes it, an ``nn.Module`` (give ``input_shape``, ``[B, 3, H, W]``), or an
+    .onnx path (run in ONNX Runtime); ``options.onnx`` adds an ONNX artifact to compare with. Only the rows
+    asked for are computed, never an N×N map (``--rollout`` aside). Keywords set ``VisualizeOptions`` fields.
+    """
+    from attn_deploy.visualize.run import VisualizeOptions
+    from attn_deploy.visualize.run import visualize as run
+
+    opts = dataclasses.replace(options or VisualizeOptions(), **changes)
+    if opts.onnx is not None:
+        opts = dataclasses.replace(opts, onnx=Path(opts.onnx))
+    source: Any = model if isinstance(model, (str, os.PathLike)) else load_model(model, input_shapes=[input_shape] if input_shape else ())
+    return run(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source, [Path(d) for d in data], Path(output), opts)
 
 
 def demo(

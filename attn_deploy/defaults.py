@@ -67,3 +67,6 @@ TRITON_INSTANCES = 1
 TRITON_PREFERRED_WITHIN = 0.10
 #: ``check``/``bench --backends triton``: the server's HTTP endpoint.
 TRITON_URL = "http://localhost:8000"
+
+#: ``visualize``: salient query points per attention when no ``--query`` is given.
+VISUALIZE_POINTS = 3

@@ -146,6 +146,41 @@ def ensure_writable(path: Path, option: str) -> None:
         raise InputError(f"{option} {path}: {folder} is not a folder this process can write to; pick another path")
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``folder``; an existing ``folder`` is moved aside first and removed after."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if old is not None:
+            os.replace(old / folder.name, folder)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: Path, what: str) -> Iterator[Path]:
+    """Yield a new empty folder beside ``folder``; when the block succeeds it replaces ``folder`` whole.
+
+    ``folder`` is the whole new result or untouched; an ``OSError`` becomes an ``InputError`` naming ``what``.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        replace_folder(tmp, folder)
+    except OSError as e:
+        raise InputError(f"cannot write {what} {folder}: {e.strerror or e}; pick another folder") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -65,11 +65,15 @@ class SiteRecord(AttentionNode):
     op_type: str | None = None
     reason: str | None = None
     block_rows: int | None = None
+    #: The grid K's tokens lie on, ``{"h": .., "w": ..}`` of the feature map they were flattened from
+    #: (``visualize`` maps query pixels through it); None when the graph does not say (ViT tokens).
+    grid: dict[str, int] | None = None
 
     @classmethod
     def of(cls, site: AttentionSite) -> SiteRecord:
         node = {f.name: getattr(site, f.name) for f in dataclasses.fields(AttentionNode)}
-        return cls(**node, score_matrix_bytes=site.score_matrix_bytes)
+        grid = {"h": site.feature_map[0], "w": site.feature_map[1]} if site.feature_map else None
+        return cls(**node, score_matrix_bytes=site.score_matrix_bytes, grid=grid)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -77,6 +81,8 @@ class SiteRecord(AttentionNode):
         if self.op_type is None:  # not lowered: keep the exported record as it always was
             for key in ("op_type", "reason", "block_rows"):
                 del data[key]
+        if self.grid is None:  # older readers and older manifests never had it
+            del data["grid"]
         return data
 
 

@@ -43,6 +43,8 @@ class AttentionSite(AttentionNode):
     domain: str
     dtype: str | None  # NumPy name of Q's element type, None when unknown
     bias_is_zero: bool  # the bias is a constant all-zero tensor
+    #: ``(h, w)`` of the feature map K's Nk tokens were flattened from (a SAGAN block's), when the graph says so.
+    feature_map: tuple[int, int] | None = None
 
     @property
     def real_bias(self) -> bool:
@@ -96,6 +98,27 @@ def _first(*dims: Dim) -> Dim:
     return next((d for d in dims if d is not None), None)
 
 
+#: Ops that only lay tokens out (or scale them): a feature map seen through them is still the tokens' grid.
+_LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Unsqueeze", "Squeeze", "Identity", "Cast", "Mul", "Div"})
+
+
+def _feature_map(model: onnx.ModelProto, values: dict[str, TypedValue], name: str, tokens: Dim) -> tuple[int, int] | None:
+    """The ``(h, w)`` of a rank-4 ``[B, C, h, w]`` tensor with h·w == ``tokens`` that ``name`` is a re-layout of."""
+    if not isinstance(tokens, int):
+        return None
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for _ in range(8):
+        node = producers.get(name)
+        if node is None or node.op_type not in _LAYOUT_OPS or not node.input:
+            return None
+        name = node.input[0]
+        value = values.get(name)
+        dims = value.dims if value is not None else None
+        if dims is not None and len(dims) == 4 and isinstance(dims[2], int) and isinstance(dims[3], int) and dims[2] * dims[3] == tokens:
+            return dims[2], dims[3]
+    return None
+
+
 def attention_sites(model: onnx.ModelProto) -> list[AttentionSite]:
     """Every FusedAttention node of the main graph (exported or already lowered), in graph order."""
     values = typed_values(model)
@@ -125,6 +148,7 @@ def attention_sites(model: onnx.ModelProto) -> list[AttentionSite]:
                 has_bias=has_bias,
                 bias_is_zero=has_bias and _constant_zero(model, node.input[3]),
                 scale=float(attrs.get("scale", 1.0)),
+                feature_map=_feature_map(model, values, node.input[1], _first(k[2], v[2])),
             )
         )
     return sites

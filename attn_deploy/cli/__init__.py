@@ -20,6 +20,7 @@ from attn_deploy.cli import (
     lower,
     package,
     quantize,
+    visualize,
     zoo,
 )
 from attn_deploy.cli.app import app, zoo_app
@@ -35,6 +36,7 @@ app.command("build-trt")(build_trt.build_trt)
 app.command()(lower.lower)
 app.command("inspect")(lower.inspect_cmd)
 app.command()(package.package)
+app.command()(visualize.visualize)
 zoo_app.command("list")(zoo.zoo_list)
 
 

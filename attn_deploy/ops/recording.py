@@ -32,7 +32,8 @@ class AttentionCall:
 
     ``module`` is the qualified name (as in ``model.named_modules()``) of the innermost module that
     was running, ``""`` for the model itself. The inputs are ``None`` when recording was asked to
-    keep outputs only."""
+    keep outputs only. ``module_input`` is the shape of that module's first tensor argument (a
+    SAGAN block's ``[B, C, h, w]`` says which grid its N = h·w tokens lie on), None when it had none."""
 
     index: int
     module: str
@@ -42,6 +43,7 @@ class AttentionCall:
     v: Tensor | None
     bias: Tensor | None
     scale: float
+    module_input: tuple[int, ...] | None = None
 
     def probabilities(self, rows: Sequence[int] | Tensor) -> Tensor:
         """softmax(scale·q[..., rows, :]·kᵀ + bias[..., rows, :]) as ``[B, H, len(rows), Nk]`` (float32,
@@ -62,7 +64,7 @@ class AttentionCall:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, calls: list[AttentionCall], modules: list[str], keep_inputs: bool) -> None:
+    def __init__(self, calls: list[AttentionCall], modules: list[tuple[str, tuple[int, ...] | None]], keep_inputs: bool) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.calls, self.modules, self.keep_inputs = calls, modules, keep_inputs
 
@@ -73,10 +75,12 @@ class _Recorder(TorchDispatchMode):
             q, k, v, *rest = args
             bias = rest[0] if rest else kwargs.get("bias")
             keep = self.keep_inputs
+            module, module_input = self.modules[-1] if self.modules else ("", None)
             self.calls.append(AttentionCall(
-                index=len(self.calls), module=self.modules[-1] if self.modules else "", output=out.detach(),
+                index=len(self.calls), module=module, output=out.detach(),
                 q=q.detach() if keep else None, k=k.detach() if keep else None, v=v.detach() if keep else None,
                 bias=bias.detach() if keep and bias is not None else None, scale=float(kwargs["scale"]),
+                module_input=module_input,
             ))
         return out
 
@@ -87,11 +91,13 @@ def record_attention(model: nn.Module, *, keep_inputs: bool = True) -> Iterator[
 
     Keeping the inputs (the default) costs O(N·d) per call, never O(N²)."""
     names = {id(m): name for name, m in model.named_modules()}
-    stack: list[str] = []
+    stack: list[tuple[str, tuple[int, ...] | None]] = []
     calls: list[AttentionCall] = []
 
-    def enter(module: nn.Module, _args: Any) -> None:
-        stack.append(names.get(id(module), stack[-1] if stack else ""))
+    def enter(module: nn.Module, args: Any) -> None:
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        shape = tuple(first.shape) if first is not None else None
+        stack.append((names[id(module)], shape) if id(module) in names else (stack[-1] if stack else ("", None)))
 
     def leave(module: nn.Module, _args: Any, _out: Any) -> None:
         if stack:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from attn_deploy.artifact.fileio import atomic_folder
 from attn_deploy.errors import InputError
 from attn_deploy.package.config import MODEL_FILES, parse_config, render_config
 from attn_deploy.package.ensemble import verify_ensembles
@@ -73,23 +73,6 @@ def _write_model(folder: Path, spec: ModelSpec, config: str) -> None:
         shutil.copy2(spec.plugin, version / spec.plugin.name)
 
 
-def _replace(tmp: Path, repo: Path) -> None:
-    """Rename ``tmp`` onto ``repo``; an existing ``repo`` is moved aside first and removed after."""
-    old = None
-    if repo.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.old.", dir=repo.parent))
-        os.replace(repo, old / repo.name)
-    try:
-        os.replace(tmp, repo)
-    except OSError:
-        if old is not None:
-            os.replace(old / repo.name, repo)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | os.PathLike[str], options: PackageOptions | None = None) -> PackageResult:
     """Write the Triton model repository ``repo`` for ``artifacts``; InputError (nothing written) for bad input."""
     options = options or PackageOptions()
@@ -98,19 +81,11 @@ def package_repository(artifacts: Sequence[str | os.PathLike[str]], repo: str | 
     models = plan_models(artifacts, options)
     configs = {m.name: render_config(m, options) for m in models}
     verify_ensembles({name: parse_config(text, f"{name}/config.pbtxt") for name, text in configs.items()})
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
-    try:
+    with atomic_folder(repo, "the repository") as tmp:
         for m in models:
             _write_model(tmp / m.name, m, configs[m.name])
         for m in models:
             batched = parse_config(configs[m.name]).max_batch_size > 0
             (tmp / (m.name + PERF_DATA)).write_text(json.dumps(perf_data(m, batched)))
         (tmp / "README.md").write_text(readme_text(models))
-        tmp.chmod(0o755)
-        _replace(tmp, repo)
-    except OSError as e:
-        raise InputError(f"cannot write the repository {repo}: {e.strerror or e}; pick another folder") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return PackageResult(repo, models, configs)
