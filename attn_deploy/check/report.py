@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from attn_deploy.check.gate import CheckReport, Comparison, OutputVerdict
@@ -104,21 +105,21 @@ def render_table(report: CheckReport) -> Table:
 
 
 def _attention_name(a: AttentionVerdict) -> str:
-    """How tables name an attention: ``attention blocks.0 [FusedAttention_0]``."""
+    """How reports name an attention: ``attention blocks.0 (FusedAttention_0)``."""
     module = a.point.module if a.point.module is not None else "?"
-    return f"attention {module or '<model>'} [{a.point.node}]"
+    return f"attention {module or '<model>'} ({a.point.node})"
 
 
 def _attention_cells(a: AttentionVerdict) -> list[str]:
     """The table cells after the candidate's for one attention."""
     if a.verdict is None:
-        return [_attention_name(a), "", "", "", "", "", f"[dim]not compared: {a.reason}[/dim]"]
+        return [escape(_attention_name(a)), "", "", "", "", "", f"[dim]not compared: {a.reason}[/dim]"]
     s, o = a.verdict.stats, a.verdict
     verdict = "[green]pass[/green]" if o.passed else f"[red]FAIL[/red] {o.reason}"
     verdict += f" [dim](reference: {a.reference})[/dim]" if a.reference.startswith("exported") else ""
     if o.warning:
         verdict += f" [yellow]warning:[/yellow] {o.warning}"
-    return [_attention_name(a), f"{s.max_abs:.2g}", f"{s.p99_abs:.2g}", f"{s.max_rel:.2g}", f"{s.cosine:.6f}", str(s.nonfinite), verdict]
+    return [escape(_attention_name(a)), f"{s.max_abs:.2g}", f"{s.p99_abs:.2g}", f"{s.max_rel:.2g}", f"{s.cosine:.6f}", str(s.nonfinite), verdict]
 
 
 def to_markdown(report: CheckReport) -> str:

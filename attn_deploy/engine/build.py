@@ -23,12 +23,12 @@ from typing import Any
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.attention_outputs import AttentionPoint
 from attn_deploy.artifact.fileio import atomic_path, output_lock, sha256_file
 from attn_deploy.artifact.io import engine_report_path, load_artifact, manifest_path_for, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.captured import captured_output
-from attn_deploy.check.per_attention import AttentionPoint
 from attn_deploy.engine.backend import TrtBackend, select_backend
 from attn_deploy.engine.debug_attention import debug_points, mark_attention_outputs, network_outputs
 from attn_deploy.engine.plugins import PluginState, load_plugins

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.check.per_attention import AttentionPoint, onnx_points
+from attn_deploy.artifact.attention_outputs import AttentionPoint, onnx_points
 from attn_deploy.errors import InputError
 
 
