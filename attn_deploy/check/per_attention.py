@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.attention_outputs import AttentionPoint, engine_points, onnx_points, with_attention_outputs
+from attn_deploy.check.gate import OutputVerdict, _judge_outputs
 from attn_deploy.check.tolerances import ToleranceOverrides, tolerances_for
 from attn_deploy.errors import InputError
 from attn_deploy.runtime.backends import Backend, Planned, Target
@@ -43,7 +43,7 @@ class AttentionVerdict:
     point: AttentionPoint
     #: What the candidate's attention was compared with: the reference runner's label, or ``EXPORTED_REFERENCE``.
     reference: str
-    verdict: Any = None  # gate.OutputVerdict (typed loosely: gate imports this module)
+    verdict: OutputVerdict | None = None
     reason: str | None = None
 
     @property
@@ -213,8 +213,6 @@ def judge_attention(
 ) -> AttentionResult:
     """Each of ``points`` (the candidate's, in its graph order) against ``references`` (tensor -> (value, whose))."""
     import dataclasses
-
-    from attn_deploy.check.gate import _judge_outputs
 
     common = [p.tensor for p in points if p.tensor in references and p.tensor in candidate]
     tolerances = tolerances_for(common, precision, overrides)
