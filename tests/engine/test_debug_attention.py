@@ -74,3 +74,13 @@ def test_an_engine_without_attention_outputs_is_refused(run_cli: RunCli, model: 
     planned = Planned(f"trt:{engine}", REGISTRY["trt"], Target("engine", str(engine), engine=engine))
     with pytest.raises(InputError, match="rebuild it with `attn-deploy build-trt --debug-attention`"):
         plan_attention([reference, planned], ["input"], [], [], lambda _: Target("onnx", "unused"))
+
+
+def test_native_attention_keeps_its_output_too(run_cli: RunCli, tmp_path: Path) -> None:
+    from attn_deploy.artifact.artifact import Artifact
+    from tests.attention_graphs import encoder_block
+
+    path, _ = Artifact.describe(encoder_block(8, 8), source="test", exporter="test").save(tmp_path / "enc.onnx")
+    report = _build(run_cli, path, tmp_path / "enc.engine", "--fp16", "--debug-attention")
+    assert [n["choice"] for n in report["fused_attention"]] == ["native-attention"]  # marking the output costs no fusion
+    assert [a["tensor"] for a in report["debug_attention"]] == ["o"] and report["network_outputs"][-1] == "o"
