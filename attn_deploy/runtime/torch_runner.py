@@ -88,8 +88,6 @@ class RecordingTorchRunner(TorchRunner):
         super().__init__(module, input_names, output_names)
         self.attention_tensors = list(attention_tensors)
         self.mismatch: str | None = None
-        #: The module that made each call, in call order (from the last ``infer``).
-        self.modules: list[str] = []
 
     def infer(self, feeds: Feeds) -> Feeds:
         from attn_deploy.export.routing import attention_routed_through_op
@@ -97,7 +95,6 @@ class RecordingTorchRunner(TorchRunner):
 
         with attention_routed_through_op(self.module), record_attention(self.module, keep_inputs=False) as calls:
             outputs = super().infer(feeds)
-        self.modules = [c.module for c in calls]
         if len(calls) != len(self.attention_tensors):
             self.mismatch = f"PyTorch made {len(calls)} attention call(s) for {len(self.attention_tensors)} routed FusedAttention node(s)"
             return outputs
