@@ -38,10 +38,13 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class AttentionVerdict:
-    """One attention judged in one comparison; ``verdict`` is None when there was nothing to compare with."""
+    """One attention judged in one comparison.
+
+    ``reference`` is what the candidate's attention was compared with: the reference runner's label,
+    or ``EXPORTED_REFERENCE``; ``verdict`` is None when there was nothing to compare with (``reason``).
+    """
 
     point: AttentionPoint
-    #: What the candidate's attention was compared with: the reference runner's label, or ``EXPORTED_REFERENCE``.
     reference: str
     verdict: OutputVerdict | None = None
     reason: str | None = None
