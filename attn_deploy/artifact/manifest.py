@@ -90,11 +90,14 @@ class SiteRecord(AttentionNode):
 class AttentionFinding:
     """How export handled one attention: ``routed`` through the op in PyTorch, ``fused`` from the
     exported graph, or left ``plain`` (MatMul/Softmax/MatMul). ``node`` is the FusedAttention node,
-    or the Softmax / attention op left alone; ``detail`` the fuse pattern or why it was left."""
+    or the Softmax / attention op left alone; ``detail`` the fuse pattern or why it was left;
+    ``module`` the qualified name of the PyTorch module it came from (``model.named_modules()``,
+    ``""`` for the model itself; None when unknown, as in manifests older than the field)."""
 
     node: str
     status: Literal["routed", "fused", "plain"]
     detail: str | None = None
+    module: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.check.detection import (
@@ -37,6 +37,12 @@ from attn_deploy.runtime.workload import (
     prepare_workload,
 )
 
+if TYPE_CHECKING:
+    from attn_deploy.artifact.artifact import Artifact
+    from attn_deploy.check.per_attention import AttentionPlan, AttentionResult
+    from attn_deploy.runtime.backends import Planned, Target
+    from attn_deploy.runtime.base import Runner
+
 Progress = Callable[[str], None]
 
 
@@ -53,6 +59,8 @@ class CheckOptions:
     allow_nonfinite: bool = False
     #: Random integer inputs (token ids) are drawn below this; None: the embedding's rows (``runtime/inputs.py``).
     vocab: int | None = None
+    #: Also compare every attention's output and name the first out of tolerance (``per_attention.py``).
+    per_attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class Comparison:
     outputs: list[OutputVerdict]
     detection: DetectionResult | None
     passed: bool
+    #: ``--per-attention``: every attention of the candidate, judged (None without it).
+    attention: AttentionResult | None = None
 
 
 @dataclass
@@ -144,13 +154,17 @@ def run_check(
     return check_workload(prepare_workload(source, artifacts, options.workload, progress), options, progress)
 
 
-def _run_all(work: Workload, samples: list[Feeds], progress: Progress, probe: Feeds | None = None) -> tuple[dict[str, list[Feeds]], Feeds | None]:
-    """Every runner on every sample; the reference (first) also on ``probe``, whose outputs come second."""
+def _run_all(
+    work: Workload, samples: list[Feeds], progress: Progress, probe: Feeds | None = None,
+    planned: Sequence[Planned] | None = None, make: Callable[[Planned], Runner] | None = None,
+) -> tuple[dict[str, list[Feeds]], Feeds | None]:
+    """Every runner (``planned``, default the workload's, made by ``make``) on every sample; the
+    reference (first) also on ``probe``, whose outputs come second."""
     results: dict[str, list[Feeds]] = {}
     probed = None
-    for i, p in enumerate(work.planned):
+    for i, p in enumerate(planned if planned is not None else work.planned):
         progress(f"running {p.label} on {len(samples)} sample(s)")
-        with work.make_runner(p) as runner:
+        with (make or work.make_runner)(p) as runner:
             results[p.label] = [runner.infer(s) for s in samples]
             if i == 0 and probe is not None:
                 probed = runner.infer(probe)
@@ -171,12 +185,23 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
     # several samples already are different inputs).
     probe = random_feeds(specs, options.seed + 1, options.val_range, work.preprocess, options.vocab) if len(samples) == 1 else None
     probe = probe if probe is not None and inputs_differ(samples[0], probe) else None
-    results, probed = _run_all(work, samples, progress, probe)
+    plan = _plan_attention(work, progress) if options.per_attention else None
+    if plan is None:
+        results, probed = _run_all(work, samples, progress, probe)
+        attention: dict[str, list[Feeds]] = {}
+    else:
+        results, probed, attention = _run_tapped(work, plan, samples, progress, probe)
     reference = planned[0]
     roles = detection_roles(output_names, work.detection)
     warnings = output_warnings(results[reference.label], samples, (probe, probed) if probe is not None and probed is not None else None)
     comparisons = []
     notes: list[str] = list(work.notes)
+    attention_warnings: dict[str, str] = {}
+    if plan is not None:
+        notes.extend(plan.notes)
+        probed_attention = attention[PROBED][0] if probe is not None and PROBED in attention else None
+        attention_warnings = output_warnings(attention.get(reference.label, []), samples,
+                                             (probe, probed_attention) if probe is not None and probed_attention is not None else None)
     for p in planned[1:]:
         if options.precision == "auto":
             choice = p.precision
@@ -190,7 +215,11 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
                         for v in _judge_outputs(ref, cand, tolerances, roles.values() if roles else ())]
             detection = match_detections(ref, cand, options.detection, roles) if roles else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
-            comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed))
+            judged = None
+            if plan is not None:
+                judged = _judge_attention(plan, p.label, i, attention, precision, options, passed, attention_warnings)
+                passed = passed and judged.passed
+            comparisons.append(Comparison(p.label, i, precision, verdicts, detection, passed, judged))
     return CheckReport(
         source=work.source,
         reference=reference.label,
@@ -206,5 +235,60 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
             "data": str(options.data) if options.data else None,
             "precision": options.precision,
             "detection": {**vars(options.detection), "outputs": roles} if roles else None,
+            "per_attention": options.per_attention,
         },
     )
+
+
+#: Where ``_run_tapped`` keeps the reference's attention outputs on the probe input.
+PROBED = "<probe>"
+
+
+def _plan_attention(work: Workload, progress: Progress) -> AttentionPlan:
+    from attn_deploy.check.per_attention import plan_attention
+    from attn_deploy.runtime.workload import export_reference
+
+    def export(like: Artifact) -> Target:
+        progress("exporting the reference to ONNX (the reference of attentions fused from the exported graph)")
+        return export_reference(work, like, progress)
+
+    return plan_attention(work.planned, [s.name for s in work.specs], work.output_names, work.torch_output_names, export)
+
+
+def _run_tapped(
+    work: Workload, plan: AttentionPlan, samples: list[Feeds], progress: Progress, probe: Feeds | None
+) -> tuple[dict[str, list[Feeds]], Feeds | None, dict[str, list[Feeds]]]:
+    """``_run_all`` with tapped runners: (final outputs, probe outputs, attention outputs) by label."""
+    runs = [*work.planned, *([plan.extra] if plan.extra is not None and plan.extra.label not in {p.label for p in work.planned} else [])]
+    tapped, probed = _run_all(work, samples, progress, probe, runs, plan.make_runner)
+    results: dict[str, list[Feeds]] = {}
+    attention: dict[str, list[Feeds]] = {}
+    for p in runs:
+        names = work.torch_output_names if p.backend.runs == "pytorch" else work.output_names
+        split = [plan.split(p.label, feeds, names) for feeds in tapped[p.label]]
+        results[p.label] = [finals for finals, _ in split]
+        attention[p.label] = [attn for _, attn in split]
+    if probed is not None:
+        reference = work.planned[0]
+        names = work.torch_output_names if reference.backend.runs == "pytorch" else work.output_names
+        probed, probed_attention = plan.split(reference.label, probed, names)
+        attention[PROBED] = [probed_attention]
+    if work.planned[0].backend.runs == "pytorch" and plan.points(work.planned[0].label) and not any(attention[work.planned[0].label]):
+        plan.notes.append(f"PyTorch made another number of attention calls than {work.planned[0].target.name}'s routed FusedAttention "
+                          "nodes: its routed attentions have no reference")
+    return results, probed, attention
+
+
+def _judge_attention(
+    plan: AttentionPlan, label: str, sample: int, attention: dict[str, list[Feeds]], precision: str, options: CheckOptions,
+    outputs_passed: bool, warnings: dict[str, str],
+) -> AttentionResult:
+    """``label``'s attentions on ``sample`` against the reference's, and the exported fp32 model's for fused ones."""
+    from attn_deploy.check.per_attention import EXPORTED_REFERENCE, judge_attention
+
+    reference = plan.reference
+    references = {t: (v, reference) for t, v in attention[reference][sample].items()}
+    if plan.extra is not None and plan.extra.label != label:
+        for t, v in attention[plan.extra.label][sample].items():
+            references.setdefault(t, (v, EXPORTED_REFERENCE))
+    return judge_attention(plan.points(label), references, attention[label][sample], precision, options.overrides, outputs_passed, warnings)

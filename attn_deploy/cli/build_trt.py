@@ -31,6 +31,8 @@ def build_trt(
     plugin: Annotated[list[Path] | None, typer.Option("--plugin", help="Plugin library .so to load (repeatable); FusedAttention then uses its plugin.")] = None,
     compute_capability: Annotated[list[str] | None, typer.Option("--compute-capability", help="TensorRT-RTX ahead-of-time target like 8.6 (repeatable).")] = None,
     save_onnx: Annotated[Path | None, typer.Option("--save-onnx", help="Also write the lowered ONNX model that was parsed.")] = None,
+    debug_attention: Annotated[bool, typer.Option("--debug-attention", help="Keep each attention's output as an engine output "
+                                                   "(only those), for check --per-attention.")] = False,
     as_json: Annotated[bool, json_flag("Print the build report as JSON on stdout.")] = False,
 ) -> None:
     """Build a TensorRT / TensorRT-RTX engine (no GPU needed with TensorRT-RTX) and MODEL.engine.json."""
@@ -56,6 +58,7 @@ def build_trt(
         plugins=tuple(plugin or []),
         compute_capabilities=tuple(compute_capability or []),
         save_onnx=save_onnx,
+        debug_attention=debug_attention,
     )
     target = output or api.engine_output(model)
     with err.status(f"building {target} from {model} ..."):

@@ -43,6 +43,9 @@ def check(
     lower: opt.LowerFirst = False,
     triton_url: opt.TritonUrl = None,
     triton_model: opt.TritonModel = None,
+    per_attention: Annotated[bool, typer.Option("--per-attention", help="Also compare every attention's output (matched by its ONNX "
+                                                 "tensor) and name the first out of tolerance, with its PyTorch module; engines need "
+                                                 "build-trt --debug-attention.")] = False,
     as_json: Annotated[bool, opt.json_flag("Print the JSON report on stdout instead of the table.")] = False,
 ) -> None:
     """Parity gate: exit 0 if every candidate matches SOURCE, 1 if one does not, 2 for usage or input errors.
@@ -76,6 +79,7 @@ def check(
         detection=DetectionThresholds(iou, min_matched, max_score_error),
         allow_nonfinite=allow_nonfinite,
         vocab=vocab,
+        per_attention=per_attention,
     )
     with err.status("checking ...") as status:
         result = api.check(source, *(artifacts or []), options=options, progress=lambda msg: status.update(msg + " ..."))

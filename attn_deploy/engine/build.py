@@ -23,12 +23,14 @@ from typing import Any
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
+from attn_deploy.artifact.attention_outputs import AttentionPoint
 from attn_deploy.artifact.fileio import atomic_path, output_lock, sha256_file
 from attn_deploy.artifact.io import engine_report_path, load_artifact, manifest_path_for, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.captured import captured_output
 from attn_deploy.engine.backend import TrtBackend, select_backend
+from attn_deploy.engine.debug_attention import debug_points, mark_attention_outputs, network_outputs
 from attn_deploy.engine.plugins import PluginState, load_plugins
 from attn_deploy.engine.profiles import InputProfile, Shape, resolve_profile
 from attn_deploy.engine.report import engine_layers, layer_summary, network_layers
@@ -56,6 +58,8 @@ class BuildOptions:
     compute_capabilities: tuple[str, ...] = ()
     #: Also write the lowered ONNX model that was parsed, and its manifest (for inspection or an ORT check).
     save_onnx: Path | None = None
+    #: Keep each attention's output as an engine output, and only those (``check --per-attention``).
+    debug_attention: bool = False
 
 
 @dataclass
@@ -201,12 +205,22 @@ def _fallback_nodes(plans: list[NodeLowering]) -> list[str]:
     return [p.node for p in native if p.has_bias] or [p.node for p in native]
 
 
+@dataclass
+class _Debug:
+    """``--debug-attention``: the attentions kept as outputs, those the network lacked, and its outputs."""
+
+    kept: list[AttentionPoint] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
 def _lower_and_build(
     backend: TrtBackend, typed: Artifact, plugin: bool, config: Any, options: BuildOptions
-) -> tuple[StageResult[list[NodeLowering]], list[dict[str, Any]], bytes]:
+) -> tuple[StageResult[list[NodeLowering]], list[dict[str, Any]], bytes, _Debug]:
     """Lower, parse and build; when that fails, native-attention nodes fall back to the body and
     the build is retried (see :func:`_fallback_nodes`). ``--save-onnx`` is written on failure too."""
     rejected: dict[str, str] = {}
+    points = debug_points(typed) if options.debug_attention else []
     while True:
         lowering = lower_for_tensorrt(typed, plugin=plugin, rejected=rejected)
         parsed = False
@@ -214,8 +228,10 @@ def _lower_and_build(
             with _polygraphy_messages():
                 network = _parse(backend, lowering.artifact.proto)
             parsed = True
+            debug = _Debug(*mark_attention_outputs(network[1], points)) if points else _Debug()
+            debug.outputs = network_outputs(network[1])
             layers = network_layers(network[1])
-            return lowering, layers, _serialize(backend, network, config, options)
+            return lowering, layers, _serialize(backend, network, config, options), debug
         except AttnDeployError as e:
             # A parse error names its node: only one at an Attention node is the lowering's fault.
             suspects = _fallback_nodes(lowering.summary) if parsed or "(Attention)" in str(e) else []
@@ -280,11 +296,14 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
     with _polygraphy_messages():
         plugins: PluginState = load_plugins(backend, options.plugins)
     config = _config(backend, profile, options, caps)
-    lowering, layers, engine = _lower_and_build(backend, typed, plugins.fused_attention, config, options)
+    lowering, layers, engine, debug = _lower_and_build(backend, typed, plugins.fused_attention, config, options)
     plans = lowering.summary
     build_seconds = time.perf_counter() - started
     inspected, inspect_note = engine_layers(backend, engine)
     notes = [note] if (note := _fallback_note(plans)) else []
+    if debug.missing:
+        notes.append(f"--debug-attention: the network has no tensor {', '.join(debug.missing)} (the parser renamed it); "
+                     "check --per-attention cannot compare those attentions")
     if options.timing_cache is not None and backend.is_rtx:
         notes.append(f"--timing-cache ignored: timing caches are no-ops in TensorRT-RTX (since 1.2; this is {backend.version})")
 
@@ -308,6 +327,8 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         "plugins": plugins.to_dict(),
         "fused_attention": [p.to_dict() for p in plans],
         "fallbacks": [{"node": p.node, "from": p.fell_back_from, "to": p.choice, "why": p.reason} for p in plans if p.fell_back_from],
+        "network_outputs": debug.outputs,
+        **({"debug_attention": [p.to_dict() for p in debug.kept]} if options.debug_attention else {}),
         "network_layers": {"summary": layer_summary(layers), "layers": layers},
         "engine_layers": inspected,
         "engine_layers_note": inspect_note,

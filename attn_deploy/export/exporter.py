@@ -29,6 +29,7 @@ from attn_deploy.export.attention import find_attention, refuse_plain
 from attn_deploy.export.detector import DetectionLayout, detection_layout
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.export.scopes import module_scopes
 from attn_deploy.ops.symbolic import (
     dynamo_translation_table,
     register_torchscript_symbolic,
@@ -302,13 +303,14 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         loaded, layout = _as_detector(loaded, _probe(loaded, inputs, options))
     model, exporter, notes = _run_exporters(loaded, inputs, options)
     notes[:0] = size_notes
+    scopes = module_scopes(model)  # before finalize drops the exporter's metadata
     model = finalize(model)
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
     findings: list[AttentionFinding] = []
     if not options.no_fuse:
-        model, findings, note = find_attention(model)
+        model, findings, note = find_attention(model, scopes)
         notes += [note] if note else []
         if options.strict:
             refuse_plain(findings)

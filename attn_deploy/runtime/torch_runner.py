@@ -73,3 +73,30 @@ class TorchRunner(RunnerBase):
         else:
             names = [f"output_{i}" for i in range(len(tensors))]
         return {n: t.numpy() for n, t in zip(names, tensors)}
+
+
+class RecordingTorchRunner(TorchRunner):
+    """A ``TorchRunner`` that also returns each attention's output (``check --per-attention``).
+
+    The model runs with SDPA and ``nn.MultiheadAttention`` routed through the op, as at export, and
+    ``ops/recording.py`` records every call: call i's output is returned as ``attention_tensors[i]``
+    (the ONNX tensor name of the i-th routed FusedAttention node). When the model makes another
+    number of calls, no attention is returned and ``mismatch`` says why.
+    """
+
+    def __init__(self, module: nn.Module, input_names: Sequence[str], output_names: Sequence[str], attention_tensors: Sequence[str]) -> None:
+        super().__init__(module, input_names, output_names)
+        self.attention_tensors = list(attention_tensors)
+        self.mismatch: str | None = None
+
+    def infer(self, feeds: Feeds) -> Feeds:
+        from attn_deploy.export.routing import attention_routed_through_op
+        from attn_deploy.ops.recording import record_attention
+
+        with attention_routed_through_op(self.module), record_attention(self.module, keep_inputs=False) as calls:
+            outputs = super().infer(feeds)
+        if len(calls) != len(self.attention_tensors):
+            self.mismatch = f"PyTorch made {len(calls)} attention call(s) for {len(self.attention_tensors)} routed FusedAttention node(s)"
+            return outputs
+        outputs.update({name: call.output.numpy() for name, call in zip(self.attention_tensors, calls)})
+        return outputs

@@ -9,6 +9,7 @@ lowers in memory too. Nothing is written to disk.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +111,8 @@ class Workload:
     torch_output_names: list[str] = field(default_factory=list)
     #: Warnings for the report (a run near this machine's memory: ``size_guard``).
     notes: list[str] = field(default_factory=list)
+    #: The PyTorch SOURCE exported in memory, when no .onnx ARTIFACT was given (also among ``targets``).
+    exported: Target | None = None
 
     def make_runner(self, planned: Planned) -> Runner:
         """A runner for ``planned`` fed this workload's inputs; use it as a context manager.
@@ -191,8 +194,8 @@ def resolve_candidate(candidate: Candidate) -> Target:
     return Target("engine", path, engine=Path(path)) if is_engine_path(path) else _onnx_target(path)
 
 
-def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Target:
-    """The PyTorch SOURCE exported in memory (no file)."""
+def _export(source: Target, options: WorkloadOptions, progress: Progress, exporter: str | None = None, opset: int | None = None) -> Target:
+    """The PyTorch SOURCE exported in memory (no file), by ``exporter`` at ``opset`` when given."""
     from attn_deploy.export import export_artifact
     from attn_deploy.export.exporter import options_for_inputs
 
@@ -200,8 +203,26 @@ def _export(source: Target, options: WorkloadOptions, progress: Progress) -> Tar
     loaded = source.model()
     progress(f"exporting {source.name} to ONNX")
     decls = [InputDecl(n, s, options.input_dtypes.get(n)) for n, s in options.input_shapes.items()]
-    artifact = export_artifact(loaded, options_for_inputs(decls, loaded)).artifact
+    export_options = options_for_inputs(decls, loaded)
+    if exporter is not None:
+        export_options = dataclasses.replace(export_options, exporter=exporter)  # type: ignore[arg-type]
+    if opset is not None:
+        export_options = dataclasses.replace(export_options, opset=opset)
+    artifact = export_artifact(loaded, export_options).artifact
     return Target("onnx", f"{Path(source.name.split(':', 1)[-1]).stem or 'model'}.onnx", artifact=artifact)
+
+
+def export_reference(work: Workload, like: Artifact | None = None, progress: Progress = lambda _: None) -> Target:
+    """The workload's PyTorch SOURCE exported in memory with its input shapes, by the exporter and at
+    the opset ``like`` was exported with (so its tensors have the same names); the workload's own
+    in-memory export when it made one the same way."""
+    exporter = like.manifest.exporter.split(" ", 1)[0] if like is not None else None
+    exporter = exporter if exporter in ("dynamo", "torchscript") else None
+    opset = like.manifest.opset if like is not None else None
+    made = work.exported
+    if made is not None and made.artifact is not None and (exporter is None or made.artifact.manifest.exporter == exporter):
+        return made
+    return _export(work.targets[0], work.options, progress, exporter, opset)
 
 
 def _transformed(target: Target, transform: Transform) -> Target:
@@ -259,8 +280,9 @@ def prepare_workload(
     reference = resolve_source(source, options, progress)
     candidates = [resolve_candidate(a) for a in artifacts]
     export = reference.kind == "pytorch" and "ort" in options.backends and not any(c.kind == "onnx" for c in candidates)
-    if export:
-        candidates.insert(0, _export(reference, options, progress))
+    exported = _export(reference, options, progress) if export else None
+    if exported is not None:
+        candidates.insert(0, exported)
     if options.transform is not None:
         candidates = [_transformed(c, options.transform) for c in candidates]
     targets = [reference, *candidates, *served]
@@ -284,4 +306,4 @@ def prepare_workload(
     torch_names = _torch_output_names(loaded, first_onnx, output_names) if loaded is not None else []
     notes = _guard_memory(planned, loaded, specs)
     return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection,
-                    torch_names, notes)
+                    torch_names, notes, exported)
