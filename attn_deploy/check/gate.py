@@ -104,7 +104,7 @@ class CheckReport:
         return bool(self.comparisons) and all(c.passed for c in self.comparisons)
 
 
-def _judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tolerance], detection_outputs: Collection[str]) -> list[OutputVerdict]:
+def judge_outputs(reference: Feeds, candidate: Feeds, tolerances: dict[str, Tolerance], detection_outputs: Collection[str]) -> list[OutputVerdict]:
     from polygraphy.comparator.compare import SimpleCompareFunc
     from polygraphy.comparator.struct import IterationResult
 
@@ -212,7 +212,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         tolerances = tolerances_for(output_names, precision, options.overrides)
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
             verdicts = [dataclasses.replace(v, warning=warnings.get(v.stats.name))
-                        for v in _judge_outputs(ref, cand, tolerances, roles.values() if roles else ())]
+                        for v in judge_outputs(ref, cand, tolerances, roles.values() if roles else ())]
             detection = match_detections(ref, cand, options.detection, roles) if roles else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
             judged = None

@@ -13,7 +13,7 @@ its outputs:
   attention fused from the exported graph (hand-written, no op call) takes the exported fp32 model
   run in ONNX Runtime as its reference, and the report says so.
 
-Each attention is judged as a final output is (``gate._judge_outputs``, same presets and overrides).
+Each attention is judged as a final output is (``gate.judge_outputs``, same presets and overrides).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.attention_outputs import AttentionPoint, engine_points, onnx_points, with_attention_outputs
-from attn_deploy.check.gate import OutputVerdict, _judge_outputs
+from attn_deploy.check.gate import OutputVerdict, judge_outputs
 from attn_deploy.check.tolerances import ToleranceOverrides, tolerances_for
 from attn_deploy.errors import InputError
 from attn_deploy.runtime.backends import Backend, Planned, Target
@@ -221,7 +221,7 @@ def judge_attention(
     tolerances = tolerances_for(common, precision, overrides)
     # An fp16 model's attention is compared in the reference's type, as its float32 outputs are.
     ours = {t: candidate[t].astype(references[t][0].dtype) if candidate[t].dtype.kind == "f" else candidate[t] for t in common}
-    judged = {v.stats.name: v for v in _judge_outputs({t: references[t][0] for t in common}, ours, tolerances, ())}
+    judged = {v.stats.name: v for v in judge_outputs({t: references[t][0] for t in common}, ours, tolerances, ())}
     verdicts = []
     for p in points:
         if p.tensor in judged:
