@@ -9,15 +9,19 @@ cuts the pass for every calibrator: ``collect_data`` per stride, histograms merg
 to ``stride`` samples; the ``minmax`` calibrator reduces each tensor inside the graph (ReduceMin /
 ReduceMax) and holds what one inference holds whatever the count.
 
-The choice, in order: the requested method with as many samples per pass as fit (a divisor of the
+Sizes come from ONNX shape inference; where it cannot resolve them (a whole detector resizes its
+input by a factor computed at run time), from one profiled run of the model on the first sample
+(ONNX Runtime's profile records every node's output shapes; the run holds what one inference
+holds). The choice, in order: the requested method with as many samples per pass as fit (a divisor of the
 sample count, as ORT requires); ``minmax`` when not even one sample's activations fit; an
-``InputError`` with the estimate when not even that fits. Sizes come from ONNX shape inference
-(dimensions it cannot resolve count as 1: the estimate is then a lower bound, and says so).
+``InputError`` with the estimate when not even that fits. Dimensions neither way resolves count
+as 1: the estimate is then a lower bound, and says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +95,69 @@ def _bytes(value: onnx.ValueInfoProto) -> tuple[int, bool]:
     return count * itemsize, known
 
 
-def calibrated_activations(model_path: Path, op_types: Iterable[str]) -> Activations:
-    """The tensors ONNX Runtime's calibrators read for ``op_types`` (its own selection), with their bytes."""
+def calibrated_activations(model_path: Path, op_types: Iterable[str], sample: Mapping[str, np.ndarray] | None = None) -> Activations:
+    """The tensors ONNX Runtime's calibrators read for ``op_types`` (its own selection), with their bytes.
+
+    With ``sample``, sizes shape inference leaves unresolved are measured on it (:func:`_profiled_bytes`).
+    """
     from onnxruntime.quantization.calibrate import CalibraterBase
 
     base = CalibraterBase(model_path, op_types_to_calibrate=list(op_types))  # loads with shape inference, no session
     names, infos = base.select_tensors_to_calibrate(base.model)
-    sizes, unresolved = {}, 0
+    sizes, unknown = {}, set()
     for name in sorted(names):
         sizes[name], known = _bytes(infos[name])
-        unresolved += not known
+        if not known:
+            unknown.add(name)
+    if unknown and sample is not None:
+        measured = _profiled_bytes(model_path, sample)
+        for name in list(unknown):
+            if name in measured:
+                sizes[name] = measured[name]
+                unknown.discard(name)
     weights = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
                   for t in base.model.graph.initializer)
-    return Activations(sizes, weights, unresolved)
+    return Activations(sizes, weights, len(unknown))
+
+
+def _profiled_bytes(model_path: Path, sample: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Bytes of every node output (and input) of one run on ``sample``, from ONNX Runtime's profile.
+
+    Graph optimisations are off so the profile's node names are the model's own.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(model_path.with_name(model_path.stem + "_profile"))
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session.run(None, dict(sample))
+    profile = Path(session.end_profiling())
+    try:
+        events = json.loads(profile.read_text())
+    finally:
+        profile.unlink(missing_ok=True)
+    outputs = {n.name: list(n.output) for n in onnx.load_model(model_path, load_external_data=False).graph.node}
+    sizes = {name: int(array.nbytes) for name, array in sample.items()}
+    for event in events:
+        node = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not node.endswith("_kernel_time"):
+            continue
+        for name, typed in zip(outputs.get(node[: -len("_kernel_time")], []), event.get("args", {}).get("output_type_shape", [])):
+            for dtype, shape in typed.items():
+                sizes[name] = int(np.prod(shape, dtype=np.int64)) * _itemsize(dtype)
+    return sizes
+
+
+#: Bytes per element of the type names ONNX Runtime's profile writes ("float" is float32 there).
+_PROFILE_ITEMSIZE = {"float": 4, "double": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+                     "int8": 1, "uint8": 1, "bool": 1}
+
+
+def _itemsize(dtype: str) -> int:
+    return _PROFILE_ITEMSIZE.get(dtype, 4)
 
 
 def histogram_bytes(act: Activations, per_pass: int) -> int:

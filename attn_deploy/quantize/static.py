@@ -81,7 +81,7 @@ def quantize_static(
         folder = Path(tmp)
         float_path = folder / "float.onnx"
         onnx.save_model(prepared, float_path)
-        activations = calibrated_activations(float_path, STATIC_OP_TYPES)
+        activations = calibrated_activations(float_path, STATIC_OP_TYPES, calibration[0])
         calibrating = plan_calibration(activations, len(calibration), method)
         ranked = calibration[: defaults.SQNR_SAMPLES]
         reference = _session(float_path)

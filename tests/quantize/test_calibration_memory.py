@@ -101,3 +101,22 @@ def test_quantize_refuses_in_one_line_when_nothing_fits(
     out = tmp_path / "q.onnx"
     run_cli("quantize", str(path), "-o", str(out), "--calibrate", str(photos)).assert_error("static calibration needs about")
     assert not out.exists()
+
+
+def test_sizes_shape_inference_cannot_resolve_are_measured_on_a_sample(
+    convs: tuple[onnx.ModelProto, Path, calibration_memory.Activations], tmp_path: Path
+) -> None:
+    """A whole detector resizes its input at run time; here the height and width are just dynamic."""
+    model, _, static = convs
+    dynamic = onnx.ModelProto()
+    dynamic.CopyFrom(model)
+    del dynamic.graph.value_info[:]
+    for value in (*dynamic.graph.input, *dynamic.graph.output):
+        for axis in (2, 3):
+            value.type.tensor_type.shape.dim[axis].dim_param = f"d{axis}"
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(dynamic, path)
+    assert calibrated_activations(path, STATIC_OP_TYPES).unresolved > 0
+    measured = calibrated_activations(path, STATIC_OP_TYPES, _samples()[0])
+    assert measured.unresolved == 0 and measured.sizes == static.sizes
+    assert not list(tmp_path.glob("*profile*"))
