@@ -47,6 +47,8 @@ _INT64 = TensorProto.INT64
 MS_DOMAIN = "com.microsoft"
 #: The contract's node attributes (DESIGN §2), which the exported body declares.
 CONTRACT_ATTRIBUTES = ("scale", "plugin_namespace", "plugin_version")
+#: The exported body's plain product as ``(Vᵀ·Pᵀ)ᵀ`` (see :func:`_plain_nodes`).
+TRANSPOSED_PV = True
 #: The all-zero bias given to nodes without one when other nodes of the model pass a bias.
 ZERO_BIAS = "attn_deploy_zero_bias"
 
@@ -178,17 +180,30 @@ def _prologue(b: _Builder, with_bias: bool, prefix: str = "") -> None:
         b.nodes.append(helper.make_node("Cast", ["bias"], [prefix + "bf"], to=_FLOAT))
 
 
-def _plain_nodes(with_bias: bool, out: str, prefix: str = "") -> list[onnx.NodeProto]:
-    """``out = softmax(Qs·Kt [+ bf]) · Vf`` over the whole score matrix: the graph a plain export has."""
+def _plain_nodes(with_bias: bool, out: str, prefix: str = "", transposed: bool = False) -> list[onnx.NodeProto]:
+    """``out = softmax(Qs·Kt [+ bf]) · Vf`` over the whole score matrix: the graph a plain export has.
+
+    ``transposed`` writes the product as ``(Vfᵀ·Pᵀ)ᵀ``: ONNX Runtime folds both inner Transposes
+    into one FusedMatMul and cancels the outer one against the graph's own (SAGAN's ``V·Aᵀ`` then
+    runs exactly as in its plain export, with no copy of V or of the output).
+    """
     p = prefix
     nodes = [helper.make_node("MatMul", [p + "Qs", p + "Kt"], [p + "S"])]
     scores = p + "S"
     if with_bias:
         nodes.append(helper.make_node("Add", [scores, p + "bf"], [p + "Sb"]))
         scores = p + "Sb"
-    nodes += [helper.make_node("Softmax", [scores], [p + "P"], axis=-1),
-              helper.make_node("MatMul", [p + "P", p + "Vf"], [out])]
-    return nodes
+    nodes.append(helper.make_node("Softmax", [scores], [p + "P"], axis=-1))
+    if not transposed:
+        return [*nodes, helper.make_node("MatMul", [p + "P", p + "Vf"], [out])]
+    swap = [0, 1, 3, 2]
+    return [
+        *nodes,
+        helper.make_node("Transpose", [p + "P"], [p + "Pt"], perm=swap),
+        helper.make_node("Transpose", [p + "Vf"], [p + "Vt"], perm=swap),
+        helper.make_node("MatMul", [p + "Vt", p + "Pt"], [p + "Ot"]),
+        helper.make_node("Transpose", [p + "Ot"], [out], perm=swap),
+    ]
 
 
 def _always_true(b: _Builder) -> str:
@@ -341,7 +356,7 @@ def exported_body(
 
     b.nodes.append(helper.make_node(
         "If", [fits], ["Of"],
-        then_branch=branch(plain.nodes + _plain_nodes(with_bias, "Of_plain", "p_"), "whole_score_matrix", "Of_plain"),
+        then_branch=branch(plain.nodes + _plain_nodes(with_bias, "Of_plain", "p_", TRANSPOSED_PV), "whole_score_matrix", "Of_plain"),
         else_branch=branch(looped.nodes, "query_blocks", "Of_looped"),
     ))
     b.nodes.append(helper.make_node("CastLike", ["Of", "Q"], ["O"]))
