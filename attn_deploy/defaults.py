@@ -57,6 +57,10 @@ CALIBRATE_COUNT = 32
 CALIBRATE_METHODS = ("percentile", "minmax", "entropy")
 CALIBRATE_METHOD = "percentile"
 TARGET_COSINE = 0.999
+#: Fraction of the memory available that calibration plans for (the rest: the OS, other processes).
+CALIBRATION_MEMORY_FRACTION = 0.7
+#: Calibration samples the per-node SQNR ranking reads (one at a time).
+SQNR_SAMPLES = 4
 
 #: ``package --triton``: largest batch of a dynamically batched model, the dynamic batcher's wait for
 #: more requests (microseconds), and instances per model.

@@ -26,12 +26,15 @@ class Bias:
 
     ``reshape``: the term was added while the scores were reshaped (Swin's per-window mask on a
     ``[B, nW, H, N, N]`` view): ``(expand_to, reshape_to, allowzero)`` make it ``Reshape(Expand(value,
-    expand_to), reshape_to)``, a term of the scores' own shape.
+    expand_to), reshape_to)``, a term of the scores' own shape. ``split_first``: that view only splits
+    the scores' first dimension in two (``[B·nW, ...]`` -> ``[B, nW, ...]``), so the term can keep
+    its broadcast dimensions (``rewrite._broadcast_term``).
     """
 
     value: ir.Value
     factor: float = 1.0
     reshape: tuple[ir.Value, ir.Value, int] | None = None
+    split_first: bool = False
 
 
 @dataclass

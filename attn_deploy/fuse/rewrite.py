@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from attn_deploy.fuse.graph import Builder, rank, swap_last
-from attn_deploy.fuse.match import Attention, Operand
+from attn_deploy.fuse.graph import Builder, constant_array, dims, rank, static_dim, swap_last
+from attn_deploy.fuse.match import Attention, Bias, Operand
 from attn_deploy.ops.contract import DOMAIN, OP_TYPE, node_attributes
 
 #: Unit axes that turn a rank-r token layout into [B, H, N, d].
@@ -31,14 +31,46 @@ def _float_dtype(value: ir.Value) -> np.dtype:
     return value.dtype.numpy() if value.dtype is not None and value.dtype.is_floating_point() else np.dtype(np.float32)
 
 
+def _broadcast_term(b: Builder, term: Bias) -> ir.Value | None:
+    """A term added to the scores' ``[B, nW, ...]`` view, as a term of the scores' own rank that still
+    broadcasts: Swin's per-window mask ``[1, nW, 1, N, N]`` becomes ``[B·nW, 1, N, N]`` (expanded
+    over ``B, nW`` only, not copied at all when it already spans them), never ``[B·nW, H, N, N]``.
+
+    None when the view is not the scores' first dimension split in two, or the term's other
+    dimensions are not static (the caller then expands the term to the view's full shape).
+    """
+    if term.reshape is None or not term.split_first:
+        return None
+    expand_to = term.reshape[0]
+    rank_ = static_dim(expand_to, 0)
+    shape = dims(term.value)
+    if rank_ is None or rank_ < 3 or shape is None or len(shape) > rank_:
+        return None
+    padded = [1] * (rank_ - len(shape)) + list(shape)
+    rest = padded[2:]
+    if not all(isinstance(d, int) for d in rest):
+        return None
+    value = b.unsqueeze(term.value, list(range(rank_ - len(shape)))) if len(shape) < rank_ else term.value
+    view = constant_array(expand_to)
+    spans = view is not None and (padded[:2] == [int(view[0]), int(view[1])] or padded[:2] == [1, 1])
+    if not spans:
+        leading = b.op("Slice", [expand_to, b.ints([0]), b.ints([2]), b.ints([0])])
+        value = b.op("Expand", [value, b.op("Concat", [leading, b.ints(rest)], axis=0)])  # type: ignore[arg-type]
+    return b.op("Reshape", [value, b.ints([-1, *rest])])  # type: ignore[list-item]
+
+
 def _bias(b: Builder, match: Attention) -> ir.Value | None:
     total: ir.Value | None = None
     dtype = _float_dtype(match.q.value)
     for term in match.bias:
         value = term.value
         if term.reshape is not None:
-            expand_to, reshape_to, allowzero = term.reshape
-            value = b.op("Reshape", [b.op("Expand", [value, expand_to]), reshape_to], allowzero=allowzero)
+            kept = _broadcast_term(b, term)
+            if kept is not None:
+                value = kept
+            else:
+                expand_to, reshape_to, allowzero = term.reshape
+                value = b.op("Reshape", [b.op("Expand", [value, expand_to]), reshape_to], allowzero=allowzero)
         if match.bool_mask:  # True = attend (ONNX Attention): additive 0 / -inf
             value = b.op("Where", [value, b.const(np.zeros((), dtype)), b.const(np.array(-np.inf, dtype))])
         if term.factor != 1.0:

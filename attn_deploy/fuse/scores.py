@@ -179,6 +179,8 @@ class _Region:
                 if isinstance(d, int) and d != 1 and isinstance(v, int) and d != v:
                     raise NearMiss(f"a term added to the reshaped scores before {where} broadcasts them to a larger shape")
             bias.reshape = (expand_to, reshape_to, self.outer.attributes.get_int("allowzero", 0))  # type: ignore[assignment]
+            bias.split_first = inside is not None and len(inside) == len(want) + 1 and all(
+                isinstance(v, int) and v == w for v, w in zip(inside[2:], want[1:]))
 
 
 def _why_not_scale(node: ir.Node) -> str:

@@ -1,8 +1,11 @@
 """Every FunctionProto body of ``attn_deploy::FusedAttention`` (and its lowerings), in one module.
 
-* :func:`looped_body`: the exported, memory-bounded body (a ``Loop`` over query blocks), with an
-  int8 P·V variant for ``quantize --quantize-attention``; :func:`attach_fused_attention_function`
-  gives a model this body the way its nodes call it.
+* :func:`exported_body`: the body every exported model carries: an ``If`` that takes the plain
+  MatMul-Softmax-MatMul when the score matrix fits the score-block budget (what a plain export
+  has, so ONNX Runtime optimises it the same way) and the looped body otherwise;
+  :func:`attach_fused_attention_function` gives a model this body the way its nodes call it.
+* :func:`looped_body`: the memory-bounded body (a ``Loop`` over query blocks), with an int8 P·V
+  variant for ``quantize --quantize-attention``.
 * :func:`plain_body`: one float32 MatMul-Softmax-MatMul over the whole score matrix, for
   ``lower --target ort`` (small N) and for TensorRT (which rejects the Loop).
 * :func:`blocked_body`: the looped body under ``lower``'s own name and score-block budget.
@@ -13,7 +16,7 @@
 All keep the contract (DESIGN §2): float32 softmax and accumulation whatever the input type, the
 output cast back to Q's type.
 
-The looped body is memory-bounded: a ``Loop`` over query blocks whose size is computed in-graph
+The looped body (and so the exported one) is memory-bounded: a ``Loop`` over query blocks whose size is computed in-graph
 from the runtime shapes (same formula as ``contract.block_rows``), so dynamic Nq works. Queries
 are zero-padded to a whole number of blocks so every iteration's scan output has one shape; the
 padding is sliced off at the end. ONNX Runtime's inliner rejects a body that references an absent
@@ -44,6 +47,8 @@ _INT64 = TensorProto.INT64
 MS_DOMAIN = "com.microsoft"
 #: The contract's node attributes (DESIGN §2), which the exported body declares.
 CONTRACT_ATTRIBUTES = ("scale", "plugin_namespace", "plugin_version")
+#: The exported body's plain product as ``(Vᵀ·Pᵀ)ᵀ`` (see :func:`_plain_nodes`).
+TRANSPOSED_PV = True
 #: The all-zero bias given to nodes without one when other nodes of the model pass a bias.
 ZERO_BIAS = "attn_deploy_zero_bias"
 
@@ -160,36 +165,65 @@ def _loop_body(with_bias: bool, transposed_pv: bool, int8_pv: bool = False, opse
     )
 
 
-def looped_body(
-    opset: int,
-    *,
-    with_bias: bool = False,
-    budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
-    int8_pv: bool = False,
-    domain: str = DOMAIN,
-    name: str = OP_TYPE,
-    transposed_pv: bool = True,
-) -> onnx.FunctionProto:
-    """Build the FusedAttention body for a model at ``opset`` (>= 15, for CastLike).
+def _prologue(b: _Builder, with_bias: bool, prefix: str = "") -> None:
+    """``Qs`` (scaled Q), ``Kt`` (Kᵀ), ``Vf`` and ``bf`` (the bias), float32 whatever the input type (contract §2).
 
-    ``int8_pv`` builds the quantized variant (``attn-deploy quantize --quantize-attention``): the
-    softmax-times-V product runs as ``MatMulInteger`` on uint8 probability codes and int8 V.
-    Q·Kᵀ stays float32: it is about a tenth of the FLOPs (dk = C/8 in SAGAN), and its error
-    would be amplified by the softmax's exponential.
-    ``domain``/``name`` let ``attn_deploy.lower`` reuse the body under its own name with another budget
-    (:func:`blocked_body`).
+    Names take ``prefix``; ``scale_value`` (:func:`_scale_constant`) is the caller's. A same-type
+    Cast is free: ONNX Runtime removes it.
     """
-    if opset < 15:
-        raise ValueError(f"FusedAttention's body needs opset >= 15 (got {opset}); export with --opset 17 or newer")
-    b = _Builder("fa_")
-    # Float32 inside, whatever the input type (contract §2); a same-type Cast is free.
     qf = b.op("Cast", "Q", name="qf", to=_FLOAT)
     kf = b.op("Cast", "K", name="kf", to=_FLOAT)
-    b.nodes.append(helper.make_node("Cast", ["V"], ["Vf"], to=_FLOAT))
-    b.nodes.append(_scale_constant())
-    b.nodes.append(helper.make_node("Mul", [qf, "scale_value"], ["Qs"]))
-    b.nodes.append(helper.make_node("Transpose", [kf], ["Kt"], perm=[0, 1, 3, 2]))
+    b.nodes.append(helper.make_node("Cast", ["V"], [prefix + "Vf"], to=_FLOAT))
+    b.nodes.append(helper.make_node("Mul", [qf, "scale_value"], [prefix + "Qs"]))
+    b.nodes.append(helper.make_node("Transpose", [kf], [prefix + "Kt"], perm=[0, 1, 3, 2]))
+    if with_bias:
+        b.nodes.append(helper.make_node("Cast", ["bias"], [prefix + "bf"], to=_FLOAT))
 
+
+def _plain_nodes(with_bias: bool, out: str, prefix: str = "", transposed: bool = False) -> list[onnx.NodeProto]:
+    """``out = softmax(Qs·Kt [+ bf]) · Vf`` over the whole score matrix: the graph a plain export has.
+
+    ``transposed`` writes the product as ``(Vfᵀ·Pᵀ)ᵀ``: ONNX Runtime folds both inner Transposes
+    into one FusedMatMul and cancels the outer one against the graph's own (SAGAN's ``V·Aᵀ`` then
+    runs exactly as in its plain export, with no copy of V or of the output).
+    """
+    p = prefix
+    nodes = [helper.make_node("MatMul", [p + "Qs", p + "Kt"], [p + "S"])]
+    scores = p + "S"
+    if with_bias:
+        nodes.append(helper.make_node("Add", [scores, p + "bf"], [p + "Sb"]))
+        scores = p + "Sb"
+    nodes.append(helper.make_node("Softmax", [scores], [p + "P"], axis=-1))
+    if not transposed:
+        return [*nodes, helper.make_node("MatMul", [p + "P", p + "Vf"], [out])]
+    swap = [0, 1, 3, 2]
+    return [
+        *nodes,
+        helper.make_node("Transpose", [p + "P"], [p + "Pt"], perm=swap),
+        helper.make_node("Transpose", [p + "Vf"], [p + "Vt"], perm=swap),
+        helper.make_node("MatMul", [p + "Vt", p + "Pt"], [p + "Ot"]),
+        helper.make_node("Transpose", [p + "Ot"], [out], perm=swap),
+    ]
+
+
+def _always_true(b: _Builder) -> str:
+    """A true condition that ONNX Runtime cannot constant-fold: it reads one element of ``Kt``.
+
+    ONNX Runtime 1.32 folds an ``If`` whose condition is constant by inlining the taken branch; a
+    ``Loop`` inlined that way loses track of the outer values its body reads, so when all its
+    explicit inputs are constants, constant folding tries to run it at session creation and fails
+    (``Op (Loop) vector::reserve``). A data-dependent ``cond`` keeps it a runtime node.
+    """
+    first = b.op("Gather", b.op("Reshape", "Kt", b.const([-1]), name="k_flat"), b.const(0), name="k_first", axis=0)
+    return b.op("Not", b.op("IsInf", first, name="never", detect_negative=0, detect_positive=0), name="always")
+
+
+def _looped_nodes(b: _Builder, opset: int, with_bias: bool, budget_elements: int, int8_pv: bool,
+                  transposed_pv: bool, out: str, in_branch: bool = False) -> None:
+    """``out`` (float32) one query block at a time: a ``Loop`` whose block size is computed from the runtime shapes.
+
+    ``in_branch``: the nodes are an ``If`` branch (see :func:`_always_true`).
+    """
     q_shape = b.op("Shape", "Q", name="q_shape")
     k_shape = b.op("Shape", "K", name="k_shape")
     batch = b.op("Gather", q_shape, b.const(0), name="batch", axis=0)
@@ -216,13 +250,10 @@ def looped_body(
     pads = b.op("Concat", zeros6, pad1, b.const([0]), name="pads", axis=0)
     b.nodes.append(helper.make_node("Pad", ["Qs", pads], ["Qp"]))
 
-    inputs = ["Q", "K", "V"]
     if with_bias:
-        inputs.append("bias")
-        bf = b.op("Cast", "bias", name="bf", to=_FLOAT)
-        b_shape = b.op("Shape", bf, name="b_shape")
+        b_shape = b.op("Shape", "bf", name="b_shape")
         ones = b.op("Expand", b.const([1]), b.op("Sub", b.const([4]), b.op("Shape", b_shape)), name="ones")
-        b4 = b.op("Reshape", bf, b.op("Concat", ones, b_shape, axis=0), name="b4")
+        b4 = b.op("Reshape", "bf", b.op("Concat", ones, b_shape, axis=0), name="b4")
         b_rows = b.op("Gather", b.op("Shape", b4), b.const([2]), name="b_rows", axis=0)
         b.nodes.append(helper.make_node("Equal", [b_rows, b.const([1])], ["bias_bcast"]))
         b_pad = b.op("Where", "bias_bcast", b.const([0]), pad1, name="b_pad")
@@ -234,7 +265,8 @@ def looped_body(
         _int8_v(b)
     if transposed:
         b.nodes.append(helper.make_node("Transpose", ["Vf"], ["Vt"], perm=[0, 1, 3, 2]))
-    blocks = b.op("Loop", n_blocks, "", name="blocks", body=_loop_body(with_bias, transposed, int8_pv, opset))
+    cond = _always_true(b) if in_branch else ""
+    blocks = b.op("Loop", n_blocks, cond, name="blocks", body=_loop_body(with_bias, transposed, int8_pv, opset))
     # Scan output is [n_blocks, B, H, rows, dv] ([.., dv, rows] when transposed) -> [B, H, n_blocks*rows, dv] -> drop the padding.
     moved = b.op("Transpose", blocks, name="moved", perm=[1, 2, 0, 4, 3] if transposed else [1, 2, 0, 3, 4])
     flat_shape = b.op(
@@ -248,18 +280,91 @@ def looped_body(
     )
     flat = b.op("Reshape", moved, flat_shape, name="flat")
     nq1 = b.op("Unsqueeze", nq, b.const([0]), name="nq1")
-    o_f = b.op("Slice", flat, b.const([0]), nq1, b.const([2]), name="o_f")
-    b.nodes.append(helper.make_node("CastLike", [o_f, "Q"], ["O"]))
+    b.nodes.append(helper.make_node("Slice", [flat, b.const([0]), nq1, b.const([2])], [out]))
+
+
+def _check_opset(opset: int) -> None:
+    if opset < 15:
+        raise ValueError(f"FusedAttention's body needs opset >= 15 (got {opset}); export with --opset 17 or newer")
+
+
+def looped_body(
+    opset: int,
+    *,
+    with_bias: bool = False,
+    budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS,
+    int8_pv: bool = False,
+    domain: str = DOMAIN,
+    name: str = OP_TYPE,
+    transposed_pv: bool = True,
+) -> onnx.FunctionProto:
+    """The memory-bounded body for a model at ``opset`` (>= 15, for CastLike): always a ``Loop`` over query blocks.
+
+    ``int8_pv`` builds the quantized variant (``attn-deploy quantize --quantize-attention``): the
+    softmax-times-V product runs as ``MatMulInteger`` on uint8 probability codes and int8 V.
+    Q·Kᵀ stays float32: it is about a tenth of the FLOPs (dk = C/8 in SAGAN), and its error
+    would be amplified by the softmax's exponential.
+    ``domain``/``name`` let ``attn_deploy.lower`` reuse the body under its own name with another budget
+    (:func:`blocked_body`).
+    """
+    _check_opset(opset)
+    b = _Builder("fa_", [_scale_constant()])
+    _prologue(b, with_bias)
+    _looped_nodes(b, opset, with_bias, budget_elements, int8_pv, transposed_pv, "Of")
+    b.nodes.append(helper.make_node("CastLike", ["Of", "Q"], ["O"]))
     return helper.make_function(
         domain,
         name,
-        inputs,
+        ["Q", "K", "V"] + (["bias"] if with_bias else []),
         ["O"],
         b.nodes,
         [helper.make_opsetid("", opset)],
         attributes=list(CONTRACT_ATTRIBUTES),
         doc_string="softmax(scale * Q @ K^T [+ bias]) @ V, float32 inside, one query block at a time."
         + (" The P @ V product in int8 (MatMulInteger)." if int8_pv else ""),
+    )
+
+
+def exported_body(
+    opset: int, *, with_bias: bool = False, budget_elements: int = DEFAULT_SCORE_BLOCK_ELEMENTS
+) -> onnx.FunctionProto:
+    """The body every exported model carries: the plain product when the score block fits, else the Loop.
+
+    An ``If`` on ``B·H·Nq·Nk <= budget_elements`` (runtime shapes) picks :func:`_plain_nodes`, the
+    MatMul-Softmax-MatMul a plain ``torch.onnx.export`` has, or the query-blocked ``Loop``. With
+    static shapes ONNX Runtime folds the condition and inlines the taken branch, so its own fusions
+    (scale and transposes into FusedMatMul, transpose cancellation) apply as they do to the plain
+    export: a user who never runs ``lower`` loses nothing. The score block is the same memory
+    bound as the Loop's: a fitting matrix is one block of it.
+    """
+    _check_opset(opset)
+    b = _Builder("fa_", [_scale_constant()])
+    q_lead = b.op("Gather", b.op("Shape", "Q", name="q_dims"), b.const([0, 1, 2]), name="q_lead", axis=0)
+    nk = b.op("Gather", b.op("Shape", "K", name="k_dims"), b.const([2]), name="k_rows", axis=0)
+    scores = b.op("ReduceProd", b.op("Concat", q_lead, nk, name="score_dims", axis=0), name="scores", keepdims=0)
+    fits = b.op("LessOrEqual", scores, b.const(budget_elements, name="budget"), name="fits")
+    # Each branch casts for itself: a branch reading an outer Cast's output keeps ONNX Runtime from
+    # removing that (same-type) Cast, a copy of the tensor, and makes it warn.
+    plain = _Builder("fp_")
+    _prologue(plain, with_bias, prefix="p_")
+    looped = _Builder("fl_")
+    _prologue(looped, with_bias)
+    _looped_nodes(looped, opset, with_bias, budget_elements, False, True, "Of_looped", in_branch=True)
+
+    def branch(nodes: list[onnx.NodeProto], name: str, out: str) -> onnx.GraphProto:
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, _FLOAT, None)])
+
+    b.nodes.append(helper.make_node(
+        "If", [fits], ["Of"],
+        then_branch=branch(plain.nodes + _plain_nodes(with_bias, "Of_plain", "p_", TRANSPOSED_PV), "whole_score_matrix", "Of_plain"),
+        else_branch=branch(looped.nodes, "query_blocks", "Of_looped"),
+    ))
+    b.nodes.append(helper.make_node("CastLike", ["Of", "Q"], ["O"]))
+    return helper.make_function(
+        DOMAIN, OP_TYPE, ["Q", "K", "V"] + (["bias"] if with_bias else []), ["O"], b.nodes,
+        [helper.make_opsetid("", opset)], attributes=list(CONTRACT_ATTRIBUTES),
+        doc_string="softmax(scale * Q @ K^T [+ bias]) @ V, float32 inside: whole when the score matrix fits "
+        f"{budget_elements} elements, else one query block at a time.",
     )
 
 
@@ -282,24 +387,9 @@ def plain_body(
     By default ``lower --target ort``'s ``FusedAttentionPlain[Bias]`` (for small N); TensorRT's
     lowering passes the contract's domain, name and attributes (its parser rejects the Loop).
     """
-    nodes = [
-        helper.make_node("Cast", ["Q"], ["Qf"], to=_FLOAT),
-        helper.make_node("Cast", ["K"], ["Kf"], to=_FLOAT),
-        helper.make_node("Cast", ["V"], ["Vf"], to=_FLOAT),
-        _scale_constant(),
-        helper.make_node("Mul", ["Qf", "scale_value"], ["Qs"]),
-        helper.make_node("Transpose", ["Kf"], ["Kt"], perm=[0, 1, 3, 2]),
-        helper.make_node("MatMul", ["Qs", "Kt"], ["S"]),
-    ]
-    scores = "S"
-    if with_bias:
-        nodes += [helper.make_node("Cast", ["bias"], ["bf"], to=_FLOAT), helper.make_node("Add", ["S", "bf"], ["Sb"])]
-        scores = "Sb"
-    nodes += [
-        helper.make_node("Softmax", [scores], ["P"], axis=-1),
-        helper.make_node("MatMul", ["P", "Vf"], ["Of"]),
-        helper.make_node("CastLike", ["Of", "Q"], ["O"]),
-    ]
+    b = _Builder("fp_", [_scale_constant()])
+    _prologue(b, with_bias)
+    nodes = b.nodes + _plain_nodes(with_bias, "Of") + [helper.make_node("CastLike", ["Of", "Q"], ["O"])]
     return helper.make_function(
         domain, name or "FusedAttentionPlain" + ("Bias" if with_bias else ""),
         ["Q", "K", "V"] + (["bias"] if with_bias else []), ["O"], nodes,
@@ -413,6 +503,6 @@ def attach_fused_attention_function(model: onnx.ModelProto) -> None:
                 needs_zero = True
         if needs_zero and not any(i.name == ZERO_BIAS for i in model.graph.initializer):
             model.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), ZERO_BIAS))
-    model.functions.append(looped_body(default_opset(model), with_bias=with_bias))
+    model.functions.append(exported_body(default_opset(model), with_bias=with_bias))
     if not any(imp.domain == DOMAIN for imp in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))

@@ -30,6 +30,8 @@ def _static_lines(static: Mapping[str, Any]) -> list[str]:
     cosines = static.get("output_cosine") or {}
     lines = [f"calibrated on {cal['samples']} sample(s) ({cal['method']}); lowest output cosine on them "
              f"{min(cosines.values(), default=float('nan')):.6f} (target {static['target_cosine']}, {static['rounds']} round(s))"]
+    if cal.get("why"):
+        lines.append(f"calibration memory: {cal['why']}")
     if static.get("kept_float_automatically"):
         lines.append(f"kept float automatically: {', '.join(static['kept_float_automatically'])}")
     noisiest = list(static.get("node_sqnr_db", {}).items())[:3]

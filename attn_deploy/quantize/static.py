@@ -10,7 +10,13 @@ calibration cache (so that choosing what to keep float does not calibrate again)
 Which nodes stay float: FusedAttention, softmax and normalisations by design, ``--exclude`` by the
 user, and, when the model's outputs drift below ``target_cosine`` on the calibration samples, the
 nodes whose own quantization adds the most noise (lowest SQNR of the activation each one writes,
-measured by ``qdq_loss_debug``), 1, 2, 4, ... of them until the outputs are back above it.
+measured on the Q/DQ model as ``qdq_loss_debug`` does), 1, 2, 4, ... of them until the outputs are
+back above it.
+
+Memory is planned before calibrating (``calibration_memory``): the calibration runs in passes of as
+many samples as fit, or as ``minmax`` when not even one sample's activations fit, or is refused with
+the estimate. The output cosines and the SQNR ranking read one sample at a time (the ranking, on
+``defaults.SQNR_SAMPLES`` of them, reading as many tensors per pass as fit).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import contextlib
 import io
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ import onnx
 
 from attn_deploy import defaults
 from attn_deploy.errors import InputError
+from attn_deploy.quantize.calibration_memory import CalibrationPlan, calibrated_activations, plan_calibration, sqnr_groups
 from attn_deploy.quantize.dynamic import Candidate, quiet_quantizer, restore_contract
 
 Feeds = dict[str, np.ndarray]
@@ -47,6 +54,7 @@ class StaticOutcome:
     output_cosine: dict[str, float] = field(default_factory=dict)
     rounds: int = 1
     samples: int = 0
+    calibration: CalibrationPlan | None = None
 
 
 def quantize_static(
@@ -73,41 +81,46 @@ def quantize_static(
         folder = Path(tmp)
         float_path = folder / "float.onnx"
         onnx.save_model(prepared, float_path)
-        reference = _run(float_path, calibration)
+        activations = calibrated_activations(float_path, STATIC_OP_TYPES, calibration[0])
+        calibrating = plan_calibration(activations, len(calibration), method)
+        ranked = calibration[: defaults.SQNR_SAMPLES]
+        reference = _session(float_path)
         rounds, demote = 0, 0
         while True:
             rounds += 1
             wanted = [c for c in plan if c.reason is None]
             if not wanted:  # everything went back to float
-                qdq, cosines = onnx.ModelProto(), dict.fromkeys(reference[0], 1.0)
+                qdq = onnx.ModelProto()
                 qdq.CopyFrom(prepared)
+                cosines = dict.fromkeys((o.name for o in reference.get_outputs()), 1.0)
                 break
-            qdq = _quantize(float_path, folder, plan, calibration, method, per_channel, reduce_range)
-            cosines = _cosines(reference, _run(folder / "int8.onnx", calibration))
+            qdq = _quantize(float_path, folder, plan, calibration, calibrating, per_channel, reduce_range)
+            cosines = _cosines(reference, _session(folder / "int8.onnx"), calibration)
             if target_cosine is None or all(c >= target_cosine for c in cosines.values()):
                 break
-            sqnr = node_sqnr(float_path, folder / "int8.onnx", prepared, wanted, calibration[:4], folder)
+            sqnr = node_sqnr(folder / "int8.onnx", prepared, wanted, ranked, activations.sizes, activations.weights)
             demote = min(len(wanted), max(1, 2 * demote))
             worst = sorted(wanted, key=lambda c: sqnr.get(c.name, math.inf))[:demote]
             plan = [replace(c, reason=AUTO_REASON.format(sqnr=sqnr.get(c.name, math.nan), target=target_cosine))
                     if c in worst else c for c in plan]
         wanted = [c for c in plan if c.reason is None]
-        sqnr = node_sqnr(float_path, folder / "int8.onnx", prepared, wanted, calibration[:4], folder) if wanted else {}
+        sqnr = node_sqnr(folder / "int8.onnx", prepared, wanted, ranked, activations.sizes, activations.weights) if wanted else {}
+        del reference
     restore_contract(qdq, prepared)
-    return StaticOutcome(qdq, tuple(plan), sqnr, cosines, rounds, len(calibration))
+    return StaticOutcome(qdq, tuple(plan), sqnr, cosines, rounds, len(calibration), calibrating)
 
 
 def _quantize(float_path: Path, folder: Path, plan: Sequence[Candidate], calibration: Sequence[Feeds],
-              method: str, per_channel: bool, reduce_range: bool) -> onnx.ModelProto:
+              calibrating: CalibrationPlan, per_channel: bool, reduce_range: bool) -> onnx.ModelProto:
     wanted = [c.name for c in plan if c.reason is None]
     # The calibrators print their progress on stdout, where `quantize --json` writes its report.
     with contextlib.redirect_stdout(io.StringIO()):
-        _ort_quantize(float_path, folder, wanted, plan, _reader(calibration), method, per_channel, reduce_range)
+        _ort_quantize(float_path, folder, wanted, plan, _reader(calibration), calibrating, per_channel, reduce_range)
     return onnx.load_model(folder / "int8.onnx")
 
 
 def _ort_quantize(float_path: Path, folder: Path, wanted: list[str], plan: Sequence[Candidate], samples: Any,
-                  method: str, per_channel: bool, reduce_range: bool) -> None:
+                  calibrating: CalibrationPlan, per_channel: bool, reduce_range: bool) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -122,19 +135,25 @@ def _ort_quantize(float_path: Path, folder: Path, wanted: list[str], plan: Seque
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method={"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
-                          "entropy": CalibrationMethod.Entropy}[method],
+                          "entropy": CalibrationMethod.Entropy}[calibrating.method],
         calibration_cache_path=folder / "calibration.json",  # rounds after the first reuse the ranges
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **calibrating.extra_options()},
     )
 
 
 def _reader(samples: Sequence[Feeds]) -> Any:
-    """The samples as the ``CalibrationDataReader`` onnxruntime.quantization reads, once through."""
+    """The samples as the ``CalibrationDataReader`` onnxruntime.quantization reads (whole, or a range per pass)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class Samples(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self.items = iter(samples)
+
+        def __len__(self) -> int:
+            return len(samples)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.items = iter(samples[start_index:end_index])
 
         def get_next(self) -> Feeds | None:
             return next(self.items, None)
@@ -142,50 +161,88 @@ def _reader(samples: Sequence[Feeds]) -> Any:
     return Samples()
 
 
-def _run(path: Path, samples: Sequence[Feeds]) -> list[dict[str, np.ndarray]]:
+def _session(path: Path, optimize: bool = True) -> Any:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, session.run(None, feeds))) for feeds in samples]
+    options = ort.SessionOptions()
+    if not optimize:  # keep every Q/DQ pair a node of its own, as qdq_loss_debug does
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _cosines(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Per float output, the cosine over all samples (outputs whose shapes differ between models count 0)."""
+def _cosines(reference: Any, candidate: Any, samples: Sequence[Feeds]) -> dict[str, float]:
+    """Per float output, the cosine over all samples, read one sample at a time (0 where shapes differ)."""
+    names = [o.name for o in reference.get_outputs()]
+    sums: dict[str, np.ndarray] = {}
+    for feeds in samples:
+        for name, a, b in zip(names, reference.run(None, feeds), candidate.run(names, feeds)):
+            if a.dtype.kind != "f" or name in sums and not np.isfinite(sums[name][0]):
+                continue
+            if a.shape != b.shape:
+                sums[name] = np.array([np.nan, 0.0, 0.0])
+                continue
+            a64, b64 = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+            sums[name] = sums.get(name, np.zeros(3)) + np.array([a64 @ b64, a64 @ a64, b64 @ b64])
     out: dict[str, float] = {}
-    for name in reference[0]:
-        if reference[0][name].dtype.kind != "f":
-            continue
-        pairs = [(r[name], c[name]) for r, c in zip(reference, candidate)]
-        if any(a.shape != b.shape for a, b in pairs):
+    for name, (dot, aa, bb) in sums.items():
+        if not np.isfinite(dot):
             out[name] = 0.0
             continue
-        a = np.concatenate([p[0].ravel() for p in pairs]).astype(np.float64)
-        b = np.concatenate([p[1].ravel() for p in pairs]).astype(np.float64)
-        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-        out[name] = float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
+        norm = math.sqrt(aa * bb)
+        out[name] = float(dot / norm) if norm > 0 else float(aa == bb)
     return out
 
 
-def node_sqnr(float_path: Path, qdq_path: Path, prepared: onnx.ModelProto, nodes: Sequence[Candidate],
-              samples: Sequence[Feeds], folder: Path) -> dict[str, float]:
-    """SQNR (dB) of the activation each node writes, before against after its Q/DQ pair (local noise)."""
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        compute_activation_error,
-        create_activation_matching,
-        modify_model_output_intermediate_tensors,
-    )
+def _qdq_pairs(qdq: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """For each float tensor, its value before and after its Q/DQ pair in ``qdq`` (the names ``qdq_loss_debug`` matches)."""
+    from onnxruntime.quantization.qdq_loss_debug import DEQUANT_OUTPUT_SUFFIX, QUANT_INPUT_SUFFIX
 
-    activations = {}
-    for which, path in (("float", float_path), ("int8", qdq_path)):
-        augmented = folder / f"{which}_debug.onnx"
-        modify_model_output_intermediate_tensors(str(path), str(augmented))
-        activations[which] = collect_activations(str(augmented), _reader(samples))
-        augmented.unlink()
-    errors = compute_activation_error(create_activation_matching(activations["int8"], activations["float"]))
+    names = {o for n in qdq.graph.node for o in n.output}
+    pairs = {}
+    for x in tensors:
+        if x + QUANT_INPUT_SUFFIX in names:
+            pairs[x] = (x + QUANT_INPUT_SUFFIX, x)
+        elif x + DEQUANT_OUTPUT_SUFFIX in names:
+            pairs[x] = (x, x + DEQUANT_OUTPUT_SUFFIX)
+        elif x + DEQUANT_OUTPUT_SUFFIX + "_1" in names:
+            pairs[x] = (x, x + DEQUANT_OUTPUT_SUFFIX + "_1")
+    return pairs
+
+
+def node_sqnr(qdq_path: Path, prepared: onnx.ModelProto, nodes: Sequence[Candidate], samples: Sequence[Feeds],
+              sizes: dict[str, int], weights: int) -> dict[str, float]:
+    """SQNR (dB) of the activation each node writes, before against after its Q/DQ pair (local noise).
+
+    ``qdq_loss_debug``'s measure (``compute_signal_to_quantization_noice_ratio`` over all samples),
+    streamed: one sample at a time, as many tensors per pass as fit (``sizes``: bytes per tensor).
+    """
     outputs = {n.name: n.output[0] for n in prepared.graph.node}
-    return {c.name: float(errors[outputs[c.name]]["qdq_err"]) for c in nodes if outputs.get(c.name) in errors}
+    wanted = {c.name: outputs[c.name] for c in nodes if c.name in outputs}
+    qdq = onnx.load_model(qdq_path)
+    pairs = _qdq_pairs(qdq, wanted.values())
+    groups = sqnr_groups({x: sizes.get(x, 0) for x in pairs}, weights)
+    power: dict[str, list[float]] = {}
+    augmented = qdq_path.with_name("sqnr_debug.onnx")
+    for group in groups:
+        model = onnx.ModelProto()
+        model.CopyFrom(qdq)
+        have = {o.name for o in model.graph.output}
+        read = [t for x in group for t in pairs[x]]
+        model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                                  for t in dict.fromkeys(read) if t not in have)
+        onnx.save_model(model, augmented)
+        session = _session(augmented, optimize=False)
+        for feeds in samples:
+            values = dict(zip(read, session.run(read, feeds)))
+            for x in group:
+                pre, post = (values[t].astype(np.float64).ravel() for t in pairs[x])
+                signal, noise = power.setdefault(x, [0.0, 0.0])
+                power[x] = [signal + float(pre @ pre), noise + float((pre - post) @ (pre - post))]
+        del session
+    augmented.unlink(missing_ok=True)
+    eps = float(np.finfo(float).eps)
+    db = {x: 20 * math.log10(max(math.sqrt(s), eps) / max(math.sqrt(n), eps)) for x, (s, n) in power.items()}
+    return {name: db[x] for name, x in wanted.items() if x in db}
 
 
 def quantized_static_names(quantized: onnx.ModelProto, candidates: Sequence[Candidate]) -> set[str]:
@@ -199,7 +256,7 @@ def quantized_static_names(quantized: onnx.ModelProto, candidates: Sequence[Cand
 def static_report(outcome: StaticOutcome, method: str, target: float | None) -> dict[str, Any]:
     """The report's ``static`` section: calibration, automatic choices, per-node SQNR, output cosines."""
     return {
-        "calibration": {"method": method, "samples": outcome.samples},
+        "calibration": outcome.calibration.report() if outcome.calibration else {"method": method, "samples": outcome.samples},
         "target_cosine": target,
         "rounds": outcome.rounds,
         "kept_float_automatically": [c.name for c in outcome.candidates if c.reason and c.reason.startswith("kept float automatically")],

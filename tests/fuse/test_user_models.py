@@ -73,3 +73,26 @@ def test_forms_real_models_write(name: str, exporter: str, opset: int) -> None:
         assert "2 additive biases" in pattern and "scale on q" in pattern
     if name == "linear_qkv_slice":
         assert "scale on q" in pattern
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_window_mask_is_not_expanded_over_the_heads(batch: int) -> None:
+    """Swin's per-window mask ``[1, nW, 1, N, N]`` becomes ``[B·nW, 1, N, N]`` for FusedAttention (the
+    heads stay a broadcast axis: no ``[B·nW, H, N, N]`` copy), and the fused model matches the original."""
+    import onnx
+
+    original = M.export(U.shifted_window_attention(), (batch, 8, 8, 16), "torchscript", 18)
+    outcome = fuse_model(original)
+    (fused,) = fused_attention_nodes(outcome.model)
+    added = [n for n in outcome.model.graph.node if n.name.startswith(f"{fused.name}/") and n.op_type in ("Expand", "Reshape")]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(outcome.model)
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.FLOAT, None) for n in added)
+    feeds = M.random_feeds(original, 0)
+    got, *terms = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [outcome.model.graph.output[0].name, *(n.output[0] for n in added)], feeds)
+    windows, heads, tokens = 4 * batch, 2, 16
+    assert sorted(t.shape for t in terms)[-1] in ((windows, 1, tokens, tokens), (batch, windows // batch, 1, tokens, tokens))
+    (want,) = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert all(t.size < windows * heads * tokens * tokens for t in terms)
+    assert float(np.max(np.abs(want - got))) <= REL_TOL * float(np.max(np.abs(want)))

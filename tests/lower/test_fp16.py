@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import onnx
 import pytest
@@ -63,8 +65,16 @@ def test_listed_ops_stay_float32_and_the_rest_is_float16() -> None:
 def test_function_body_still_computes_in_float32() -> None:
     converted, _ = convert_to_fp16(encoder_block())
     (body,) = [f for f in converted.functions if f.name == "FusedAttention"]
-    casts = [n for n in body.node if n.op_type == "Cast"]
-    assert {onnx.helper.get_attribute_value(a) for n in casts for a in n.attribute} == {TensorProto.FLOAT}
+
+    def nodes(graph_nodes: Sequence[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:  # the If branches and the Loop body too
+        for n in graph_nodes:
+            yield n
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from nodes(a.g.node)
+
+    casts = [n for n in nodes(body.node) if n.op_type == "Cast"]
+    assert casts and {onnx.helper.get_attribute_value(a) for n in casts for a in n.attribute} == {TensorProto.FLOAT}
     assert body.node[-1].op_type == "CastLike"  # back to the type of Q: float16 here
 
 
