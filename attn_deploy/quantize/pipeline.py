@@ -91,6 +91,9 @@ class QuantizeOptions:
     #: Static only: nodes go back to float, noisiest first, until every output's cosine to the float
     #: model over the calibration samples reaches this; None quantizes every candidate.
     target_cosine: float | None = defaults.TARGET_COSINE
+    #: Static only, for a detector: its detections on every calibration sample must match the float
+    #: model's at least this well (matched / max count, as ``check --min-matched``) instead of a cosine.
+    min_matched: float = defaults.DETECTION_MIN_MATCHED
     #: Timed runs per model for the report's latency; 0 skips parity and latency.
     iterations: int = 5
     threads: int | None = None
@@ -108,7 +111,8 @@ class QuantizeOptions:
             "lower": self.lower,
             "mode": "static" if self.calibrate is not None else "dynamic",
             **({"calibrate": str(self.calibrate), "calibrate_count": self.calibrate_count,
-                "calibrate_method": self.calibrate_method, "target_cosine": self.target_cosine}
+                "calibrate_method": self.calibrate_method, "target_cosine": self.target_cosine,
+                "min_matched": self.min_matched}
                if self.calibrate is not None else {}),
         }
 
@@ -232,7 +236,8 @@ def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: 
     if not any(c.reason is None for c in candidates):
         raise _nothing_to_quantize(where, prepared, options)
     outcome = quantize_static(prepared, candidates, calibration[: options.calibrate_count], method=options.calibrate_method,
-                              per_channel=options.per_channel, reduce_range=options.reduce_range, target_cosine=options.target_cosine)
+                              per_channel=options.per_channel, reduce_range=options.reduce_range, target_cosine=options.target_cosine,
+                              detection=artifact.manifest.detection, min_matched=options.min_matched)
     quantized = outcome.model
     done = quantized_static_names(quantized, outcome.candidates)
     warnings = []

@@ -30,6 +30,10 @@ def _static_lines(static: Mapping[str, Any]) -> list[str]:
     cosines = static.get("output_cosine") or {}
     lines = [f"calibrated on {cal['samples']} sample(s) ({cal['method']}); lowest output cosine on them "
              f"{min(cosines.values(), default=float('nan')):.6f} (target {static['target_cosine']}, {static['rounds']} round(s))"]
+    if static.get("detection"):
+        det = static["detection"]
+        lines.append(f"detections on the worst calibration sample: {det['matched']}/{max(det['reference_count'], det['candidate_count'])} "
+                     f"matched at IoU {det['thresholds']['iou']}, score error {det['max_score_error']:.3f}")
     if cal.get("why"):
         lines.append(f"calibration memory: {cal['why']}")
     if static.get("kept_float_automatically"):

@@ -8,8 +8,9 @@ calibration cache (so that choosing what to keep float does not calibrate again)
 ``qdq_loss_debug`` for each node's error.
 
 Which nodes stay float: FusedAttention, softmax and normalisations by design, ``--exclude`` by the
-user, and, when the model's outputs drift below ``target_cosine`` on the calibration samples, the
-nodes whose own quantization adds the most noise (lowest SQNR of the activation each one writes,
+user, and, when the model's outputs drift below ``target_cosine`` on the calibration samples (for a
+detector: when its detections no longer match as ``check``'s gate demands; boxes, scores and labels
+reorder, so their cosine says nothing), the nodes whose own quantization adds the most noise (lowest SQNR of the activation each one writes,
 measured on the Q/DQ model as ``qdq_loss_debug`` does), 1, 2, 4, ... of them until the outputs are
 back above it.
 
@@ -34,6 +35,7 @@ import numpy as np
 import onnx
 
 from attn_deploy import defaults
+from attn_deploy.check.detection import DetectionResult, DetectionThresholds, Roles, detection_roles, match_detections
 from attn_deploy.errors import InputError
 from attn_deploy.quantize.calibration_memory import CalibrationPlan, calibrated_activations, plan_calibration, sqnr_groups
 from attn_deploy.quantize.dynamic import Candidate, quiet_quantizer, restore_contract
@@ -41,7 +43,7 @@ from attn_deploy.quantize.dynamic import Candidate, quiet_quantizer, restore_con
 Feeds = dict[str, np.ndarray]
 #: Ops the static path quantizes (with a constant weight). Conv runs as QLinearConv in ONNX Runtime.
 STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm")
-AUTO_REASON = "kept float automatically: its int8 output noise (SQNR {sqnr:.1f} dB) was among the largest while outputs missed cosine {target}"
+AUTO_REASON = "kept float automatically: its int8 output noise (SQNR {sqnr:.1f} dB) was among the largest while outputs missed cosine {target} or detections stopped matching"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,20 @@ class StaticOutcome:
     rounds: int = 1
     samples: int = 0
     calibration: CalibrationPlan | None = None
+    #: A detector's worst calibration sample, its detections matched against the float model's.
+    detection: DetectionResult | None = None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How the Q/DQ model's outputs agree with the float model's over the calibration samples:
+    the cosine of each float output that is not a detection, and a detector's worst sample."""
+
+    cosine: dict[str, float]
+    detection: DetectionResult | None = None
+
+    def reached(self, target_cosine: float) -> bool:
+        return all(c >= target_cosine for c in self.cosine.values()) and (self.detection is None or self.detection.passed)
 
 
 def quantize_static(
@@ -66,11 +82,15 @@ def quantize_static(
     per_channel: bool = True,
     reduce_range: bool = True,
     target_cosine: float | None = 0.999,
+    detection: Roles | None = None,
+    min_matched: float = defaults.DETECTION_MIN_MATCHED,
 ) -> StaticOutcome:
     """Q/DQ int8 of the ``candidates`` without a reason, calibrated on ``calibration``.
 
     With ``target_cosine``, nodes are returned to float (worst SQNR first) until every float
-    output's cosine to the float model, over the calibration samples, reaches it.
+    output's cosine to the float model, over the calibration samples, reaches it, and a detector's
+    detections (``detection``: its outputs by role, as the manifest records them) match the float
+    model's on every sample (``min_matched`` of them, at the gate's IoU and score thresholds).
     """
     if not calibration:
         raise InputError("static quantization needs calibration samples: pass --calibrate DATA (images or .npz)")
@@ -92,11 +112,12 @@ def quantize_static(
             if not wanted:  # everything went back to float
                 qdq = onnx.ModelProto()
                 qdq.CopyFrom(prepared)
-                cosines = dict.fromkeys((o.name for o in reference.get_outputs()), 1.0)
+                agreement = Agreement(dict.fromkeys((o.name for o in reference.get_outputs()), 1.0))
                 break
             qdq = _quantize(float_path, folder, plan, calibration, calibrating, per_channel, reduce_range)
-            cosines = _cosines(reference, _session(folder / "int8.onnx"), calibration)
-            if target_cosine is None or all(c >= target_cosine for c in cosines.values()):
+            agreement = _agreement(reference, _session(folder / "int8.onnx"), calibration, detection,
+                                   DetectionThresholds(min_matched=min_matched))
+            if target_cosine is None or agreement.reached(target_cosine):
                 break
             sqnr = node_sqnr(folder / "int8.onnx", prepared, wanted, ranked, activations.sizes, activations.weights)
             demote = min(len(wanted), max(1, 2 * demote))
@@ -107,7 +128,7 @@ def quantize_static(
         sqnr = node_sqnr(folder / "int8.onnx", prepared, wanted, ranked, activations.sizes, activations.weights) if wanted else {}
         del reference
     restore_contract(qdq, prepared)
-    return StaticOutcome(qdq, tuple(plan), sqnr, cosines, rounds, len(calibration), calibrating)
+    return StaticOutcome(qdq, tuple(plan), sqnr, agreement.cosine, rounds, len(calibration), calibrating, agreement.detection)
 
 
 def _quantize(float_path: Path, folder: Path, plan: Sequence[Candidate], calibration: Sequence[Feeds],
@@ -170,13 +191,23 @@ def _session(path: Path, optimize: bool = True) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _cosines(reference: Any, candidate: Any, samples: Sequence[Feeds]) -> dict[str, float]:
-    """Per float output, the cosine over all samples, read one sample at a time (0 where shapes differ)."""
+def _agreement(reference: Any, candidate: Any, samples: Sequence[Feeds], detection: Roles | None,
+               thresholds: DetectionThresholds) -> Agreement:
+    """Per float output, the cosine over all samples, read one sample at a time (0 where shapes differ);
+    a detector's outputs are matched as detections instead, and the worst sample kept."""
     names = [o.name for o in reference.get_outputs()]
+    roles = detection_roles(names, detection)
+    skip = set(roles.values()) if roles else set()
+    worst: DetectionResult | None = None
     sums: dict[str, np.ndarray] = {}
     for feeds in samples:
-        for name, a, b in zip(names, reference.run(None, feeds), candidate.run(names, feeds)):
-            if a.dtype.kind != "f" or name in sums and not np.isfinite(sums[name][0]):
+        ref, cand = reference.run(None, feeds), candidate.run(names, feeds)
+        if roles:
+            found = match_detections(dict(zip(names, ref)), dict(zip(names, cand)), thresholds, roles)
+            if worst is None or (found.passed, found.matched_fraction) < (worst.passed, worst.matched_fraction):
+                worst = found
+        for name, a, b in zip(names, ref, cand):
+            if name in skip or a.dtype.kind != "f" or name in sums and not np.isfinite(sums[name][0]):
                 continue
             if a.shape != b.shape:
                 sums[name] = np.array([np.nan, 0.0, 0.0])
@@ -190,7 +221,7 @@ def _cosines(reference: Any, candidate: Any, samples: Sequence[Feeds]) -> dict[s
             continue
         norm = math.sqrt(aa * bb)
         out[name] = float(dot / norm) if norm > 0 else float(aa == bb)
-    return out
+    return Agreement(out, worst)
 
 
 def _qdq_pairs(qdq: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -262,4 +293,5 @@ def static_report(outcome: StaticOutcome, method: str, target: float | None) -> 
         "kept_float_automatically": [c.name for c in outcome.candidates if c.reason and c.reason.startswith("kept float automatically")],
         "node_sqnr_db": dict(sorted(outcome.sqnr_db.items(), key=lambda kv: kv[1])),
         "output_cosine": outcome.output_cosine,
+        **({"detection": outcome.detection.to_dict()} if outcome.detection else {}),
     }

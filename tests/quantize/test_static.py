@@ -90,3 +90,18 @@ def test_static_input_errors(run_cli: RunCli, photos: Path, tmp_path: Path) -> N
     run_cli("quantize", "zoo:fpn-multiscale", "-o", str(out), "--calibrate", str(photos), "--quantize-attention").assert_error("static")
     run_cli("quantize", "zoo:sagan-256", "-o", str(out), "--calibrate", str(photos)).assert_error("images need one NCHW input")
     assert not out.exists()
+
+
+def test_a_detector_is_judged_by_its_detections_not_by_cosines(run_cli: RunCli, photos: Path, tmp_path: Path) -> None:
+    """Top-k boxes reorder under int8, so their cosine says nothing: the automatic choice matches detections
+    as check's gate does, and keeps the convolutions int8 where they do match."""
+    out = tmp_path / "det_int8.onnx"
+    code, stdout, stderr = run_cli("quantize", "tests.quantize.tiny_detector:tiny_detector", "-o", str(out),
+                                   "--calibrate", str(photos), "--input-shape", "1x3x64x64", "--iterations", "1", "--min-matched", "0.9", "--json")
+    assert code == 0, stderr
+    static = json.loads(stdout)["static"]
+    assert static["detection"]["passed"] and static["detection"]["reference_count"] == 20
+    assert static["detection"]["matched_fraction"] >= 0.9
+    assert not {"boxes", "scores", "labels"} & set(static["output_cosine"])
+    quantized = json.loads(stdout)["nodes"]["quantized"]
+    assert len(quantized) >= 3 and set(static["node_sqnr_db"]) == set(quantized)
