@@ -186,3 +186,27 @@ def test_kills_leave_whole_pairs_and_no_temporary_files(sources: Path, runs: dic
         assert code in (0, -sig, 128 + sig, -signal.SIGABRT), where
         _pairs_are_whole(ran.child.out, command, sig)
         assert not list(ran.child.scratch.iterdir()), f"{where}: left {sorted(p.name for p in ran.child.scratch.iterdir())} in $TMPDIR"
+
+
+def test_sigterm_between_the_renames_of_a_pair_waits_for_both(tmp_path: Path, sources: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window no random kill is likely to hit: SIGTERM right after the manifest's rename. The
+    model's rename still happens; then the CLI's handler runs (``sys.exit``)."""
+    for name in ("m.onnx", "m.json"):
+        shutil.copy(sources / "old" / name, tmp_path / name)
+    real_replace = os.replace
+
+    def replace_then_terminate(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_replace(src, dst)
+        if str(dst).endswith(".json"):
+            signal.raise_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        monkeypatch.setattr(os, "replace", replace_then_terminate)
+        with pytest.raises(SystemExit) as exited:
+            Artifact.describe(encoder_block(16, 8), source="kill test", exporter="test").save(tmp_path / "m.onnx")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exited.value.code == 128 + signal.SIGTERM
+    _pairs_are_whole(tmp_path, "export", signal.SIGTERM)
+    assert (tmp_path / "m.onnx").read_bytes() != (sources / "old" / "m.onnx").read_bytes()
