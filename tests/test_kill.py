@@ -211,3 +211,27 @@ def test_sigterm_between_the_renames_of_a_pair_waits_for_both(tmp_path: Path, so
     assert exited.value.code == 128 + signal.SIGTERM
     _pairs_are_whole(tmp_path, "export", signal.SIGTERM)
     assert (tmp_path / "m.onnx").read_bytes() != (sources / "old" / "m.onnx").read_bytes()
+
+
+def test_sigterm_while_tensorrt_initialises_is_not_a_missing_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the kill test: the handler's ``SystemExit`` raised while TensorRT-RTX's extension
+    initialises comes back as ``ImportError: initialization failed`` (pybind11); build-trt then said
+    "no usable TensorRT, install one" and exited 2. The interruption must go on as itself."""
+    from attn_deploy.engine import backend
+
+    def interrupted_import(name: str) -> None:
+        try:
+            raise SystemExit(128 + signal.SIGTERM)
+        except SystemExit as e:
+            raise ImportError("initialization failed") from e
+
+    monkeypatch.setattr(backend.importlib, "import_module", interrupted_import)
+    with pytest.raises(SystemExit) as exited:
+        backend._try_import("tensorrt-rtx")
+    assert exited.value.code == 128 + signal.SIGTERM
+
+    def broken_import(name: str) -> None:
+        raise ImportError("libcudart.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(backend.importlib, "import_module", broken_import)
+    assert backend._try_import("tensorrt-rtx") == (None, "ImportError: libcudart.so.13: cannot open shared object file")
