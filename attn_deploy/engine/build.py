@@ -275,6 +275,7 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
 
 
 def _build(source: Artifact, engine_path: Path, report_path: Path, options: BuildOptions) -> BuildResult:
+    """``build_engine`` once its inputs are checked: build, then publish the engine, its report and ``--save-onnx``."""
     backend = select_backend(options.runtime)
     caps = _parse_capabilities(backend, options.compute_capabilities)
     profile = resolve_profile(
