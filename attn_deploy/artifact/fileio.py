@@ -7,7 +7,9 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,25 +27,64 @@ def _mode_for(final: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, then deliver them: the block runs whole.
 
-    The result has the mode a plain write would give it (``mkstemp``'s 0600 would not be).
+    For the few renames that publish an output pair. Python runs signal handlers in the main
+    thread only, so elsewhere the block runs as is.
     """
-    final = Path(path)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    held = [s for s, handler in previous.items() if handler is not None]  # None: a handler set outside Python
+    for s in held:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    except OSError as e:
-        raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, _mode_for(final))
-        os.replace(tmp, final)
+        yield
     finally:
-        tmp.unlink(missing_ok=True)
+        for s in held:
+            signal.signal(s, previous[s])
+        for signum in pending:
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths``; if the block succeeds, rename each onto its
+    path in the order given (SIGTERM and SIGINT held meanwhile), else remove them all.
+
+    Name a pair's primary file (the model, the engine) last: a reader that checks the sha256 a
+    manifest records then never takes a new manifest for the old model's. The results have the
+    mode a plain write would give them (``mkstemp``'s 0600 would not be).
+    """
+    finals = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for final in finals:
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            except OSError as e:
+                raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+            os.close(fd)
+            temps.append(Path(tmp_name))
+        yield list(temps)
+        with deferred_signals():
+            for tmp, final in zip(temps, finals, strict=True):
+                os.chmod(tmp, _mode_for(final))
+                os.replace(tmp, final)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    with atomic_paths(path) as (tmp,):
+        yield tmp
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from attn_deploy.artifact.artifact import Artifact
-from attn_deploy.artifact.fileio import atomic_path, not_a_file, output_lock, sha256_file
+from attn_deploy.artifact.fileio import atomic_paths, not_a_file, output_lock, sha256_file
 from attn_deploy.artifact.manifest import FORMAT, Manifest
 from attn_deploy.errors import InputError, first_line
 
@@ -139,9 +139,10 @@ def save_artifact(artifact: Artifact, path: PathLike) -> tuple[Path, Path]:
     json_path = manifest_path_for(onnx_path)
     if json_path.is_dir():
         raise InputError(f"{json_path} is a directory; the manifest goes there: pick another output name")
-    # The manifest is renamed first, the model last; between the two, readers see a manifest whose
-    # sha256 is not the model's and ignore it (``load_artifact``). The lock keeps concurrent writers' pairs whole.
-    with output_lock(onnx_path), atomic_path(onnx_path) as tmp_onnx, atomic_path(json_path) as tmp_json:
+    # The manifest is renamed first, the model last; if killed outright (SIGKILL) between the two, readers
+    # see a manifest whose sha256 is not the model's and ignore it (``load_artifact``). The lock keeps
+    # concurrent writers' pairs whole.
+    with output_lock(onnx_path), atomic_paths(json_path, onnx_path) as (tmp_json, tmp_onnx):
         onnx.save_model(artifact.proto, str(tmp_onnx))
         manifest = artifact.manifest.replace(output_sha256=sha256_file(tmp_onnx))
         tmp_json.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")

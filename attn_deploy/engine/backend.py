@@ -47,10 +47,29 @@ class TrtBackend:
         return out
 
 
+def _interruption(error: BaseException) -> BaseException | None:
+    """The ``SystemExit`` or ``KeyboardInterrupt`` (SIGTERM, Ctrl-C) ``error`` was raised from, if any.
+
+    A signal handler that raises while a C extension initialises comes back as ``ImportError:
+    initialization failed`` (pybind11), the interruption as its cause.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if not isinstance(current, Exception):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _try_import(name: str) -> tuple[ModuleType | None, str]:
     try:
         module = importlib.import_module(_MODULES[name])
     except Exception as e:  # noqa: BLE001 - a stub wheel raises anything on import
+        interrupted = _interruption(e)
+        if interrupted is not None:  # killed while importing: not a broken install
+            raise interrupted from None
         return None, f"{type(e).__name__}: {first_line(e)}"
     if not hasattr(module, "Builder"):  # NVIDIA's PyPI stub installs a module with no bindings
         return None, "the installed package has no TensorRT bindings (a download stub?)"

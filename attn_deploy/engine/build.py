@@ -24,7 +24,7 @@ import onnx
 
 from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.attention_outputs import AttentionPoint
-from attn_deploy.artifact.fileio import atomic_path, output_lock, sha256_file
+from attn_deploy.artifact.fileio import atomic_paths, output_lock, scratch_beside, sha256_file
 from attn_deploy.artifact.io import engine_report_path, load_artifact, manifest_path_for, save_artifact
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.artifact.stage import StageResult
@@ -286,6 +286,12 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         raise InputError(f"output {engine_path} ends in .onnx; name the engine MODEL.engine")
     _refuse_overwriting_inputs(model.path if isinstance(model, Artifact) else Path(model), engine_path, report_path, options)
     source = model if isinstance(model, Artifact) else load_artifact(model)
+    with scratch_beside(engine_path):  # Polygraphy's temporary files and captured builder logs: none stays in $TMPDIR
+        return _build(source, engine_path, report_path, options)
+
+
+def _build(source: Artifact, engine_path: Path, report_path: Path, options: BuildOptions) -> BuildResult:
+    """``build_engine`` once its inputs are checked: build, then publish the engine, its report and ``--save-onnx``."""
     backend = select_backend(options.runtime)
     caps = _parse_capabilities(backend, options.compute_capabilities)
     profile = resolve_profile(
@@ -334,7 +340,9 @@ def build_engine(model: Artifact | str | Path, engine_path: str | Path, options:
         "engine_layers_note": inspect_note,
         "notes": notes,
     }
-    with output_lock(engine_path), atomic_path(engine_path) as tmp_engine, atomic_path(report_path) as tmp_report:
+    # The report is renamed first, the engine last (readers check the report's engine_sha256); the
+    # --save-onnx pair is published whole just before them.
+    with output_lock(engine_path), atomic_paths(report_path, engine_path) as (tmp_report, tmp_engine):
         tmp_engine.write_bytes(engine)
         tmp_report.write_text(json.dumps(report, indent=2) + "\n")
         if options.save_onnx is not None:  # with its manifest: precision and lowering travel with it
