@@ -30,7 +30,6 @@ from attn_deploy.artifact.artifact import Artifact
 from tests.attention_graphs import encoder_block
 
 REPO = Path(__file__).resolve().parents[1]
-#: Kills per signal: 20 points per command at least; build-trt, the cheapest to run, gets 20 per signal.
 #: 20 kill points per command (half SIGKILL, half SIGTERM), at seeded uniform times over one whole run.
 KILLS_PER_SIGNAL = {"export": 10, "quantize": 10, "build-trt": 10}
 
