@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,15 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     """Write ``report`` as indented JSON, atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+
+
+def run_cases(names: str, run: Callable[[str, Path], dict[str, Any]], prefix: str,
+              shown: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row) -> list[dict[str, Any]]:
+    """``run(name, scratch)`` for each comma-separated name, in one scratch folder removed after;
+    each row is printed as JSON (``shown`` picks what) as it comes."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        for name in names.split(","):
+            rows.append(run(name, Path(folder)))
+            print(json.dumps(shown(rows[-1])), flush=True)
+    return rows

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _measure import write_json  # noqa: E402
+from _measure import run_cases, write_json  # noqa: E402
 from users_models import MODELS, cli, last_line, plain_export  # noqa: E402
 
 SEED_2048 = "seed_block_2048"
@@ -99,12 +97,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "exported_body.json")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="attn_deploy_eb_") as folder:
-        for name in args.models.split(","):
-            row = run_case(name, Path(folder), args.iterations)
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "optimized_ops"}), flush=True)
+    rows = run_cases(args.models, lambda name, tmp: run_case(name, tmp, args.iterations), "attn_deploy_eb_",
+                     lambda row: {k: v for k, v in row.items() if k != "optimized_ops"})
     write_json(args.out, {"command": " ".join(sys.argv), "results": rows})
 
 

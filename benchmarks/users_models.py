@@ -18,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _measure import write_json  # noqa: E402
+from _measure import run_cases, write_json  # noqa: E402
 
 HW = "tests.user_models.hand_written"
 UM = "tests.user_models.models"
@@ -135,12 +134,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "users_models.json")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="attn_deploy_um_") as folder:
-        for name in args.models.split(","):
-            row = run_model(name, Path(folder), args.iterations)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    rows = run_cases(args.models, lambda name, tmp: run_model(name, tmp, args.iterations), "attn_deploy_um_")
     write_json(args.out, {"results": rows})
 
 
