@@ -12,7 +12,7 @@ Cases are zoo names, or the detectors built in code in ``_detectors.py`` (``yolo
 ``detr-style``: not ours, random weights, BatchNorm statistics set on photographs).
 
     python benchmarks/quantize_static.py [--cases fpn-multiscale,frcnn-r50-fpn-layer4,yolo-style,detr-style]
-                                         [--iterations N] [--calibrate-count N] [--out FILE]
+                                         [--iterations N] [--calibrate-count N] [--min-matched F] [--out FILE]
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def plain_export(name: str, path: Path, names: tuple[list[str], list[str]]) -> N
 
     spec, shapes = model_spec(name)
     loaded = load_model(spec)
+    # nn.TransformerEncoderLayer's native fast path has no ONNX export: users turn it off to export.
+    torch.backends.mha.set_fastpath_enabled(False)
     with plain_attention(), torch.no_grad():
         torch.onnx.export(loaded.module, loaded.example_inputs(shapes or loaded.input_shapes, seed=0), path, opset_version=17, dynamo=False,
                           input_names=names[0], output_names=names[1])
@@ -89,7 +91,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None) -> dict[str, Any]:
+def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None, min_matched: float | None,
+             target_cosine: float = 0.999) -> dict[str, Any]:
     plain = tmp / f"{name}-plain.onnx"
     int8 = tmp / f"{name}-static-int8.onnx"
     started = time.perf_counter()
@@ -97,6 +100,10 @@ def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None)
     options = QuantizeOptions(calibrate=tmp / "calibration", iterations=0, input_shapes=shapes)
     if calibrate_count:
         options = dataclasses.replace(options, calibrate_count=calibrate_count)
+    if min_matched is not None:
+        options = dataclasses.replace(options, min_matched=min_matched)
+    if not target_cosine:  # 0: every candidate int8, whatever the parity (what int8 can gain at most)
+        options = dataclasses.replace(options, target_cosine=None)
     result = quantize_model(spec, int8, options)
     quantize_s = time.perf_counter() - started
     assert result.artifact is not None
@@ -137,6 +144,8 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--calibrate-count", type=int, help="calibration photographs (default: quantize's)")
+    parser.add_argument("--target-cosine", type=float, default=0.999, help="as quantize's; 0 quantizes every candidate")
+    parser.add_argument("--min-matched", type=float, help="a detector's matched detections to keep (default: quantize's, 0.99)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_static.json")
     args = parser.parse_args()
     results = []
@@ -145,7 +154,8 @@ def main() -> None:
         write_photos(tmp / "calibration", CALIBRATION)
         write_photos(tmp / "held_out", HELD_OUT)
         for name in args.cases.split(","):
-            row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10), args.calibrate_count)
+            row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10), args.calibrate_count, args.min_matched,
+                           args.target_cosine)
             results.append(row)
             print(f"{name}: plain fp32 {row['plain_fp32_ms']:.1f} ms, static int8 {row['static_int8_ms']:.1f} ms, "
                   f"{row['speedup_vs_plain_export']:.2f}x; held-out parity {row['held_out_parity']}", flush=True)
