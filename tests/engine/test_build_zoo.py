@@ -14,6 +14,7 @@ from attn_deploy.errors import AttnDeployError
 from attn_deploy.export import ExportOptions, export_model
 from attn_deploy.export.loading import load_model
 from attn_deploy.zoo import list_entries
+from tests.small_detector import INPUT_SHAPE, resized
 
 pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip tensorrt-rtx-cu13) builds the engines")
 
@@ -42,7 +43,8 @@ def test_zoo_entry_builds_fp32_and_fp16(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_detector_full_graph_names_the_missing_op(tmp_path: Path) -> None:
-    full = export_model(load_model("zoo:frcnn-r50-fpn-layer4"), tmp_path / "full.onnx").onnx_path
+    loaded = resized(load_model("zoo:frcnn-r50-fpn-layer4"))
+    full = export_model(loaded, tmp_path / "full.onnx", ExportOptions(input_shapes=(INPUT_SHAPE,))).onnx_path
     with pytest.raises(AttnDeployError, match="NonZero"):
         _build(full, fp16=True)
 
@@ -50,6 +52,6 @@ def test_detector_full_graph_names_the_missing_op(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", DETECTORS)
 def test_detector_backbone_builds(name: str, tmp_path: Path) -> None:
-    loaded = load_model(f"zoo:{name}")
+    loaded = resized(load_model(f"zoo:{name}"))  # the 800-px default took 75 s of CI to build
     backbone = export_model(loaded, tmp_path / "backbone.onnx", ExportOptions(submodule="backbone")).onnx_path
     assert len(_build(backbone, fp16=True)) == loaded.expected_attention_blocks
