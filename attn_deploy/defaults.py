@@ -55,6 +55,8 @@ BENCH_BATCHES: tuple[int, ...] = (1,)
 #: Static int8 (``quantize --calibrate``): samples used, calibration method, output cosine to keep.
 CALIBRATE_COUNT = 32
 CALIBRATE_METHODS = ("percentile", "minmax", "entropy")
+#: Static int8's Q/DQ flavours (``quantize --for``): ONNX Runtime's, or what TensorRT's builder accepts.
+QDQ_FOR = ("onnxruntime", "tensorrt")
 CALIBRATE_METHOD = "percentile"
 TARGET_COSINE = 0.999
 #: Fraction of the memory available that calibration plans for (the rest: the OS, other processes).

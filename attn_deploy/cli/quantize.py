@@ -34,6 +34,8 @@ def quantize(
     calibrate_count: Annotated[int, typer.Option("--calibrate-count", min=1, help="Static int8: calibration samples used at most.")] = defaults.CALIBRATE_COUNT,
     calibrate_method: Annotated[str, typer.Option("--calibrate-method", help="Static int8: percentile (default; robust to outlier activations), minmax or entropy.")] = defaults.CALIBRATE_METHOD,
     target_cosine: Annotated[float, typer.Option("--target-cosine", min=0.0, max=1.0, help="Static int8: nodes go back to float, noisiest first, until every output's cosine to the float model on the calibration samples reaches this; 0 quantizes every candidate.")] = defaults.TARGET_COSINE,
+    int8_glue: Annotated[bool, typer.Option("--int8-glue/--float-glue", help="Static int8: also run the ops between convolutions (adds, sigmoids, multiplies, concatenations, splits, pooling, resizes) on int8 tensors, so activations stay int8 from one convolution to the next (default). --float-glue quantizes only convolutions and projections.")] = True,
+    qdq_for: Annotated[str, typer.Option("--for", help="Static int8: the runtime the Q/DQ model is for. onnxruntime (default): uint8 activations and int32 biases, what its CPU kernels run fastest, attention lowered. tensorrt: symmetric int8 activations and float biases, what TensorRT's builder accepts (build-trt), FusedAttention nodes kept.")] = "onnxruntime",
     min_matched: Annotated[float, typer.Option("--min-matched", min=0.0, max=1.0, help="Static int8 of a detector: instead of a cosine, its detections on every calibration sample must match the float model's at least this well (matched / max count at IoU 0.5, as check's --min-matched).")] = defaults.DETECTION_MIN_MATCHED,
     inputs: opt.Inputs = None,
     val_range: opt.ValRange = None,
@@ -84,6 +86,8 @@ def quantize(
         calibrate_method=choose(calibrate_method, defaults.CALIBRATE_METHODS, "--calibrate-method"),
         target_cosine=target_cosine or None,
         min_matched=min_matched,
+        int8_glue=int8_glue,
+        qdq_for=choose(qdq_for, defaults.QDQ_FOR, "--for"),
     )
     with err.status(f"quantizing {model} ..."):
         result = api.quantize(model, output, options)

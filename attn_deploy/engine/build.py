@@ -138,7 +138,7 @@ def _parse(backend: TrtBackend, model: onnx.ModelProto) -> tuple[Any, Any, Any]:
     ok = parser.parse(model.SerializeToString())
     if parser.num_errors or not ok:
         nodes = list(model.graph.node)
-        problems = []
+        problems, qdq = [], False
         for i in range(parser.num_errors):
             e = parser.get_error(i)
             index = e.node()
@@ -148,9 +148,13 @@ def _parse(backend: TrtBackend, model: onnx.ModelProto) -> tuple[Any, Any, Any]:
             if node is not None and inner and inner != node.op_type:
                 where += f", in its expansion at a {inner} node"
             problems.append(f"{where}: {_clean(e.desc())}")
+            qdq = qdq or (node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"))
         unsupported = "UNSUPPORTED_NODE" in " ".join(str(parser.get_error(i).code()) for i in range(parser.num_errors))
         hint = (
-            "; export the part of the model without it (attn-deploy export MODEL --submodule NAME, e.g. backbone)"
+            "; these Q/DQ nodes are ONNX Runtime's flavour: quantize for TensorRT with"
+            " `attn-deploy quantize MODEL --calibrate DATA --for tensorrt` (symmetric int8, float biases)"
+            if qdq
+            else "; export the part of the model without it (attn-deploy export MODEL --submodule NAME, e.g. backbone)"
             if unsupported
             else ""
         )

@@ -91,6 +91,12 @@ class QuantizeOptions:
     #: Static only: nodes go back to float, noisiest first, until every output's cosine to the float
     #: model over the calibration samples reaches this; None quantizes every candidate.
     target_cosine: float | None = defaults.TARGET_COSINE
+    #: Static only: also quantize the ops between convolutions (``static.GLUE_OP_TYPES``: adds,
+    #: sigmoids, concatenations, pooling...) so activations stay int8 between them (``--float-glue``: off).
+    int8_glue: bool = True
+    #: Static only: whose Q/DQ flavour (``static.QDQ_FOR``). "tensorrt" also keeps the FusedAttention
+    #: nodes (no lowering: build-trt gives them the plugin or the body) and quantizes no glue.
+    qdq_for: str = "onnxruntime"
     #: Static only, for a detector: its detections on every calibration sample must match the float
     #: model's at least this well (matched / max count, as ``check --min-matched``) instead of a cosine.
     min_matched: float = defaults.DETECTION_MIN_MATCHED
@@ -111,7 +117,8 @@ class QuantizeOptions:
             "lower": self.lower,
             "mode": "static" if self.calibrate is not None else "dynamic",
             **({"calibrate": str(self.calibrate), "calibrate_count": self.calibrate_count,
-                "calibrate_method": self.calibrate_method, "target_cosine": self.target_cosine,
+                "calibrate_method": self.calibrate_method, "target_cosine": self.target_cosine, "int8_glue": self.int8_glue,
+                "qdq_for": self.qdq_for,
                 "min_matched": self.min_matched}
                if self.calibrate is not None else {}),
         }
@@ -171,7 +178,7 @@ def _nothing_to_quantize(where: str, model: onnx.ModelProto, options: QuantizeOp
     )
 
 
-MODE_STATIC = "static: Q/DQ int8 of convolutions and projections, calibrated (--calibrate)"
+MODE_STATIC = "static: Q/DQ int8 of convolutions, projections and the ops between them, calibrated (--calibrate)"
 MODE_DYNAMIC = "dynamic: int8 weights of the projections, activations quantized at run time (no --calibrate data given)"
 
 
@@ -186,6 +193,8 @@ def quantize_artifact(
     """
     if options.calibrate is not None:
         return _quantize_static(artifact, options, calibration, name or str(artifact.path or artifact.manifest.source))
+    if options.qdq_for != "onnxruntime":
+        raise InputError(f"--for {options.qdq_for} is for static int8: pass --calibrate DATA (dynamic int8 runs only in ONNX Runtime)")
     where = name or str(artifact.path or artifact.manifest.source)
     source = onnx.ModelProto()
     source.CopyFrom(artifact.proto)
@@ -224,7 +233,7 @@ def quantize_artifact(
 
 
 def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: Sequence[Feeds], where: str) -> StageResult[QuantizeSummary]:
-    from attn_deploy.quantize.static import quantize_static, quantized_static_names, static_report
+    from attn_deploy.quantize.static import glue_candidates, quantize_static, quantized_static_names, static_report
 
     if options.quantize_attention:
         raise InputError("--quantize-attention is for dynamic int8; static int8 keeps attention float (drop one of them)")
@@ -235,9 +244,13 @@ def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: 
     candidates = plan(prepared, exclude=options.exclude, include_convs=True, float_qk=options.float_qk)
     if not any(c.reason is None for c in candidates):
         raise _nothing_to_quantize(where, prepared, options)
+    tensorrt = options.qdq_for == "tensorrt"
+    if options.int8_glue and not tensorrt:
+        candidates += glue_candidates(prepared, candidates, options.exclude)
     outcome = quantize_static(prepared, candidates, calibration[: options.calibrate_count], method=options.calibrate_method,
                               per_channel=options.per_channel, reduce_range=options.reduce_range, target_cosine=options.target_cosine,
-                              detection=artifact.manifest.detection, min_matched=options.min_matched)
+                              detection=artifact.manifest.detection, min_matched=options.min_matched,
+                              qdq_for="tensorrt" if tensorrt else "onnxruntime")
     quantized = outcome.model
     done = quantized_static_names(quantized, outcome.candidates)
     warnings = []
@@ -245,7 +258,7 @@ def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: 
         warnings.append(f"static int8 kept every node float: no quantized node met cosine {options.target_cosine} on the calibration samples")
     lowering: list[NodeChoice] = []
     float_lowered = None
-    if options.lower and artifact.sites:
+    if options.lower and artifact.sites and not tensorrt:
         quantized, lowering = lower_model(quantized)
         float_lowered = artifact.evolve(lower_model(source)[0], stage="lower:ort")
     summary = QuantizeSummary(preparation, outcome.candidates, frozenset(done), False, tuple(lowering), float_lowered,
