@@ -1,9 +1,11 @@
 """The as-exported model against the plain ``torch.onnx.export`` in ONNX Runtime (issue #18): a user who
 skips ``lower`` must lose nothing.
 
-Per model (``users_models.MODELS``, plus the seed's block at C=2048, 1x2048x25x42): ``export`` as is,
-the same model with the previous Loop-only FusedAttention body (``looped_body``: the "before"), and
-the plain export, timed in turns in one process (ratios from one run). Also the op counts of the
+Per model (``users_models.MODELS``, the seed's block at C=2048, 1x2048x25x42, and the YOLO- and
+DETR-style detectors of ``_detectors.py``): ``export`` as is, the same model with the previous
+Loop-only FusedAttention body (``looped_body``: the "before"), and the plain export, timed in turns in
+one process (ratios from one run). ``exported_copy`` is a byte copy of the exported model timed as
+another model: how far two identical models' times differ in that run (the noise floor). Also the op counts of the
 graph ONNX Runtime runs (``optimized_model_filepath``): what it fused, what the body added.
 
     python benchmarks/exported_body.py [--models seed_block,...] [--iterations N] [--out FILE]
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ SEED_2048 = "seed_block_2048"
 CASES: dict[str, tuple[str, list[str], list[str]]] = {
     **{name: (model, inputs, export) for name, (model, inputs, export, _, _) in MODELS.items() if name != "user_detector"},
     SEED_2048: (f"benchmarks.exported_body:{SEED_2048}", ["--input-shape", "1x2048x25x42"], []),
+    "yolo_style": ("benchmarks._detectors:yolo_style", ["--input-shape", "1x3x640x640"], []),
+    "detr_style": ("benchmarks._detectors:detr_style", ["--input-shape", "1x3x512x512"], []),
 }
 
 
@@ -79,15 +84,17 @@ def run_case(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
     code, _, err = cli("export", model, *inputs, *export_opts, "-o", str(exported))
     if code:
         return {"model": name, "export_error": last_line(err)}
-    paths = {"plain": tmp / f"{name}.plain.onnx", "exported": exported, "exported_before": tmp / f"{name}.before.onnx"}
+    paths = {"plain": tmp / f"{name}.plain.onnx", "exported": exported, "exported_before": tmp / f"{name}.before.onnx",
+             "exported_copy": tmp / f"{name}.copy.onnx"}
     plain_export(model, inputs, paths["plain"])
+    shutil.copyfile(exported, paths["exported_copy"])
     with_looped_body(exported, paths["exported_before"])
     ms = timings(paths, iterations)
     return {
         "model": name,
         "latency_ms": ms,
         "speedup_vs_plain": {k: ms["plain"] / v for k, v in ms.items() if k != "plain"},
-        "optimized_ops": {k: optimized_ops(p, tmp) for k, p in paths.items()},
+        "optimized_ops": {k: optimized_ops(p, tmp) for k, p in paths.items() if k != "exported_copy"},
     }
 
 

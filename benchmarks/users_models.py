@@ -63,6 +63,7 @@ def plain_export(model: str, inputs: list[str], path: Path) -> None:
     example = tuple(
         torch.randint(0, 50, d.shape) if (d.dtype or "").startswith("int") else torch.rand(*d.shape) for d in decls
     )
+    torch.backends.mha.set_fastpath_enabled(False)  # nn.Transformer's native fast path has no ONNX export
     with torch.no_grad():
         torch.onnx.export(loaded.module, example, path, opset_version=17, dynamo=False)
 

@@ -147,6 +147,7 @@ class QuantizeSummary:
         asked = [c for c in self.candidates if c.reason is None]
         return {
             "quantized": sorted(c.name for c in asked if c.name in self.quantized),
+            "quantized_by_op_type": dict(Counter(c.op_type for c in asked if c.name in self.quantized).most_common()),
             "skipped": [
                 {"name": c.name, "op_type": c.op_type, "why": c.reason or "the quantizer left it float"}
                 for c in self.candidates

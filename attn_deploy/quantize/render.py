@@ -9,6 +9,9 @@ from typing import Any
 from rich.console import RenderableType
 from rich.table import Table
 
+#: Quantized nodes listed by name up to this many; by op type beyond.
+SHOWN_BY_NAME = 12
+
 
 def _table(report: Mapping[str, Any], title: str) -> Table:
     sizes = report["size_bytes"]
@@ -52,7 +55,11 @@ def _lines(report: Mapping[str, Any]) -> list[str]:
         picked = ", ".join(f"{c['node']}: {c['implementation']}" for c in report["attention_lowering"])
         lines.append(f"attention lowered for ONNX Runtime: {picked}")
     nodes = report["nodes"]
-    lines.append(f"quantized {len(nodes['quantized'])} node(s): {', '.join(nodes['quantized']) or '-'}")
+    if len(nodes["quantized"]) > SHOWN_BY_NAME:  # a whole detector: hundreds of names say less than the counts
+        by_type = ", ".join(f"{op} {count}" for op, count in nodes["quantized_by_op_type"].items())
+        lines.append(f"quantized {len(nodes['quantized'])} node(s): {by_type} (names in --json / --report)")
+    else:
+        lines.append(f"quantized {len(nodes['quantized'])} node(s): {', '.join(nodes['quantized']) or '-'}")
     reasons = Counter(s["why"] for s in nodes["skipped"])
     lines.extend(f"kept float: {count} x {why}" for why, count in reasons.items())
     for s in report.get("parity") or ():

@@ -23,3 +23,16 @@ def test_matches_same_label_overlapping_boxes_once() -> None:
 def test_no_reference_detections_is_full_parity() -> None:
     empty = _dets([], [], [])
     assert detection_parity(empty, empty)["matched_fraction"] == 1.0
+
+
+def test_a_whole_detector_is_listed_by_op_type_not_by_name() -> None:
+    from attn_deploy.quantize.render import SHOWN_BY_NAME, _lines
+
+    def lines(names: list[str]) -> list[str]:
+        by_type = {"Conv": sum(n.startswith("conv") for n in names), "Add": sum(n.startswith("add") for n in names)}
+        return _lines({"nodes": {"quantized": names, "quantized_by_op_type": by_type, "skipped": []}})
+
+    few = [f"conv{i}" for i in range(3)]
+    assert lines(few) == ["quantized 3 node(s): conv0, conv1, conv2"]
+    many = [f"conv{i}" for i in range(SHOWN_BY_NAME)] + ["add0", "add1"]
+    assert lines(many) == [f"quantized {SHOWN_BY_NAME + 2} node(s): Conv {SHOWN_BY_NAME}, Add 2 (names in --json / --report)"]

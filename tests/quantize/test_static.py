@@ -118,7 +118,7 @@ def test_static_quantize_command_on_a_zoo_detector_backbone(run_cli: RunCli, pho
     assert code == 0, stderr
     report = json.loads(stdout)  # stdout is the report alone: the calibrators' progress prints are kept out
     assert report["mode"].startswith("static") and report["static"]["calibration"]["samples"] == len(PHOTOS)
-    assert report["options"]["int8_glue"] is True
+    assert report["options"]["int8_glue"] is True and report["nodes"]["quantized_by_op_type"]["Conv"] >= 10
     model = onnx.load(out)
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
@@ -180,3 +180,6 @@ def test_qdq_for_tensorrt_is_what_its_builder_accepts(run_cli: RunCli, photos: P
     code, _, stderr = run_cli("build-trt", str(trt_int8), "-o", str(tmp_path / "trt.engine"), "--runtime", "tensorrt-rtx")
     assert code == 0, stderr
     assert (tmp_path / "trt.engine").stat().st_size > 10_000
+    report = json.loads((tmp_path / "trt.engine.json").read_text())
+    assert report["precision"] == "int8"
+    assert report["network_layers"]["summary"]["by_type"]["QUANTIZE"] >= 10
