@@ -16,7 +16,7 @@ Cases are zoo names, or the detectors built in code in ``_detectors.py`` (``yolo
 ``detr-style``: not ours, random weights, BatchNorm statistics set on photographs).
 
     python benchmarks/quantize_static.py [--cases fpn-multiscale,frcnn-r50-fpn-layer4,yolo-style,detr-style]
-                                         [--iterations N] [--calibrate-count N] [--min-matched F] [--out FILE]
+                                         [--iterations N] [--calibrate-count N] [--min-matched F] [--exclude GLOB] [--out FILE]
 """
 
 from __future__ import annotations
@@ -104,12 +104,12 @@ def _pixel_noise(feeds: dict[str, np.ndarray], preprocess: dict[str, Any] | None
 
 
 def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None, min_matched: float | None,
-             target_cosine: float = 0.999) -> dict[str, Any]:
+             target_cosine: float = 0.999, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     plain = tmp / f"{name}-plain.onnx"
     int8 = tmp / f"{name}-static-int8.onnx"
     started = time.perf_counter()
     spec, shapes = model_spec(name)
-    options = QuantizeOptions(calibrate=tmp / "calibration", iterations=0, input_shapes=shapes)
+    options = QuantizeOptions(calibrate=tmp / "calibration", iterations=0, input_shapes=shapes, exclude=exclude)
     if calibrate_count:
         options = dataclasses.replace(options, calibrate_count=calibrate_count)
     if min_matched is not None:
@@ -144,6 +144,7 @@ def run_case(name: str, tmp: Path, iterations: int, calibrate_count: int | None,
         runner.close()
     return {
         "case": name,
+        "exclude": list(exclude),
         "plain_fp32_ms": plain_ms,
         "static_int8_ms": int8_ms,
         "speedup_vs_plain_export": plain_ms / int8_ms,
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--calibrate-count", type=int, help="calibration photographs (default: quantize's)")
     parser.add_argument("--target-cosine", type=float, default=0.999, help="as quantize's; 0 quantizes every candidate")
     parser.add_argument("--min-matched", type=float, help="a detector's matched detections to keep (default: quantize's, 0.99)")
+    parser.add_argument("--exclude", action="append", default=[], help="as quantize's --exclude (repeatable)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize_static.json")
     args = parser.parse_args()
     results = []
@@ -174,7 +176,7 @@ def main() -> None:
         write_photos(tmp / "held_out", HELD_OUT)
         for name in args.cases.split(","):
             row = run_case(name, tmp, args.iterations or ITERATIONS.get(name, 10), args.calibrate_count, args.min_matched,
-                           args.target_cosine)
+                           args.target_cosine, tuple(args.exclude))
             results.append(row)
             print(f"{name}: plain fp32 {row['plain_fp32_ms']:.1f} ms, static int8 {row['static_int8_ms']:.1f} ms, "
                   f"{row['speedup_vs_plain_export']:.2f}x (of the fastest runs {row['speedup_vs_plain_export_of_min']:.2f}x); held-out parity {row['held_out_parity']}", flush=True)
