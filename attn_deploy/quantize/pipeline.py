@@ -94,7 +94,7 @@ class QuantizeOptions:
     #: Static only: also quantize the ops between convolutions (``static.GLUE_OP_TYPES``: adds,
     #: sigmoids, concatenations, pooling...) so activations stay int8 between them (``--float-glue``: off).
     int8_glue: bool = True
-    #: Static only: whose Q/DQ flavour (``static.QDQ_FOR``). "tensorrt" also keeps the FusedAttention
+    #: Static only: whose Q/DQ flavour (``defaults.QDQ_FOR``). "tensorrt" also keeps the FusedAttention
     #: nodes (no lowering: build-trt gives them the plugin or the body) and quantizes no glue.
     qdq_for: str = "onnxruntime"
     #: Static only, for a detector: its detections on every calibration sample must match the float
