@@ -62,22 +62,26 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
     finals = [Path(p) for p in paths]
     temps: list[Path] = []
     try:
-        for final in finals:
-            try:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-            except OSError as e:
-                raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
-            os.close(fd)
-            temps.append(Path(tmp_name))
+        # Held while each file is created and recorded: a SIGTERM between the two would leave one
+        # that the clean-up below does not know (the kill test caught one in CI).
+        with deferred_signals():
+            for final in finals:
+                try:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+                except OSError as e:
+                    raise InputError(f"cannot write {final}: {e.strerror or e}; pick another output path") from None
+                temps.append(Path(tmp_name))
+                os.close(fd)
         yield list(temps)
         with deferred_signals():
             for tmp, final in zip(temps, finals, strict=True):
                 os.chmod(tmp, _mode_for(final))
                 os.replace(tmp, final)
     finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+        with deferred_signals():
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -190,18 +194,19 @@ def ensure_writable(path: Path, option: str) -> None:
 def replace_folder(tmp: Path, folder: Path) -> None:
     """Rename the finished folder ``tmp`` onto ``folder``; an existing ``folder`` is moved aside first and removed after."""
     old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        if old is not None:
-            os.replace(old / folder.name, folder)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    with deferred_signals():  # between the two renames ``folder`` is missing: not a moment to stop
+        try:
+            if folder.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+                os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+        except OSError:
+            if old is not None and not folder.exists():
+                os.replace(old / folder.name, folder)
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -211,15 +216,18 @@ def atomic_folder(folder: Path, what: str) -> Iterator[Path]:
     ``folder`` is the whole new result or untouched; an ``OSError`` becomes an ``InputError`` naming ``what``.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp: Path | None = None
     try:
+        with deferred_signals():  # created and known to the clean-up below, with no gap between
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         yield tmp
         tmp.chmod(0o755)
         replace_folder(tmp, folder)
     except OSError as e:
         raise InputError(f"cannot write {what} {folder}: {e.strerror or e}; pick another folder") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
