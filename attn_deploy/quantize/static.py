@@ -346,14 +346,17 @@ def glue_candidates(model: onnx.ModelProto, weighted: Sequence[Candidate], exclu
 
 
 def quantized_static_names(quantized: onnx.ModelProto, candidates: Sequence[Candidate]) -> set[str]:
-    """Candidates that now read int8 data: a weighted node whose weight comes from a DequantizeLinear,
-    or a glue node whose first input does (Q/DQ keeps the node names)."""
+    """Candidates the quantizer really made int8 (Q/DQ keeps the node names): a weighted node whose
+    weight comes from a DequantizeLinear; a glue node that reads a DequantizeLinear's output and
+    whose output goes into a QuantizeLinear (what ONNX Runtime fuses into one int8 op; reading one
+    alone only means the node before it is int8)."""
     dequantized = {n.output[0] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+    requantized = {n.input[0] for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
     by_name = {n.name: n for n in quantized.graph.node}
 
     def reads_int8(node: onnx.NodeProto) -> bool:
         if node.op_type in GLUE_OP_TYPES:
-            return bool(node.input) and node.input[0] in dequantized
+            return bool(node.input) and node.input[0] in dequantized and any(o in requantized for o in node.output)
         return len(node.input) > 1 and node.input[1] in dequantized
 
     return {c.name for c in candidates if c.reason is None and c.name in by_name and reads_int8(by_name[c.name])}
