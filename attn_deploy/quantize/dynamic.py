@@ -52,6 +52,11 @@ def _initializer_names(model: onnx.ModelProto) -> set[str]:
     return {i.name for i in model.graph.initializer}
 
 
+def node_name(node: onnx.NodeProto) -> str:
+    """The name a Candidate gives ``node``: its own, or op type and first output when it has none."""
+    return node.name or f"{node.op_type}:{node.output[0]}"
+
+
 def matches(node: onnx.NodeProto, patterns: Sequence[str]) -> str | None:
     """The first pattern (fnmatch on node name or op type) that ``node`` matches."""
     for pattern in patterns:
@@ -67,7 +72,7 @@ def plan(
     constants = _initializer_names(model)
     out: list[Candidate] = []
     for node in model.graph.node:
-        name = node.name or f"{node.op_type}:{node.output[0]}"
+        name = node_name(node)
         if node.op_type in ("MatMul", "Conv") and node.domain == "":
             if node.op_type == "Conv" and not include_convs:
                 out.append(Candidate(name, node.op_type, CONV_REASON))

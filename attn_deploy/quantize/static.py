@@ -39,7 +39,7 @@ import contextlib
 import io
 import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +51,7 @@ from attn_deploy import defaults
 from attn_deploy.check.detection import DetectionResult, DetectionThresholds, Roles, detection_roles, match_detections
 from attn_deploy.errors import InputError
 from attn_deploy.quantize.calibration_memory import CalibrationPlan, calibrated_activations, plan_calibration, sqnr_groups
-from attn_deploy.quantize.dynamic import Candidate, matches, quiet_quantizer, restore_contract
+from attn_deploy.quantize.dynamic import Candidate, matches, node_name, quiet_quantizer, restore_contract
 
 Feeds = dict[str, np.ndarray]
 #: Ops the static path quantizes (with a constant weight). Conv runs as QLinearConv in ONNX Runtime.
@@ -318,15 +318,16 @@ def glue_candidates(model: onnx.ModelProto, weighted: Sequence[Candidate], exclu
     anchors = {c.name for c in weighted if c.reason is None and c.op_type in STATIC_OP_TYPES}
     passable = set(GLUE_OP_TYPES) | _TRANSPARENT
 
-    def reaches(start: onnx.NodeProto, step: Any) -> bool:
-        seen, todo = set(), list(step(start))
+    def reaches(start: onnx.NodeProto, step: Callable[[onnx.NodeProto], list[onnx.NodeProto]]) -> bool:
+        seen: set[int] = set()
+        todo = list(step(start))
         while todo:
             node = todo.pop()
-            if node.name in anchors:
+            if node_name(node) in anchors:
                 return True
-            if node.name in seen or node.op_type not in passable or node.domain != "":
+            if id(node) in seen or node.op_type not in passable or node.domain != "":
                 continue
-            seen.add(node.name)
+            seen.add(id(node))
             todo.extend(step(node))
         return False
 
@@ -339,9 +340,8 @@ def glue_candidates(model: onnx.ModelProto, weighted: Sequence[Candidate], exclu
     out = []
     for node in nodes:
         if node.op_type in GLUE_OP_TYPES and node.domain == "" and reaches(node, upstream) and reaches(node, downstream):
-            name = node.name or f"{node.op_type}:{node.output[0]}"
             pattern = matches(node, exclude)
-            out.append(Candidate(name, node.op_type, None if pattern is None else f"excluded by --exclude {pattern}"))
+            out.append(Candidate(node_name(node), node.op_type, None if pattern is None else f"excluded by --exclude {pattern}"))
     return out
 
 
