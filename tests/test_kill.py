@@ -260,3 +260,22 @@ def test_sigterm_as_a_temporary_file_is_created_leaves_none(tmp_path: Path, monk
         signal.signal(signal.SIGTERM, previous)
     assert exited.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_inside_a_c_extensions_import_exits_as_a_termination() -> None:
+    """The CLI's SIGTERM handler raises ``SystemExit``; raised while a C extension initialises, pybind11
+    turns it into ``ImportError: initialization failed`` (seen once as quantize imported ONNX Runtime).
+    That must still exit 143, not as a crash with exit 1."""
+    script = (
+        "import signal, attn_deploy.cli as cli\n"
+        "def importing(prog_name):\n"
+        "    try:\n"
+        "        signal.raise_signal(signal.SIGTERM)\n"
+        "    except SystemExit as e:\n"
+        "        raise ImportError('initialization failed') from e\n"
+        "cli.app = importing\n"
+        "cli.main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr

@@ -47,8 +47,21 @@ def main() -> None:
     # ONNX Runtime's telemetry writes a device identifier ($TMPDIR/.ses) on import; off unless the user sets it.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     # SIGTERM unwinds like Ctrl-C: temporary files and folders are removed, no half-written output stays.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    app(prog_name="attn-deploy")
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app(prog_name="attn-deploy")
+    except Exception:
+        # A SIGTERM raised inside a C extension's initialisation comes back as another error (pybind11's
+        # "ImportError: initialization failed", seen in the kill test during quantize): still a termination.
+        if terminated:
+            sys.exit(128 + terminated[0])
+        raise
 
 
 __all__ = ["app", "main"]
