@@ -138,6 +138,9 @@ class Manifest:
     #: A detector's outputs by role: ``{"boxes": NAME, "scores": NAME, "labels": NAME}`` (graph output
     #: names, whatever they are), recorded at export from what the model returns; None: not a detector.
     detection: dict[str, str] | None = None
+    #: What the detector keeps, when export found it on the module (torchvision's ``score_thresh`` and
+    #: ``detections_per_img``): ``{"score_threshold": T, "max_detections": K or None, "found": WHERE}``.
+    detection_selection: dict[str, Any] | None = None
 
     @classmethod
     def describe(
@@ -196,6 +199,7 @@ class Manifest:
             "fused_attention": [r.to_json() for r in self.fused_attention],
             **({"lowering": dataclasses.asdict(self.lowering)} if self.lowering else {}),
             **({"detection": self.detection} if self.detection else {}),
+            **({"detection_selection": self.detection_selection} if self.detection_selection else {}),
             "notes": self.notes,
             **({"attention": [dataclasses.asdict(a) for a in self.attention]} if self.attention else {}),
             "versions": self.versions,
@@ -232,6 +236,18 @@ class Manifest:
                 attention=[AttentionFinding(**a) for a in data.get("attention") or []],
                 versions=dict(data.get("versions") or {}),
                 detection={str(k): str(v) for k, v in data["detection"].items()} if data.get("detection") else None,
+                detection_selection=_selection(data.get("detection_selection")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{where} is a damaged attn-deploy manifest ({type(e).__name__}: {e}); re-export the model") from None
+
+
+def _selection(data: object) -> dict[str, Any] | None:
+    """A recorded detection selection, its numbers checked (``ValueError``/``TypeError`` when damaged)."""
+    if not data:
+        return None
+    if not isinstance(data, Mapping):
+        raise TypeError(f"detection_selection is {type(data).__name__}, not an object")
+    limit = data.get("max_detections")
+    return {"score_threshold": float(data["score_threshold"]), "max_detections": None if limit is None else int(limit),
+            "found": str(data.get("found", ""))}

@@ -17,6 +17,7 @@ import onnx
 from attn_deploy.bench.timing import interleaved
 from attn_deploy.check.detection import (
     DETECTION_OUTPUTS,
+    DetectionSelection,
     DetectionThresholds,
     Roles,
     detection_roles,
@@ -32,9 +33,11 @@ def TimingRunner(model_path: str | Path, threads: int | None = None) -> OrtRunne
     return OrtRunner(model_path, providers=["CPUExecutionProvider"], threads=threads)
 
 
-def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5, roles: Roles | None = None) -> dict[str, Any]:
-    """Detections matched by class and IoU (``attn_deploy.check.detection``), as the report's JSON fields."""
-    result = match_detections(reference, candidate, DetectionThresholds(iou=iou), roles)
+def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5, roles: Roles | None = None,
+                     selection: DetectionSelection | None = None) -> dict[str, Any]:
+    """Detections matched by class and IoU (``attn_deploy.check.detection``), as the report's JSON fields;
+    with the detector's ``selection``, borderline detections are left out of ``matched_fraction``."""
+    result = match_detections(reference, candidate, DetectionThresholds(iou=iou), roles, selection)
     return {
         "outputs": dict(roles) if roles else {role: role for role in DETECTION_OUTPUTS},
         "iou_threshold": iou,
@@ -42,26 +45,31 @@ def detection_parity(reference: Feeds, candidate: Feeds, iou: float = 0.5, roles
         "candidate_detections": result.candidate_count,
         "matched": result.matched,
         "matched_fraction": result.matched_fraction,
+        "counted": result.counted,
+        "borderline": result.borderline,
+        "selection": selection.to_json() if selection else None,
         "mean_iou": result.mean_iou,
         "max_score_diff_matched": result.max_score_error,
     }
 
 
 def measure(float_path: Path, int8_path: Path, feeds: Feeds, iterations: int, threads: int | None = None,
-            float_lowered_path: Path | None = None, detection: Roles | None = None) -> dict[str, Any]:
+            float_lowered_path: Path | None = None, detection: Roles | None = None,
+            selection: DetectionSelection | None = None) -> dict[str, Any]:
     """Parity (``check`` statistics) and latency of the int8 model against the float one.
 
     With ``float_lowered_path`` (the float model lowered for ONNX Runtime, when the int8 model is),
     its latency is measured in the same run too, so the report separates what quantization gains
     from what lowering gains. A detector's outputs (``detection``, as its manifest records them, else
-    outputs named boxes, scores and labels) are matched as detections.
+    outputs named boxes, scores and labels) are matched as detections, borderline ones left out when
+    the detector's ``selection`` is known.
     """
     float_runner, int8_runner = TimingRunner(float_path, threads), TimingRunner(int8_path, threads)
     reference, candidate = float_runner.infer(feeds), int8_runner.infer(feeds)
     result: dict[str, Any] = {}
     roles = detection_roles(list(reference), detection)
     if roles:
-        result["detection"] = detection_parity(reference, candidate, roles=roles)
+        result["detection"] = detection_parity(reference, candidate, roles=roles, selection=selection)
         others = {k: v for k, v in reference.items() if k not in roles.values()}
         result["parity"] = [s.to_dict() for s in compare_outputs(others, {k: candidate[k] for k in others})]
     else:
@@ -99,6 +107,7 @@ def compare_int8(
     threads: int | None = None,
     float_lowered: onnx.ModelProto | None = None,
     detection: Roles | None = None,
+    selection: DetectionSelection | None = None,
 ) -> dict[str, Any]:
     """The report's ``parity``, ``latency`` (and ``detection``) fields for the models in memory.
 
@@ -118,4 +127,4 @@ def compare_int8(
         if float_lowered is not None:
             lowered_path = tmp / "float-lowered.onnx"
             onnx.save_model(float_lowered, lowered_path)
-        return measure(float_path, int8_path, feeds, iterations, threads, lowered_path, detection)
+        return measure(float_path, int8_path, feeds, iterations, threads, lowered_path, detection, selection)

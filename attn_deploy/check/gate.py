@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from attn_deploy.artifact.manifest import library_versions
 from attn_deploy.check.detection import (
     DetectionResult,
+    DetectionSelection,
     DetectionThresholds,
     detection_roles,
     match_detections,
@@ -55,6 +56,9 @@ class CheckOptions:
     overrides: ToleranceOverrides = field(default_factory=lambda: ToleranceOverrides({}, {}, {}))
     precision: str = "auto"
     detection: DetectionThresholds = field(default_factory=DetectionThresholds)
+    #: What the detector keeps, for borderline detections; None: as the workload found it (the
+    #: PyTorch SOURCE's attributes, else the manifest).
+    selection: DetectionSelection | None = None
     #: Run ``data`` holding NaN or Inf instead of refusing it.
     allow_nonfinite: bool = False
     #: Random integer inputs (token ids) are drawn below this; None: the embedding's rows (``runtime/inputs.py``).
@@ -193,6 +197,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         results, probed, attention = _run_tapped(work, plan, samples, progress, probe)
     reference = planned[0]
     roles = detection_roles(output_names, work.detection)
+    selection = options.selection or (DetectionSelection.from_json(work.detection_selection) if work.detection_selection else None)
     warnings = output_warnings(results[reference.label], samples, (probe, probed) if probe is not None and probed is not None else None)
     comparisons = []
     notes: list[str] = list(work.notes)
@@ -213,7 +218,7 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
         for i, (ref, cand) in enumerate(zip(results[reference.label], results[p.label])):
             verdicts = [dataclasses.replace(v, warning=warnings.get(v.stats.name))
                         for v in judge_outputs(ref, cand, tolerances, roles.values() if roles else ())]
-            detection = match_detections(ref, cand, options.detection, roles) if roles else None
+            detection = match_detections(ref, cand, options.detection, roles, selection) if roles else None
             passed = all(v.passed for v in verdicts) and (detection is None or detection.passed)
             judged = None
             if plan is not None:
@@ -234,7 +239,10 @@ def check_workload(work: Workload, options: CheckOptions = CheckOptions(), progr
             "val_range": list(options.val_range) if options.val_range else None,
             "data": str(options.data) if options.data else None,
             "precision": options.precision,
-            "detection": {**vars(options.detection), "outputs": roles} if roles else None,
+            "detection": {**vars(options.detection), "outputs": roles,
+                          "selection": {**selection.to_json(), "found": "--score-threshold/--max-detections" if options.selection
+                                        else (work.detection_selection or {}).get("found")} if selection else None}
+            if roles else None,
             "per_attention": options.per_attention,
         },
     )

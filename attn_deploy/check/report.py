@@ -96,7 +96,7 @@ def render_table(report: CheckReport) -> Table:
         if c.detection:
             d = c.detection
             verdict = "[green]pass[/green]" if d.passed else "[red]FAIL[/red]"
-            table.add_row(_label(c, report.samples), "detections", f"{d.matched}/{max(d.reference_count, d.candidate_count)}",
+            table.add_row(_label(c, report.samples), "detections", d.tally,
                           f"IoU≥{d.thresholds.iou}", f"mIoU {d.mean_iou:.3f}", f"Δscore {d.max_score_error:.1g}", "", verdict)
         for a in c.attention.attentions if c.attention else []:
             table.add_row(_label(c, report.samples), *_attention_cells(a))
@@ -140,7 +140,7 @@ def to_markdown(report: CheckReport) -> str:
                          f"{s.cosine:.6f} | {s.nonfinite} | {result} |")
         if c.detection:
             d = c.detection
-            lines.append(f"| `{_label(c, report.samples)}` | detections | {d.matched}/{max(d.reference_count, d.candidate_count)} matched "
+            lines.append(f"| `{_label(c, report.samples)}` | detections | {d.tally} matched "
                          f"at IoU≥{d.thresholds.iou} | mean IoU {d.mean_iou:.4f} | score err {d.max_score_error:.2g} | | | "
                          f"{'pass' if d.passed else '**FAIL**'} |")
         for a in c.attention.attentions if c.attention else []:
@@ -171,7 +171,7 @@ def to_junit(report: CheckReport) -> str:
         cases = [(o.stats.name, o.passed, o.reason) for o in c.outputs]
         if c.detection:
             d = c.detection
-            cases.append(("detections", d.passed, f"matched {d.matched_fraction:.4f} (min {d.thresholds.min_matched}), max score error {d.max_score_error:.3g}"))
+            cases.append(("detections", d.passed, f"matched {d.matched_fraction:.4f} ({d.tally}; min {d.thresholds.min_matched}), max score error {d.max_score_error:.3g}"))
         for a in c.attention.attentions if c.attention else []:
             cases.append((_attention_name(a), a.passed, a.verdict.reason if a.verdict is not None else f"not compared: {a.reason}"))
         for name, passed, reason in cases:

@@ -33,8 +33,13 @@ def check(
     check_error_stat: Annotated[list[str] | None, typer.Option(help="elemwise, max, mean or median, or OUTPUT=STAT: which error must be within tolerance.")] = None,
     min_cosine: Annotated[float | None, typer.Option(help="Minimum cosine similarity per output (default from the preset).")] = None,
     iou: Annotated[float, typer.Option(help="Detections: IoU at which a candidate box matches a reference box.")] = defaults.DETECTION_IOU,
-    min_matched: Annotated[float, typer.Option(help="Detections: minimum matched / max(reference, candidate) count.")] = defaults.DETECTION_MIN_MATCHED,
+    min_matched: Annotated[float, typer.Option(help="Detections: minimum matched / max(reference, candidate) count, borderline detections not counted.")] = defaults.DETECTION_MIN_MATCHED,
     max_score_error: Annotated[float, typer.Option(help="Detections: maximum score difference of matched boxes.")] = defaults.DETECTION_MAX_SCORE_ERROR,
+    score_threshold: Annotated[float | None, typer.Option(help="Detections: the detector's own score threshold. An unmatched detection "
+                                                          "within --max-score-error of where the other side cut is borderline and not counted. "
+                                                          "Default: read from the model (torchvision's score_thresh), else the manifest.")] = None,
+    max_detections: Annotated[int | None, typer.Option(help="Detections: the detector's own limit on detections per image (torchvision's "
+                                                       "detections_per_img); default as --score-threshold.")] = None,
     report: Annotated[Path | None, opt.file_option("--report", "Write the full report as JSON.")] = None,
     markdown: Annotated[Path | None, opt.file_option("--markdown", "Write a Markdown summary (fits a CI step summary).")] = None,
     junit: Annotated[Path | None, opt.file_option("--junit", "Write JUnit XML (one testcase per output).")] = None,
@@ -77,6 +82,7 @@ def check(
         ),
         precision=opt.choose(precision, (defaults.PRECISION, *tol.PRESETS), "--precision"),
         detection=DetectionThresholds(iou, min_matched, max_score_error),
+        selection=opt.detection_selection(score_threshold, max_detections),
         allow_nonfinite=allow_nonfinite,
         vocab=vocab,
         per_attention=per_attention,

@@ -18,6 +18,7 @@ from attn_deploy.errors import InputError
 from attn_deploy.shapes import InputDecl, data_inputs, parse_inputs, parse_optional_named
 
 if TYPE_CHECKING:
+    from attn_deploy.check.detection import DetectionSelection
     from attn_deploy.runtime.workload import WorkloadOptions
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
@@ -171,3 +172,16 @@ def workload(
         triton_url=triton_url,
         triton_model=triton_model,
     )
+
+
+def detection_selection(score_threshold: float | None, max_detections: int | None) -> DetectionSelection | None:
+    """``--score-threshold``/``--max-detections`` as a selection; None when neither was given."""
+    from attn_deploy.check.detection import DetectionSelection
+
+    if score_threshold is None and max_detections is None:
+        return None
+    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+        raise InputError(f"--score-threshold must be between 0 and 1, got {score_threshold}")
+    if max_detections is not None and max_detections < 1:
+        raise InputError(f"--max-detections must be at least 1, got {max_detections}")
+    return DetectionSelection(score_threshold or 0.0, max_detections)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx
-from torch import Tensor
+from torch import Tensor, nn
 
 from attn_deploy.check.detection import DETECTION_OUTPUTS
 
@@ -73,3 +73,24 @@ def detection_layout(outputs: object) -> DetectionLayout | None:
             if isinstance(box, Tensor) and box.dim() == 2 and box.shape[-1] == 4:
                 return DetectionLayout(count, {role: positions[role] for role in DETECTION_OUTPUTS})
     return None
+
+
+#: Attribute names a detector's selection goes by: torchvision's first, then common hand-written ones.
+_THRESHOLD_NAMES = ("score_thresh", "score_threshold", "conf_thres", "conf_threshold")
+_LIMIT_NAMES = ("detections_per_img", "max_det", "max_detections", "top_k")
+
+
+def detection_selection(module: nn.Module) -> dict[str, object] | None:
+    """What the detector keeps, read from the first module (in ``named_modules`` order) with both a
+    score threshold and a detection limit by a known name (torchvision: ``roi_heads.score_thresh``
+    and ``detections_per_img``), else the first with either (a missing threshold is 0); None when
+    no module has one. Both first: torchvision's region proposals carry a ``score_thresh`` of their own."""
+    found: list[dict[str, object]] = []
+    for where, sub in module.named_modules():
+        threshold = next((getattr(sub, n) for n in _THRESHOLD_NAMES if isinstance(getattr(sub, n, None), float)), None)
+        limit = next((getattr(sub, n) for n in _LIMIT_NAMES
+                      if isinstance(getattr(sub, n, None), int) and not isinstance(getattr(sub, n), bool)), None)
+        if threshold is not None or limit is not None:
+            found.append({"score_threshold": float(threshold or 0.0), "max_detections": limit, "found": where or "(the model)"})
+    both = [f for f in found if f["max_detections"] is not None and f["score_threshold"]]
+    return (both or found)[0] if found else None

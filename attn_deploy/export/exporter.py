@@ -26,7 +26,7 @@ from attn_deploy.captured import captured_output
 from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.export.attention import find_attention, refuse_plain
-from attn_deploy.export.detector import DetectionLayout, detection_layout
+from attn_deploy.export.detector import DetectionLayout, detection_layout, detection_selection
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
 from attn_deploy.export.scopes import module_scopes
@@ -334,6 +334,7 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
         stages=[f"export:{exporter}"],
         notes=list(notes),
         detection=detection,
+        detection_selection=detection_selection(loaded.module) if detection else None,
         attention=findings,
     )
     size_note = _score_matrix_note(artifact.manifest.fused_attention)

@@ -25,6 +25,7 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.artifact.io import load_artifact, save_artifact
 from attn_deploy.artifact.stage import StageResult
+from attn_deploy.check.detection import DetectionSelection, selection_of
 from attn_deploy.errors import InputError
 from attn_deploy.lower import lower_model
 from attn_deploy.lower.choice import NodeChoice
@@ -250,7 +251,8 @@ def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: 
         candidates += glue_candidates(prepared, candidates, options.exclude)
     outcome = quantize_static(prepared, candidates, calibration[: options.calibrate_count], method=options.calibrate_method,
                               per_channel=options.per_channel, reduce_range=options.reduce_range, target_cosine=options.target_cosine,
-                              detection=artifact.manifest.detection, min_matched=options.min_matched,
+                              detection=artifact.manifest.detection, selection=selection_of(artifact.manifest),
+                              min_matched=options.min_matched,
                               qdq_for="tensorrt" if tensorrt else "onnxruntime")
     quantized = outcome.model
     done = quantized_static_names(quantized, outcome.candidates)
@@ -335,7 +337,7 @@ class Comparer(Protocol):
     def __call__(
         self, float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds | None, *,
         iterations: int, threads: int | None = ..., float_lowered: onnx.ModelProto | None = ...,
-        detection: Mapping[str, str] | None = ...,
+        detection: Mapping[str, str] | None = ..., selection: DetectionSelection | None = ...,
     ) -> dict[str, Any]: ...
 
 
@@ -400,7 +402,8 @@ def _quantize_model(
     if compare is not None:
         lowered = summary.float_lowered.proto if summary.float_lowered is not None else None
         report.update(compare(float_model, int8.proto, feeds, iterations=options.iterations, threads=options.threads,
-                              float_lowered=lowered, detection=source.artifact.manifest.detection))
+                              float_lowered=lowered, detection=source.artifact.manifest.detection,
+                              selection=selection_of(source.artifact.manifest)))
     else:
         report["parity"] = report["latency"] = None
     if options.torch_output is not None:

@@ -35,8 +35,9 @@ def _static_lines(static: Mapping[str, Any]) -> list[str]:
              f"{min(cosines.values(), default=float('nan')):.6f} (target {static['target_cosine']}, {static['rounds']} round(s))"]
     if static.get("detection"):
         det = static["detection"]
-        lines.append(f"detections on the worst calibration sample: {det['matched']}/{max(det['reference_count'], det['candidate_count'])} "
-                     f"matched at IoU {det['thresholds']['iou']}, score error {det['max_score_error']:.3f}")
+        border = f" (+{det['borderline']} borderline)" if det.get("borderline") else ""
+        lines.append(f"detections on the worst calibration sample: {det['matched']}/{det.get('counted') or max(det['reference_count'], det['candidate_count'])}"
+                     f"{border} matched at IoU {det['thresholds']['iou']}, score error {det['max_score_error']:.3f}")
     if cal.get("why"):
         lines.append(f"calibration memory: {cal['why']}")
     if static.get("kept_float_automatically"):
@@ -66,7 +67,9 @@ def _lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"parity {s['name']}: cosine {s['cosine']:.6f}, max abs {s['max_abs']:.3g} (max |ref| ratio {s['rel_to_max']:.3g})")
     if report.get("detection"):
         d = report["detection"]
-        lines.append(f"detections matched at IoU >= {d['iou_threshold']}: {d['matched']}/{d['reference_detections']} ({d['matched_fraction']:.3f})")
+        border = f", +{d['borderline']} borderline" if d.get("borderline") else ""
+        lines.append(f"detections matched at IoU >= {d['iou_threshold']}: {d['matched']}/{d.get('counted') or d['reference_detections']} "
+                     f"({d['matched_fraction']:.3f}{border})")
     return lines
 
 

@@ -48,7 +48,14 @@ import numpy as np
 import onnx
 
 from attn_deploy import defaults
-from attn_deploy.check.detection import DetectionResult, DetectionThresholds, Roles, detection_roles, match_detections
+from attn_deploy.check.detection import (
+    DetectionResult,
+    DetectionSelection,
+    DetectionThresholds,
+    Roles,
+    detection_roles,
+    match_detections,
+)
 from attn_deploy.errors import InputError
 from attn_deploy.quantize.calibration_memory import CalibrationPlan, calibrated_activations, plan_calibration, sqnr_groups
 from attn_deploy.quantize.dynamic import Candidate, matches, node_name, quiet_quantizer, restore_contract
@@ -102,6 +109,7 @@ def quantize_static(
     reduce_range: bool = True,
     target_cosine: float | None = 0.999,
     detection: Roles | None = None,
+    selection: DetectionSelection | None = None,
     min_matched: float = defaults.DETECTION_MIN_MATCHED,
     qdq_for: QdqFor = "onnxruntime",
 ) -> StaticOutcome:
@@ -110,7 +118,8 @@ def quantize_static(
     With ``target_cosine``, nodes are returned to float (worst SQNR first) until every float
     output's cosine to the float model, over the calibration samples, reaches it, and a detector's
     detections (``detection``: its outputs by role, as the manifest records them) match the float
-    model's on every sample (``min_matched`` of them, at the gate's IoU and score thresholds).
+    model's on every sample (``min_matched`` of them, at the gate's IoU and score thresholds, borderline
+    detections left out when the detector's ``selection`` is known).
     ``qdq_for`` picks the Q/DQ flavour (see the module docstring).
     """
     if not calibration:
@@ -137,7 +146,7 @@ def quantize_static(
                 break
             qdq = _quantize(float_path, folder, plan, calibration, calibrating, per_channel, reduce_range, qdq_for)
             agreement = _agreement(reference, _session(folder / "int8.onnx"), calibration, detection,
-                                   DetectionThresholds(min_matched=min_matched))
+                                   DetectionThresholds(min_matched=min_matched), selection)
             if target_cosine is None or agreement.reached(target_cosine):
                 break
             sqnr = node_sqnr(folder / "int8.onnx", prepared, wanted, ranked, activations.sizes, activations.weights)
@@ -216,7 +225,7 @@ def _session(path: Path, optimize: bool = True) -> Any:
 
 
 def _agreement(reference: Any, candidate: Any, samples: Sequence[Feeds], detection: Roles | None,
-               thresholds: DetectionThresholds) -> Agreement:
+               thresholds: DetectionThresholds, selection: DetectionSelection | None) -> Agreement:
     """Per float output, the cosine over all samples, read one sample at a time (0 where shapes differ);
     a detector's outputs are matched as detections instead, and the worst sample kept."""
     names = [o.name for o in reference.get_outputs()]
@@ -227,7 +236,7 @@ def _agreement(reference: Any, candidate: Any, samples: Sequence[Feeds], detecti
     for feeds in samples:
         ref, cand = reference.run(None, feeds), candidate.run(names, feeds)
         if roles:
-            found = match_detections(dict(zip(names, ref)), dict(zip(names, cand)), thresholds, roles)
+            found = match_detections(dict(zip(names, ref)), dict(zip(names, cand)), thresholds, roles, selection)
             if worst is None or (found.passed, found.matched_fraction) < (worst.passed, worst.matched_fraction):
                 worst = found
         for name, a, b in zip(names, ref, cand):

@@ -107,6 +107,9 @@ class Workload:
     is_detector: bool = False
     #: A detector's outputs by role (``{"boxes": NAME, ...}``), from the first ONNX model's manifest.
     detection: Mapping[str, str] | None = None
+    #: What the detector keeps (``check.detection.DetectionSelection`` as JSON, with ``found``): read
+    #: from the PyTorch SOURCE when it is loaded, else from the first ONNX model's manifest.
+    detection_selection: Mapping[str, Any] | None = None
     #: What the PyTorch SOURCE's outputs are called, in its order (see ``_torch_output_names``).
     torch_output_names: list[str] = field(default_factory=list)
     #: Warnings for the report (a run near this machine's memory: ``size_guard``).
@@ -303,7 +306,20 @@ def prepare_workload(
     planned, skipped = plan_runners(targets, options.backends)
     detection = first_onnx.manifest.detection if first_onnx is not None else None
     is_detector = bool(detection) or (loaded is not None and loaded.is_detector)
+    selection = _detection_selection(loaded, first_onnx) if is_detector else None
     torch_names = _torch_output_names(loaded, first_onnx, output_names) if loaded is not None else []
     notes = _guard_memory(planned, loaded, specs)
     return Workload(reference.name, targets, specs, output_names, preprocess, planned, skipped, options, is_detector, detection,
-                    torch_names, notes, exported)
+                    selection, torch_names, notes, exported)
+
+
+def _detection_selection(loaded: LoadedModel | None, first_onnx: Artifact | None) -> Mapping[str, Any] | None:
+    """What the detector keeps: from the live PyTorch module when loaded, else as export recorded it."""
+    if loaded is not None:
+        from attn_deploy.export.detector import detection_selection  # imports torch, loaded already
+
+        found = detection_selection(loaded.module)
+        if found is not None:
+            return {**found, "found": f"the PyTorch model's {found['found']}"}
+    recorded = first_onnx.manifest.detection_selection if first_onnx is not None else None
+    return {**recorded, "found": f"the manifest ({recorded.get('found')})"} if recorded else None

@@ -47,6 +47,8 @@ def detector_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_records_the_detection_outputs(detector_onnx: Path) -> None:
     manifest = json.loads(detector_onnx.with_suffix(".json").read_text())
     assert manifest["detection"] == {"boxes": "det_a", "scores": "det_c", "labels": "det_b"}
+    # torchvision's defaults, found on the module: what check and quantize need for borderline detections.
+    assert manifest["detection_selection"] == {"score_threshold": 0.05, "max_detections": 100, "found": "roi_heads"}
     assert manifest["exporter"] == "torchscript" and [o["dynamic_axes"] for o in manifest["outputs"]] == [[0], [0], [0]]
     runner = OrtRunner(detector_onnx)
     rng = np.random.default_rng(0)
@@ -61,6 +63,8 @@ def test_check_matches_detections(run_cli: RunCli, detector_onnx: Path, tmp_path
     assert code == 0, stderr
     data = json.loads(report.read_text())
     assert data["settings"]["detection"]["outputs"] == ROLES
+    selection = data["settings"]["detection"]["selection"]
+    assert selection["score_threshold"] == 0.05 and selection["found"] == "the PyTorch model's roi_heads"
     (comparison,) = data["comparisons"]
     assert comparison["detection"]["reference_count"] > 5 and comparison["detection"]["matched_fraction"] == 1.0
     assert {o["reason"] for o in comparison["outputs"]} == {"judged by detection matching"}
