@@ -29,6 +29,7 @@ from attn_deploy.export.attention import find_attention, refuse_plain
 from attn_deploy.export.detector import DetectionLayout, detection_layout, detection_selection
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
+from attn_deploy.export.row_scatter import rows_to_scatter_nd
 from attn_deploy.export.scopes import module_scopes
 from attn_deploy.ops.symbolic import (
     dynamo_translation_table,
@@ -305,6 +306,10 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     notes[:0] = size_notes
     scopes = module_scopes(model)  # before finalize drops the exporter's metadata
     model = finalize(model)
+    model, scatters = rows_to_scatter_nd(model)
+    if scatters:
+        notes.append(f"{len(scatters)} whole-row scatter(s) (ScatterElements, as torchvision's MultiScaleRoIAlign writes them) "
+                     "written as ScatterND, which ONNX Runtime runs as row copies; same results")
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")

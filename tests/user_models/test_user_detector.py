@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -49,6 +50,10 @@ def test_export_records_the_detection_outputs(detector_onnx: Path) -> None:
     assert manifest["detection"] == {"boxes": "det_a", "scores": "det_c", "labels": "det_b"}
     # torchvision's defaults, found on the module: what check and quantize need for borderline detections.
     assert manifest["detection_selection"] == {"score_threshold": 0.05, "max_detections": 100, "found": "roi_heads"}
+    # MultiScaleRoIAlign's level merge runs as row copies (export/row_scatter.py), and says so.
+    ops = [n.op_type for n in onnx.load(detector_onnx).graph.node]
+    assert "ScatterElements" not in ops and ops.count("ScatterND") >= 1
+    assert any("ScatterND" in note for note in manifest["notes"])
     assert manifest["exporter"] == "torchscript" and [o["dynamic_axes"] for o in manifest["outputs"]] == [[0], [0], [0]]
     runner = OrtRunner(detector_onnx)
     rng = np.random.default_rng(0)
