@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from attn_deploy.fuse.graph import splice
+
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     """Every value's shape as ONNX shape inference with data propagation finds it (None: unknown dim)."""
@@ -64,16 +66,8 @@ def _rewrite(graph: ir.Graph, node: ir.Node, shapes: dict[str, tuple[int | None,
     column = tape.initializer(ir.tensor(np.array([-1, 1], np.int64), name=f"{name}_row_index_shape"))
     index = tape.op("Reshape", [rows, column], name=f"{name}_row_index", output=ir.Value(name=f"{name}_row_index"))
     out = tape.op("ScatterND", [data, index, updates], name=f"{name}_rows", output=ir.Value(name=f"{name}_rows"))
-    for init in tape.initializers:
-        graph.register_initializer(init)
-    graph.insert_before(node, tape.nodes)
-    old = node.outputs[0]
+    splice(graph, node, tape, out)
     shapes[out.name or ""] = data_shape  # a later scatter may write into this one's result
-    out.shape, out.type = old.shape, old.type
-    if old.is_graph_output():
-        out.name = old.name
-    old.replace_all_uses_with(out, replace_graph_outputs=True)
-    graph.remove(node, safe=True)
     return True
 
 

@@ -270,3 +270,17 @@ def _infer_minus_one(node: ir.Node, target: np.ndarray, dims: list[object]) -> N
     total, rest = int(np.prod(source.shape.numpy())), int(np.prod(known))  # type: ignore[arg-type]
     if rest and total % rest == 0:
         dims[free[0]] = total // rest
+
+
+def splice(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, out: ir.Value) -> None:
+    """Put ``tape``'s initializers and nodes in ``graph`` before ``node``, and ``out`` in the place of
+    ``node``'s one output (its shape, type and, for a graph output, its name); then remove ``node``."""
+    for init in tape.initializers:
+        graph.register_initializer(init)
+    graph.insert_before(node, tape.nodes)
+    old = node.outputs[0]
+    out.shape, out.type = old.shape, old.type
+    if old.is_graph_output():
+        out.name = old.name
+    old.replace_all_uses_with(out, replace_graph_outputs=True)
+    graph.remove(node, safe=True)

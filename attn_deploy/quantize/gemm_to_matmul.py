@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from attn_deploy.fuse.graph import splice
+
 
 def _rewrite(graph: ir.Graph, gemm: ir.Node) -> bool:
     attrs = gemm.attributes
@@ -31,15 +33,7 @@ def _rewrite(graph: ir.Graph, gemm: ir.Node) -> bool:
     out = tape.op("MatMul", [gemm.inputs[0], w], name=f"{name}_matmul", output=ir.Value(name=f"{name}_product"))
     if len(gemm.inputs) > 2 and gemm.inputs[2] is not None:
         out = tape.op("Add", [out, gemm.inputs[2]], name=f"{name}_add", output=ir.Value(name=f"{name}_sum"))
-    for init in tape.initializers:
-        graph.register_initializer(init)
-    graph.insert_before(gemm, tape.nodes)
-    old = gemm.outputs[0]
-    out.shape, out.type = old.shape, old.type
-    if old.is_graph_output():
-        out.name = old.name
-    old.replace_all_uses_with(out, replace_graph_outputs=True)
-    graph.remove(gemm, safe=True)
+    splice(graph, gemm, tape, out)
     return True
 
 

@@ -25,7 +25,6 @@ from attn_deploy.artifact.artifact import Artifact
 from attn_deploy.artifact.graph import IR_VERSION
 from attn_deploy.artifact.io import load_artifact, save_artifact
 from attn_deploy.artifact.stage import StageResult
-from attn_deploy.check.detection import DetectionSelection, selection_of
 from attn_deploy.errors import InputError
 from attn_deploy.lower import lower_model
 from attn_deploy.lower.choice import NodeChoice
@@ -43,6 +42,8 @@ from attn_deploy.shapes import InputDecl, data_inputs
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from attn_deploy.check.detection import DetectionSelection
 
 #: Model inputs and outputs by name (what ONNX Runtime takes and returns).
 Feeds = dict[str, np.ndarray]
@@ -235,6 +236,7 @@ def quantize_artifact(
 
 
 def _quantize_static(artifact: Artifact, options: QuantizeOptions, calibration: Sequence[Feeds], where: str) -> StageResult[QuantizeSummary]:
+    from attn_deploy.check.detection import selection_of
     from attn_deploy.quantize.static import glue_candidates, quantize_static, quantized_static_names, static_report
 
     if options.quantize_attention:
@@ -400,6 +402,8 @@ def _quantize_model(
                 raise
             warnings.append(f"parity and latency skipped: {e}")
     if compare is not None:
+        from attn_deploy.check.detection import selection_of
+
         lowered = summary.float_lowered.proto if summary.float_lowered is not None else None
         report.update(compare(float_model, int8.proto, feeds, iterations=options.iterations, threads=options.threads,
                               float_lowered=lowered, detection=source.artifact.manifest.detection,
