@@ -39,6 +39,28 @@ def relu_model(path: Path) -> Path:
     return path
 
 
+def _free_disk_gib() -> tuple[float, Path]:
+    import shutil
+    import tempfile
+
+    where = Path(tempfile.gettempdir())
+    return shutil.disk_usage(where).free / 2**30, where
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run writes about 2 GB of models; one that fills the disk fails from one test on, for no reason of its own.
+    free, where = _free_disk_gib()
+    if free < 4:
+        config.issue_config_time_warning(
+            pytest.PytestWarning(f"only {free:.1f} GiB free in {where}: a test run needs about 4; "
+                                 "failures after the disk fills are not the code's"), stacklevel=2)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    free, where = _free_disk_gib()
+    return f"disk: {free:.1f} GiB free in {where}"
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
