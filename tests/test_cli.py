@@ -91,17 +91,22 @@ def test_torch_export_pt2(run_cli: RunCli, tmp_path: Path) -> None:
     assert json.loads(run_cli("export", str(archive), "-o", str(out), "--json")[1])["export_input_shapes"] == [[1, 256, 8, 8]]
 
 
-def test_factory(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_factory_from_the_current_directory(run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``attn-deploy export my_models:tiny`` in the folder of ``my_models.py`` imports it, as ``python -m``
+    would: the installed console script does not have the current directory on ``sys.path``."""
     (tmp_path / "my_models.py").write_text(textwrap.dedent("""
         from attn_deploy.zoo import SelfAttention
         def tiny():
             return SelfAttention(16)
     """))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    before = list(sys.path)
     out = tmp_path / "f.onnx"
     code, _, stderr = run_cli("export", "my_models:tiny", "--input-shape", "1x16x4x4", "-o", str(out))
     assert code == 0, stderr
     assert len(fused_attention_nodes(onnx.load(out))) == 1
+    assert sys.path == before
     sys.modules.pop("my_models", None)
 
 

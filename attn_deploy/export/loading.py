@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -90,18 +92,34 @@ def zoo_entry(spec: str) -> ZooEntry:
         raise InputError(f"{e.args[0]} (see `attn-deploy zoo list`)") from None
 
 
+@contextlib.contextmanager
+def _current_directory_importable() -> Iterator[None]:
+    """The current directory first on ``sys.path`` meanwhile, as ``python -m`` has it: an installed
+    console script does not, and ``mypkg.models:build`` run from the project's root should import."""
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
+
+
 def _from_factory(spec: str) -> LoadedModel:
     module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"cannot import {spec!r}: {e}; pass package.module:factory importable from here") from None
-    if not callable(factory):
-        raise InputError(f"{spec} is a {type(factory).__name__}, not a function returning a torch.nn.Module")
-    try:
-        model = factory()
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: any failure is reported, exit() included
-        raise InputError(f"{spec}() failed: {type(e).__name__}: {first_line(e)}; MODEL as package.module:factory runs that function") from None
+    with _current_directory_importable():
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise InputError(f"cannot import {spec!r}: {e}; pass package.module:factory importable from the current directory or sys.path") from None
+        if not callable(factory):
+            raise InputError(f"{spec} is a {type(factory).__name__}, not a function returning a torch.nn.Module")
+        try:
+            model = factory()
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: any failure is reported, exit() included
+            raise InputError(f"{spec}() failed: {type(e).__name__}: {first_line(e)}; MODEL as package.module:factory runs that function") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
     return LoadedModel(module=model.eval(), source=spec)
