@@ -26,6 +26,7 @@ from attn_deploy.artifact.sites import attention_sites
 from attn_deploy.artifact.stage import StageResult
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.fuse import ms_mha, onnx_attention, sagan, sdpa
+from attn_deploy.fuse.einsum import einsums_to_matmul
 from attn_deploy.fuse.graph import is_op, refine_reshape_shapes
 from attn_deploy.fuse.match import Attention, NearMiss
 from attn_deploy.fuse.rewrite import fuse_attention
@@ -141,7 +142,8 @@ def fuse_model(model: onnx.ModelProto) -> FuseOutcome:
     """Fuse a validated model: a new, finalised ModelProto plus what was done and left alone."""
     existing = len(fused_attention_nodes(model))
     ir_model = ir.from_proto(_infer_shapes(model))  # the one proto -> ir conversion
-    if refine_reshape_shapes(ir_model.graph):
+    products = einsums_to_matmul(ir_model)  # so the MatMul-anchored rules see einsum attention
+    if refine_reshape_shapes(ir_model.graph) or products:
         ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(ir_model)
     rewrite = FuseAttentionPass()
     rewrite(ir_model)

@@ -42,7 +42,10 @@ class Attention:
     """One matched attention: ``output == softmax(scale * Q @ K^T + sum(bias)) @ V`` in its layout.
 
     Layouts: ``rank`` 2, 3 or 4 tokens ``[..., N, d]`` (``heads`` None; rank < 4 gets unit axes
-    inserted before the token axis), or packed heads ``[B, N, H*d]`` (``heads`` = H).
+    inserted before the token axis, rank 5 ``[B, G, H, N, d]`` runs as ``[B·G, H, N, d]``), or
+    packed heads ``[B, N, H*d]`` (``heads`` = H).
+    ``q_factor``: the scores are also multiplied by this tensor, constant along the keys (last dim
+    1); it multiplies Q instead, since ``(m·Q)·Kᵀ == m·(Q·Kᵀ)`` when ``m`` broadcasts over ``d``.
     ``transpose_output``: the graph computes ``O^T`` (SAGAN's ``bmm(V, A^T)``).
     ``nan_to_zero``: the graph replaces NaN weights (fully masked rows) by 0, so rows of O that
     come out NaN are zeroed too.
@@ -61,6 +64,7 @@ class Attention:
     heads: int | None = None
     transpose_output: bool = False
     nan_to_zero: bool = False
+    q_factor: ir.Value | None = None
 
     @classmethod
     def of_op(

@@ -13,17 +13,26 @@ from attn_deploy.ops.contract import DOMAIN, OP_TYPE, node_attributes
 _UNIT_AXES = {2: [0, 1], 3: [1], 4: []}
 
 
-def _to_4d(b: Builder, operand: Operand, match: Attention) -> ir.Value:
-    value = b.transpose(operand.value, operand.perm) if operand.perm else operand.value
+def _in_layout(b: Builder, operand: Operand) -> ir.Value:
+    return b.transpose(operand.value, operand.perm) if operand.perm else operand.value
+
+
+def _to_4d(b: Builder, value: ir.Value, match: Attention) -> ir.Value:
     if match.heads is not None:  # [B, N, H*d] -> [B, N, H, d] -> [B, H, N, d]
         split = b.op("Reshape", [value, b.ints([0, 0, match.heads, -1])])
         return b.transpose(split, [0, 2, 1, 3])
+    if match.rank == 5:  # [B, G, H, N, d] -> [B·G, H, N, d]
+        return b.op("Reshape", [value, b.op("Concat", [b.ints([-1]), b.op("Shape", [value], start=2)], axis=0)])
     return b.unsqueeze(value, _UNIT_AXES[match.rank])
 
 
-def _from_4d(b: Builder, value: ir.Value, match: Attention) -> ir.Value:
+def _from_4d(b: Builder, value: ir.Value, match: Attention, q: ir.Value) -> ir.Value:
+    """``value [B, H, Nq, dv]`` back in the layout of ``q`` (Q as the graph had it)."""
     if match.heads is not None:
         return b.op("Reshape", [b.transpose(value, [0, 2, 1, 3]), b.ints([0, 0, -1])])
+    if match.rank == 5:  # [B·G, H, Nq, dv] -> [B, G, H, Nq, dv]
+        lead = b.op("Shape", [q], start=0, end=2)
+        return b.op("Reshape", [value, b.op("Concat", [lead, b.op("Shape", [value], start=1)], axis=0)])
     return b.squeeze(value, _UNIT_AXES[match.rank])
 
 
@@ -77,6 +86,8 @@ def _bias(b: Builder, match: Attention) -> ir.Value | None:
             value = b.op("Mul", [value, b.const(np.array(term.factor, _float_dtype(value)))])
         if match.heads is None and match.rank == 3 and (term.reshape is not None or rank(term.value) == 3):
             value = b.unsqueeze(value, [1])  # [B, Nq, Nk] -> [B, 1, Nq, Nk]
+        if match.rank == 5 and rank(value) == 5:
+            value = b.squeeze(value, [0])  # [1, 1, H, Nq, Nk] (see scores._check_rank5_biases)
         total = value if total is None else b.op("Add", [total, value])
     return total
 
@@ -87,13 +98,19 @@ def fuse_attention(graph: ir.Graph, match: Attention, name: str) -> ir.Node:
     The replaced nodes stay in the graph, unused, for dead-node removal to collect.
     """
     b = Builder(name)
-    q, k, v = (_to_4d(b, operand, match) for operand in (match.q, match.k, match.v))
+    q_in = _in_layout(b, match.q)
+    if match.q_factor is not None:
+        factor = match.q_factor
+        if factor.dtype != q_in.dtype or q_in.dtype is None:
+            factor = b.op("CastLike", [factor, q_in])
+        q_in = b.op("Mul", [q_in, factor])
+    q, k, v = (_to_4d(b, value, match) for value in (q_in, _in_layout(b, match.k), _in_layout(b, match.v)))
     bias = _bias(b, match)
     inputs = [q, k, v] + ([bias] if bias is not None else [])
     out4 = b.op(OP_TYPE, inputs, domain=DOMAIN, **node_attributes(match.scale))
     fused = b.nodes[-1]
     fused.name = name
-    result = _from_4d(b, out4, match)
+    result = _from_4d(b, out4, match, q_in)
     if match.transpose_output:
         result = b.transpose(result, swap_last(match.rank))
     if match.nan_to_zero:

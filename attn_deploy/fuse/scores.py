@@ -46,12 +46,14 @@ class Scores:
     scale: float
     bias: list[Bias] = field(default_factory=list)
     scale_sites: list[str] = field(default_factory=list)
+    #: A factor of ``Q @ K^T`` constant along the keys (see ``Attention.q_factor``).
+    q_factor: ir.Value | None = None
 
     def attention(self, *, pattern: str, product: ir.Node, v: Operand, **layout: Any) -> Attention:
         """The attention these scores start, ending in the weights-times-V ``product``."""
         return Attention(
             pattern=pattern, anchor=product, output=product.outputs[0], q=self.q, k=self.k, v=v,
-            rank=self.rank, scale=self.scale, bias=self.bias, **layout,
+            rank=self.rank, scale=self.scale, bias=self.bias, q_factor=self.q_factor, **layout,
         )
 
 
@@ -183,6 +185,20 @@ class _Region:
                 isinstance(v, int) and v == w for v, w in zip(inside[2:], want[1:]))
 
 
+def _per_query_factor(node: ir.Node, r: int) -> ir.Value | None:
+    """The other operand of ``node`` (a Mul of the scores) if it is constant along the keys: a known
+    shape of rank <= ``r`` whose last dim is 1 (Swin V2's per-head ``exp(logit_scale)``, ``[H, 1, 1]``)."""
+    if not is_op(node, "Mul"):
+        return None
+    a, b = node.inputs
+    if not _reaches_matmul(a):
+        a, b = b, a
+    shape = dims(b)
+    if not _reaches_matmul(a) or b is None or shape is None or not shape or len(shape) > r or shape[-1] != 1:
+        return None
+    return b if b.dtype is not None and b.dtype.is_floating_point() else None
+
+
 def _why_not_scale(node: ir.Node) -> str:
     others = [v for v in node.inputs if v is not None and not _reaches_matmul(v)]
     other = others[0] if others else node.inputs[1]
@@ -208,6 +224,7 @@ def parse_scores(softmax: ir.Node) -> Scores:
     region: _Region | None = None
     chain: set[ir.Node] = set()
     targets: list[ir.Value] = []
+    row_factor: ir.Value | None = None
     value = x
     for _ in range(_MAX_STEPS):
         node = producer(value)
@@ -229,7 +246,12 @@ def parse_scores(softmax: ir.Node) -> Scores:
         if is_op(node, "Mul", "Div"):
             found = _scalar_factor(node)  # type: ignore[arg-type]
             if found is None:
-                raise NearMiss(_why_not_scale(node))  # type: ignore[arg-type]
+                factor = _per_query_factor(node, r)  # type: ignore[arg-type]
+                if factor is None or row_factor is not None or region is not None:
+                    raise NearMiss(_why_not_scale(node))  # type: ignore[arg-type]
+                row_factor = factor
+                value = node.inputs[1] if node.inputs[0] is factor else node.inputs[0]  # type: ignore[union-attr]
+                continue
             f, value = found
             scale *= f
             post_scale *= f
@@ -241,6 +263,8 @@ def parse_scores(softmax: ir.Node) -> Scores:
                 a, b = b, a
             if not _reaches_matmul(a):
                 raise NearMiss("the softmax input is a sum with no Q·Kᵀ MatMul above it")
+            if row_factor is not None:
+                raise NearMiss("a term is added to the scores before a factor per query multiplies them")
             biases.append(Bias(b, post_scale))  # type: ignore[arg-type]
             value = a
             continue
@@ -253,10 +277,14 @@ def parse_scores(softmax: ir.Node) -> Scores:
     matmul = node
     if any(_depends_on(t, chain) for t in targets):
         raise NearMiss("the scores are reshaped to a shape computed from the scores themselves")
+    if row_factor is not None and _depends_on(row_factor, chain):
+        raise NearMiss("the scores are multiplied by a factor computed from the scores themselves")
     if rank(matmul.inputs[0]) != r or rank(matmul.inputs[1]) != r:  # type: ignore[union-attr]
         raise NearMiss("Q and Kᵀ have a different rank from the scores (broadcast MatMul)")
-    if r not in (2, 3, 4):
+    if r not in (2, 3, 4, 5):
         raise NearMiss(f"rank-{r} attention (the op takes [B, H, N, d])")
+    if r == 5:
+        _check_rank5_biases(biases)
     q, q_factor = _peel_scalars(matmul.inputs[0])  # type: ignore[union-attr, arg-type]
     kt, kt_perm, k_factor = peel_transposes(matmul.inputs[1], scalars=True)  # type: ignore[union-attr, arg-type]
     if q_factor != 1.0:
@@ -276,12 +304,27 @@ def parse_scores(softmax: ir.Node) -> Scores:
         scale=scale * q_factor * k_factor,
         bias=biases,
         scale_sites=sites,
+        q_factor=row_factor,
     )
+
+
+def _check_rank5_biases(biases: list[Bias]) -> None:
+    """Rank-5 scores ``[B, G, H, Nq, Nk]`` run as ``[B·G, H, Nq, Nk]``: a term may vary over the
+    last three axes only (MaxViT's relative position bias ``[1, H, N, N]``), so it broadcasts the same."""
+    for bias in biases:
+        shape = dims(bias.value)
+        if bias.reshape is not None or shape is None:
+            raise NearMiss("a term added to rank-5 scores has an unknown shape or is added to another view of them")
+        lead = ([1] * 5 + list(shape))[-5:-3]
+        if any(d != 1 for d in lead):
+            raise NearMiss("a term added to rank-5 scores varies over their two leading axes")
 
 
 def describe(scores: Scores) -> str:
     """``scale on q, k; bias`` style detail for the summary."""
     parts = [f"scale on {', '.join(dict.fromkeys(scores.scale_sites))}" if scores.scale_sites else "no scale"]
+    if scores.q_factor is not None:
+        parts.append("a factor per query, on Q")
     if scores.bias:
         parts.append("additive bias" if len(scores.bias) == 1 else f"{len(scores.bias)} additive biases")
     return "; ".join(parts)

@@ -18,8 +18,8 @@ _DOWN_THROUGH = ("Mul", "Div", "Where", "IsNaN", "Transpose", "Cast", "Identity"
 
 
 def _computed_product(node: ir.Node | None) -> bool:
-    """A MatMul of two tensors that are not constants (Q·Kᵀ or P·V, not x·W)."""
-    return is_op(node, "MatMul") and all(v is not None and constant_array(v) is None and v.const_value is None for v in node.inputs)  # type: ignore[union-attr]
+    """A MatMul or Einsum of two tensors that are not constants (Q·Kᵀ or P·V, not x·W)."""
+    return is_op(node, "MatMul", "Einsum") and all(v is not None and constant_array(v) is None and v.const_value is None for v in node.inputs)  # type: ignore[union-attr]
 
 
 def _reads_product(softmax: ir.Node) -> bool:

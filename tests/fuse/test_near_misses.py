@@ -7,7 +7,7 @@ import warnings
 
 import onnx
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from attn_deploy.fuse import fuse_model
 from tests.fuse.models import HandWritten, Mha, export, max_rel_error, random_feeds
@@ -51,6 +51,41 @@ class SoftmaxOverAllScores(HandWritten):
         return self.merge(s.reshape(b, h, n * n).softmax(dim=-1).reshape(b, h, n, n) @ v)
 
 
+class BiasBeforeAFactorPerQuery(HandWritten):
+    """``(S + b) · m`` with ``m`` constant along the keys: ``m`` would have to multiply the bias too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logit_scale = nn.Parameter(torch.linspace(0.5, 2.0, 2).reshape(2, 1, 1))
+        self.bias = nn.Parameter(torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        return self.merge(((q @ k.transpose(-2, -1) + self.bias) * self.logit_scale.exp()).softmax(dim=-1) @ v)
+
+
+class FactorFromTheScores(HandWritten):
+    """A factor constant along the keys, but computed from the scores (each row's maximum)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        s = q @ k.transpose(-2, -1)
+        return self.merge((s * s.amax(dim=-1, keepdim=True)).softmax(dim=-1) @ v)
+
+
+class GroupedBias(HandWritten):
+    """Rank-5 scores ``[B, G, H, N, N]`` plus a term that differs per group G."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(4)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = (t.reshape(1, 2, 4, 2, 8).transpose(2, 3) for t in self.split(x))  # [B, H, N, d] as [B, H, 2, N/2, d]
+        o = torch.einsum("bghij,bghjd->bghid", (torch.einsum("bghid,bghjd->bghij", q, k) + self.bias).softmax(dim=-1), v)
+        return o.transpose(2, 3).reshape(1, 8, 16)
+
+
 class WeightsReturned(Mha):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         return self.attn(x, x, x, need_weights=True)
@@ -91,3 +126,15 @@ def test_attention_weights_used_elsewhere() -> None:
 def test_softmax_over_a_reshaped_view() -> None:
     for exporter in ("dynamo", "torchscript"):
         _left_alone(export(SoftmaxOverAllScores(), (1, 8, 16), exporter, 18), "not reshaped back")
+
+
+def test_a_bias_added_before_a_factor_per_query() -> None:
+    _left_alone(export(BiasBeforeAFactorPerQuery(), (1, 8, 16), "dynamo", 18), "before a factor per query")
+
+
+def test_a_factor_computed_from_the_scores() -> None:
+    _left_alone(export(FactorFromTheScores(), (1, 8, 16), "torchscript", 18), "computed from the scores themselves")
+
+
+def test_a_rank5_bias_per_group() -> None:
+    _left_alone(export(GroupedBias(), (1, 8, 16), "dynamo", 18), "varies over their two leading axes")

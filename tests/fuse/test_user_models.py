@@ -3,7 +3,8 @@ and 18: ``fuse`` finds every attention, and the fused model matches the original
 on inputs the outputs depend on.
 
 Swin's two shifted-window blocks (at 64x64) add their mask to a ``[B, nW, H, N, N]`` view of the
-scores; the other ten add the relative-position bias gathered from a table.
+scores; the other ten add the relative-position bias gathered from a table. MaxViT and Swin V2
+are built small from torchvision's own classes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ def test_detector_backbone_and_swin(name: str, exporter: str, opset: int) -> Non
     if name == "swin_t":  # every block has the relative-position bias; two add the window mask too
         assert sum("2 additive biases" in p for p in patterns.values()) == 2
         assert sum("; additive bias" in p for p in patterns.values()) == 10
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_maxvit_einsum_attention(exporter: str) -> None:
+    """torchvision's MaxViT writes Q·Kᵀ and P·V with ``torch.einsum`` on ``[B, G, H, N, d]`` and adds
+    a relative-position bias ``[1, H, N, N]``: both exporters keep ``Einsum``; each of the four
+    attentions (block and grid, two stages) runs as ``[B·G, H, N, d]``."""
+    patterns = _fuses_every_attention("maxvit", exporter, 18)
+    assert all(p.startswith("attention rank-5") and "additive bias" in p for p in patterns.values()), patterns
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_swin_v2_cosine_attention(exporter: str) -> None:
+    """Swin V2 multiplies the scores of normalised Q and K by ``exp(logit_scale)`` per head (``[H, 1, 1]``,
+    constant along the keys), which moves onto Q; then adds ``16·sigmoid`` of its continuous
+    position bias, and the window mask in the one shifted block."""
+    patterns = _fuses_every_attention("swin_v2", exporter, 18)
+    assert all("a factor per query, on Q" in p for p in patterns.values()), patterns
+    assert sum("2 additive biases" in p for p in patterns.values()) == 1
 
 
 @pytest.mark.parametrize("opset", [17, 18])

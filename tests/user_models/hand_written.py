@@ -1,6 +1,8 @@
 """Models users bring, built in code with random weights (no downloads): the seed article's
 ``SelfAttention`` exactly as written (``benchmarks/_seed.py``), its temperature variant, that block
-after ``layer4`` of a torchvision Faster R-CNN, and torchvision ``swin_t``.
+after ``layer4`` of a torchvision Faster R-CNN, torchvision ``swin_t``, and small builds of
+torchvision's MaxViT (attention written with ``torch.einsum`` on ``[B, G, H, N, d]``) and Swin V2
+(cosine attention: the scores multiplied by a learnt factor per head).
 
 Each is a zero-argument factory (``tests.user_models.hand_written:NAME`` works as MODEL on the command line),
 seeded, so two calls give the same weights. Input shapes are in ``SHAPES``.
@@ -93,12 +95,37 @@ def swin_t() -> nn.Module:
     return build(weights=None).eval()
 
 
+def maxvit() -> nn.Module:
+    """torchvision's ``MaxVit`` architecture, two stages of one block each (block and grid
+    attention per block, 4 attentions), 64x64 input: the same code as ``maxvit_t``, smaller."""
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    return MaxVit(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32], block_layers=[1, 1],
+                  head_dim=8, stochastic_depth_prob=0.0, num_classes=10).eval()
+
+
+def swin_v2() -> nn.Module:
+    """torchvision's Swin V2 (``swin_v2_t``'s blocks and patch merging), two stages of two blocks,
+    window 4, 32x32 input: cosine attention with ``exp(logit_scale)`` per head and the continuous
+    position bias; the first stage's second block shifts its windows (the second stage is one
+    window, where torchvision turns the shift off)."""
+    from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformer, SwinTransformerBlockV2
+
+    torch.manual_seed(0)
+    model = SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
+                            stochastic_depth_prob=0.0, num_classes=10, block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2)
+    return model.eval()
+
+
 #: factory name -> (input shape, attention blocks)
 SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "seed_block": ((1, 16, 6, 5), 1),
     "seed_block_temperature": ((1, 16, 6, 5), 1),
     "faster_rcnn_backbone_with_attention": ((1, 3, 96, 128), 1),
     "swin_t": ((1, 3, 64, 64), 12),
+    "maxvit": ((1, 3, 64, 64), 4),
+    "swin_v2": ((1, 3, 32, 32), 4),
 }
 
 
