@@ -2,7 +2,8 @@
 
 Each model is built in code with random weights (tests/user_models/): the seed article's SAGAN block
 as written, with a temperature, that block after Faster R-CNN's layer4 (the backbone, as
-``--submodule backbone`` cuts it out), torchvision's swin_t, a BERT-like encoder with int64 inputs,
+``--submodule backbone`` cuts it out), torchvision's swin_t, maxvit_t (einsum attention) and swin_v2_t
+(cosine attention), a BERT-like encoder with int64 inputs,
 and a user's torchvision detector. Per model: FusedAttention nodes ``export`` wrote and how each
 attention was found, ``check`` against PyTorch, ``lower``, ``build-trt --fp16`` (TensorRT-RTX, no
 GPU), ``quantize``, and ONNX Runtime latency of the plain ``torch.onnx.export`` (the baseline), our
@@ -36,6 +37,8 @@ MODELS: dict[str, tuple[str, list[str], list[str], list[str], set[str]]] = {
     "faster_rcnn_backbone_with_attention": (f"{HW}:faster_rcnn_backbone_with_attention", ["--input-shape", "1x3x96x128"], [],
                                             ["--atol", "1e-3"], set()),
     "swin_t": (f"{HW}:swin_t", ["--input-shape", "1x3x64x64"], ["--exporter", "torchscript"], [], set()),
+    "maxvit_t": (f"{HW}:maxvit_t", ["--input-shape", "1x3x224x224"], [], [], set()),
+    "swin_v2_t": (f"{HW}:swin_v2_t", ["--input-shape", "1x3x256x256"], [], [], set()),
     "tiny_bert": (f"{UM}:tiny_bert", ["--input", "input_ids:1x16:int64", "--input", "attention_mask:1x16:int64"], [], [], set()),
     "user_detector": (f"{UM}:detector", ["--input-shape", "1x3x64x64"], [], [], {"lower", "build-trt", "timing"}),
 }

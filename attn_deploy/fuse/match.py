@@ -35,6 +35,9 @@ class Bias:
     factor: float = 1.0
     reshape: tuple[ir.Value, ir.Value, int] | None = None
     split_first: bool = False
+    #: ``value`` is a boolean condition, not a term: the term is ``-inf`` where it is True (``mask``
+    #: True: ``masked_fill(c, -inf)``) or where it is False (``mask`` False), else 0.
+    mask: bool | None = None
 
 
 @dataclass

@@ -80,8 +80,9 @@ def _bias(b: Builder, match: Attention) -> ir.Value | None:
             else:
                 expand_to, reshape_to, allowzero = term.reshape
                 value = b.op("Reshape", [b.op("Expand", [value, expand_to]), reshape_to], allowzero=allowzero)
-        if match.bool_mask:  # True = attend (ONNX Attention): additive 0 / -inf
-            value = b.op("Where", [value, b.const(np.zeros((), dtype)), b.const(np.array(-np.inf, dtype))])
+        if match.bool_mask or term.mask is not None:  # additive 0 / -inf; ONNX Attention's True attends
+            zero, minus_inf = b.const(np.zeros((), dtype)), b.const(np.array(-np.inf, dtype))
+            value = b.op("Where", [value, minus_inf, zero] if term.mask else [value, zero, minus_inf])
         if term.factor != 1.0:
             value = b.op("Mul", [value, b.const(np.array(term.factor, _float_dtype(value)))])
         if match.heads is None and match.rank == 3 and (term.reshape is not None or rank(term.value) == 3):

@@ -199,6 +199,27 @@ def _per_query_factor(node: ir.Node, r: int) -> ir.Value | None:
     return b if b.dtype is not None and b.dtype.is_floating_point() else None
 
 
+def _masked_fill(node: ir.Node, r: int) -> tuple[ir.Value, ir.Value, bool]:
+    """``Where(c, -inf, S)`` (``S.masked_fill(c, -inf)``) or ``Where(c, S, -inf)``: ``(c, S, whether
+    True masks)``. Exact as ``S + Where(c, -inf, 0)`` for finite ``S``; a finite fill value is not
+    (a fully masked row would weigh its keys equally, and ``S + fill`` does not)."""
+    cond, a, b = node.inputs
+    for fill, scores, masks_when_true in ((a, b, True), (b, a, False)):
+        value = scalar_constant(fill)
+        if value is None or scores is None or not _reaches_matmul(scores):
+            continue
+        if value != -np.inf:
+            raise NearMiss(f"the scores are filled with {value:g} by Where {node.name!r}: only -inf is exact as an additive mask")
+        shape, scores_shape = dims(cond), dims(scores)
+        if shape is None or scores_shape is None or len(shape) > r:
+            raise NearMiss(f"the mask of Where {node.name!r} has an unknown or larger rank than the scores")
+        for d, s in zip(shape[::-1], scores_shape[::-1]):
+            if isinstance(d, int) and d != 1 and isinstance(s, int) and d != s:
+                raise NearMiss(f"the mask of Where {node.name!r} broadcasts the scores to a larger shape")
+        return cond, scores, masks_when_true  # type: ignore[return-value]
+    raise NearMiss(f"the scores are masked by Where {node.name!r} (not with -inf, nor an additive mask)")
+
+
 def _why_not_scale(node: ir.Node) -> str:
     others = [v for v in node.inputs if v is not None and not _reaches_matmul(v)]
     other = others[0] if others else node.inputs[1]
@@ -270,7 +291,14 @@ def parse_scores(softmax: ir.Node) -> Scores:
             continue
         what = "a graph input" if node is None else f"{node.op_type} {node.name!r}"
         if is_op(node, "Where"):
-            raise NearMiss(f"the scores are masked by Where {node.name!r} (not an additive mask)")  # type: ignore[union-attr]
+            cond, scores_in, masks_when_true = _masked_fill(node, r)  # type: ignore[arg-type]
+            if row_factor is not None:
+                raise NearMiss("a mask is applied to the scores before a factor per query multiplies them")
+            if post_scale <= 0:
+                raise NearMiss("a mask of -inf is applied to the scores before a negative scale")
+            biases.append(Bias(cond, mask=masks_when_true))
+            value = scores_in
+            continue
         raise NearMiss(f"the softmax input comes from {what}, not from a Q·Kᵀ MatMul")
     else:
         raise NearMiss("too many steps between the softmax and a MatMul")
@@ -325,8 +353,11 @@ def describe(scores: Scores) -> str:
     parts = [f"scale on {', '.join(dict.fromkeys(scores.scale_sites))}" if scores.scale_sites else "no scale"]
     if scores.q_factor is not None:
         parts.append("a factor per query, on Q")
-    if scores.bias:
-        parts.append("additive bias" if len(scores.bias) == 1 else f"{len(scores.bias)} additive biases")
+    terms = [b for b in scores.bias if b.mask is None]
+    if terms:
+        parts.append("additive bias" if len(terms) == 1 else f"{len(terms)} additive biases")
+    if len(terms) < len(scores.bias):
+        parts.append("-inf mask")
     return "; ".join(parts)
 
 

@@ -86,6 +86,18 @@ class GroupedBias(HandWritten):
         return o.transpose(2, 3).reshape(1, 8, 16)
 
 
+class FiniteMaskFill(HandWritten):
+    """``masked_fill(mask, -1e9)``: a fully masked row weighs its keys equally, which no additive term does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("tril", torch.tril(torch.ones(8, 8)).bool())
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        return self.merge((q @ k.transpose(-2, -1) * 0.25).masked_fill(~self.tril, -1e9).softmax(dim=-1) @ v)
+
+
 class WeightsReturned(Mha):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         return self.attn(x, x, x, need_weights=True)
@@ -138,3 +150,7 @@ def test_a_factor_computed_from_the_scores() -> None:
 
 def test_a_rank5_bias_per_group() -> None:
     _left_alone(export(GroupedBias(), (1, 8, 16), "dynamo", 18), "varies over their two leading axes")
+
+
+def test_a_finite_mask_fill() -> None:
+    _left_alone(export(FiniteMaskFill(), (1, 8, 16), "torchscript", 18), "only -inf is exact")

@@ -118,6 +118,22 @@ def swin_v2() -> nn.Module:
     return model.eval()
 
 
+def maxvit_t() -> nn.Module:
+    """torchvision ``maxvit_t`` (224x224; 28 attentions), random weights: for benchmarks."""
+    from torchvision.models import maxvit_t as build
+
+    torch.manual_seed(0)
+    return build(weights=None).eval()
+
+
+def swin_v2_t() -> nn.Module:
+    """torchvision ``swin_v2_t`` (256x256; 12 attentions), random weights: for benchmarks."""
+    from torchvision.models import swin_v2_t as build
+
+    torch.manual_seed(0)
+    return build(weights=None).eval()
+
+
 #: factory name -> (input shape, attention blocks)
 SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "seed_block": ((1, 16, 6, 5), 1),
