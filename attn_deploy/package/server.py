@@ -104,7 +104,10 @@ def serve(repository: str | os.PathLike[str], models: Sequence[str], timeout: fl
             "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5", "--model-control-mode=explicit",
             *(f"--load-model={m}" for m in models),
         ]
-        env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(files.libraries), os.environ.get("LD_LIBRARY_PATH")]))}
+        scratch = folder / "tmp"  # its $TMPDIR: the server writes a .ses file there and leaves it
+        scratch.mkdir()
+        env = {**os.environ, "TMPDIR": str(scratch),
+               "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(files.libraries), os.environ.get("LD_LIBRARY_PATH")]))}
         log = folder / "server.log"
         with open(log, "wb") as sink:
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)

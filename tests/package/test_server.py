@@ -6,8 +6,10 @@ uint8 images of any size through the manifest's preprocessing into the model."""
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +38,12 @@ def server(sagan_onnx, image_model, tmp_path_factory) -> Iterator[str]:
         pytest.skip(f"tritonserver is not available: {e}")
     repo = tmp_path_factory.mktemp("triton") / "repo"
     api.package([sagan_onnx, image_model[0]], repo, PackageOptions(python_backend=True))
+    scratch = tmp_path_factory.mktemp("tmpdir")  # $TMPDIR meanwhile: the server must leave nothing there
     with contextlib.ExitStack() as stack:
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        patch.setenv("TMPDIR", str(scratch))
+        patch.setattr(tempfile, "tempdir", str(scratch))
+        stack.callback(lambda: _nothing_left_in(scratch))
         try:
             running = stack.enter_context(serve(repo, [MODEL, ENSEMBLE]))
         except AttnDeployError as e:
@@ -44,6 +51,11 @@ def server(sagan_onnx, image_model, tmp_path_factory) -> Iterator[str]:
                 raise
             pytest.skip(f"tritonserver cannot start on this machine: {e}")
         yield running.url
+
+
+def _nothing_left_in(folder: Path) -> None:
+    left = sorted(p.name for p in folder.iterdir())
+    assert not left, f"left in $TMPDIR after the server stopped: {left}"
 
 
 def client(url: str):
