@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from attn_deploy.fuse.graph import rank, splice, swap_last
+from attn_deploy.fuse.graph import rank, rewrite_each, splice, swap_last
 
 
 def matmul_form(equation: str, input_rank: int | None = None) -> tuple[bool, bool] | None:
@@ -80,8 +80,4 @@ def _rewrite(graph: ir.Graph, einsum: ir.Node) -> bool:
 
 def einsums_to_matmul(model: ir.Model) -> list[str]:
     """Rewrite every matrix-product Einsum of the main graph (in place); returns their names."""
-    done = []
-    for node in list(model.graph):
-        if node.op_type == "Einsum" and node.domain == "" and _rewrite(model.graph, node):
-            done.append(node.name or "?")
-    return done
+    return rewrite_each(model, "Einsum", _rewrite)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -284,3 +284,10 @@ def splice(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, out: ir.Value) ->
         out.name = old.name
     old.replace_all_uses_with(out, replace_graph_outputs=True)
     graph.remove(node, safe=True)
+
+
+def rewrite_each(model: ir.Model, op_type: str, rewrite: Callable[[ir.Graph, ir.Node], bool]) -> list[str]:
+    """Call ``rewrite(graph, node)`` on every standard-domain ``op_type`` node of the main graph;
+    returns the names of those it rewrote (it returns True for them)."""
+    return [node.name or "?" for node in list(model.graph)
+            if node.op_type == op_type and node.domain == "" and rewrite(model.graph, node)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from attn_deploy.fuse.graph import splice
+from attn_deploy.fuse.graph import rewrite_each, splice
 
 
 def _rewrite(graph: ir.Graph, gemm: ir.Node) -> bool:
@@ -39,8 +39,4 @@ def _rewrite(graph: ir.Graph, gemm: ir.Node) -> bool:
 
 def gemms_to_matmul(model: ir.Model) -> list[str]:
     """Rewrite every eligible Gemm of the main graph (in place); returns their names."""
-    done = []
-    for node in list(model.graph):
-        if node.op_type == "Gemm" and node.domain == "" and _rewrite(model.graph, node):
-            done.append(node.name or "?")
-    return done
+    return rewrite_each(model, "Gemm", _rewrite)
