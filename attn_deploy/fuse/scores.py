@@ -220,6 +220,18 @@ def _masked_fill(node: ir.Node, r: int) -> tuple[ir.Value, ir.Value, bool]:
     raise NearMiss(f"the scores are masked by Where {node.name!r} (not with -inf, nor an additive mask)")
 
 
+def _scatter_under_transposes(node: ir.Node | None) -> ir.Node | None:
+    """A ScatterND/ScatterElements at ``node`` or under Transposes of it (how the dynamo exporter writes
+    ``slice_scatter``), else None."""
+    for _ in range(_MAX_STEPS):
+        if is_op(node, "ScatterND", "ScatterElements"):
+            return node
+        if not is_op(node, "Transpose"):
+            return None
+        node = producer(node.inputs[0])  # type: ignore[union-attr]
+    return None
+
+
 def _why_not_scale(node: ir.Node) -> str:
     others = [v for v in node.inputs if v is not None and not _reaches_matmul(v)]
     other = others[0] if others else node.inputs[1]
@@ -289,6 +301,10 @@ def parse_scores(softmax: ir.Node) -> Scores:
             biases.append(Bias(b, post_scale))  # type: ignore[arg-type]
             value = a
             continue
+        scatter = _scatter_under_transposes(node)
+        if scatter is not None:
+            raise NearMiss(f"the scores are partly overwritten by {scatter.op_type} {scatter.name!r} (an in-place update of a slice, "
+                           "such as attn[:, :, 1:, 1:] += rel), not an additive bias")
         what = "a graph input" if node is None else f"{node.op_type} {node.name!r}"
         if is_op(node, "Where"):
             cond, scores_in, masks_when_true = _masked_fill(node, r)  # type: ignore[arg-type]

@@ -13,7 +13,10 @@ from attn_deploy.fuse.graph import constant_array, is_op, producer
 
 #: How many elementwise/layout steps may sit between the softmax and either product.
 _MAX_STEPS = 8
-_UP_THROUGH = ("Mul", "Div", "Add", "Sub", "Reshape", "Transpose", "Where", "Cast", "Identity", "Unsqueeze", "Squeeze")
+#: Scatters and slices too: MViT adds its relative-position terms to a slice of the scores in place
+#: (``attn[:, :, 1:, 1:] += rel``), which exports as Slice, Add and ScatterND.
+_UP_THROUGH = ("Mul", "Div", "Add", "Sub", "Reshape", "Transpose", "Where", "Cast", "Identity", "Unsqueeze", "Squeeze",
+               "ScatterND", "ScatterElements", "Slice", "Concat", "Pad", "Expand")
 _DOWN_THROUGH = ("Mul", "Div", "Where", "IsNaN", "Transpose", "Cast", "Identity", "Dropout", "Reshape")
 
 

@@ -93,6 +93,15 @@ def test_attention_left_plain_is_a_warning(run_cli: RunCli, tmp_path: Path) -> N
     assert finding["status"] == "plain" and "not to a MatMul with V" in finding["detail"]
 
 
+def test_attention_updated_in_place_is_a_warning(run_cli: RunCli, tmp_path: Path) -> None:
+    """MViT's in-place ``attn[:, :, 1:, 1:] += rel`` (ScatterND between the scores and the softmax) was
+    left plain without a word; it is named now."""
+    code, _, stderr = run_cli("export", "tests.fuse.test_near_misses:SliceUpdatedInPlace", "--input-shape", "1x8x16", "-o", tmp_path / "m.onnx")
+    assert code == 0, stderr
+    (warning,) = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert "attention left unfused at" in warning and "partly overwritten by ScatterND" in warning
+
+
 def test_strict_makes_it_an_error(run_cli: RunCli, tmp_path: Path) -> None:
     result = run_cli("export", "tests.fuse.test_near_misses:MaskAfterSoftmax", "--input-shape", "1x8x16", "-o", tmp_path / "m.onnx", "--strict")
     result.assert_error("--strict: attention left unfused at")

@@ -99,6 +99,21 @@ class FiniteMaskFill(HandWritten):
         return self.merge((q @ k.transpose(-2, -1) * 0.25).masked_fill(~self.tril, -1e9).softmax(dim=-1) @ v)
 
 
+class SliceUpdatedInPlace(HandWritten):
+    """MViT's relative-position terms: added in place to the scores of the tokens after the first
+    (the class token's row and column keep theirs), which exports as Slice, Add and ScatterND."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rel = nn.Parameter(torch.randn(2, 7, 7, generator=torch.Generator().manual_seed(5)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.split(x)
+        attn = q @ k.transpose(-2, -1) * 0.25
+        attn[:, :, 1:, 1:] += self.rel
+        return self.merge(attn.softmax(dim=-1) @ v)
+
+
 class WeightsReturned(Mha):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         return self.attn(x, x, x, need_weights=True)
@@ -124,6 +139,7 @@ CASES = [
     (FactorFromTheScores, "torchscript", "computed from the scores themselves"),
     (GroupedBias, "dynamo", "varies over their two leading axes"),
     (FiniteMaskFill, "torchscript", "only -inf is exact"),
+    (SliceUpdatedInPlace, "dynamo", "partly overwritten by ScatterND"),
 ]
 
 
