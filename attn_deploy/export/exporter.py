@@ -27,6 +27,7 @@ from attn_deploy.check.detection import DETECTION_OUTPUTS
 from attn_deploy.errors import AttnDeployError, InputError, first_line
 from attn_deploy.export.attention import find_attention, refuse_plain
 from attn_deploy.export.detector import DetectionLayout, detection_layout, detection_selection
+from attn_deploy.export.gelu_order import gelu_in_fusable_order
 from attn_deploy.export.loading import LoadedModel
 from attn_deploy.export.routing import attention_left_plain, attention_routed_through_op
 from attn_deploy.export.row_scatter import rows_to_scatter_nd
@@ -310,6 +311,9 @@ def export_artifact(loaded: LoadedModel, options: ExportOptions = ExportOptions(
     if scatters:
         notes.append(f"{len(scatters)} whole-row scatter(s) (ScatterElements, as torchvision's MultiScaleRoIAlign writes them) "
                      "written as ScatterND, which ONNX Runtime runs as row copies; same results")
+    model, gelus = gelu_in_fusable_order(model)
+    if gelus:
+        notes.append(f"{gelus} erf GELU(s) written as (x * (1 + erf(x / sqrt 2))) * 0.5, the order ONNX Runtime fuses into one Gelu kernel; same results")
     onnx.checker.check_model(model, full_check=True)
     if default_opset(model) != options.opset:
         notes.append(f"the {exporter} exporter wrote opset {default_opset(model)}, not the --opset {options.opset} asked for")
