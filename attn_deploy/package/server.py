@@ -91,12 +91,27 @@ def _backends(folder: Path, files: ServerFiles) -> Path:
     return folder / "backends"
 
 
+def _remove_python_env_folders(since: float) -> None:
+    """Triton's Python backend makes ``/tmp/python_env_*`` (a path fixed in its binary, not ``$TMPDIR``)
+    and leaves it when the server stops before finalising its backends (clients still connected).
+    Remove those made since ``since``: empty folders of this user only, so another server's
+    unpacked environment is never touched."""
+    for path in Path("/tmp").glob("python_env_*"):
+        try:
+            info = path.lstat()
+            if path.is_dir() and not path.is_symlink() and info.st_uid == os.getuid() and info.st_mtime >= since - 1 and not any(path.iterdir()):
+                path.rmdir()
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
 def serve(repository: str | os.PathLike[str], models: Sequence[str], timeout: float = 180.0) -> Iterator[Server]:
     """A running server for ``models`` of ``repository`` at ``Server.url``; stopped on exit."""
     files = server_files()
     folder = Path(tempfile.mkdtemp(prefix="attn-deploy-triton."))
     process: subprocess.Popen[bytes] | None = None
+    started = time.time()
     try:
         port = free_port()
         command = [
@@ -127,3 +142,5 @@ def serve(repository: str | os.PathLike[str], models: Sequence[str], timeout: fl
                 process.kill()
                 process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+        if process is not None:
+            _remove_python_env_folders(since=started)

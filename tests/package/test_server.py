@@ -39,11 +39,12 @@ def server(sagan_onnx, image_model, tmp_path_factory) -> Iterator[str]:
     repo = tmp_path_factory.mktemp("triton") / "repo"
     api.package([sagan_onnx, image_model[0]], repo, PackageOptions(python_backend=True))
     scratch = tmp_path_factory.mktemp("tmpdir")  # $TMPDIR meanwhile: the server must leave nothing there
+    python_envs = set(Path("/tmp").glob("python_env_*"))  # nor in the Python backend's fixed /tmp/python_env_*
     with contextlib.ExitStack() as stack:
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         patch.setenv("TMPDIR", str(scratch))
         patch.setattr(tempfile, "tempdir", str(scratch))
-        stack.callback(lambda: _nothing_left_in(scratch))
+        stack.callback(lambda: _nothing_left_in(scratch, python_envs))
         try:
             running = stack.enter_context(serve(repo, [MODEL, ENSEMBLE]))
         except AttnDeployError as e:
@@ -53,9 +54,9 @@ def server(sagan_onnx, image_model, tmp_path_factory) -> Iterator[str]:
         yield running.url
 
 
-def _nothing_left_in(folder: Path) -> None:
-    left = sorted(p.name for p in folder.iterdir())
-    assert not left, f"left in $TMPDIR after the server stopped: {left}"
+def _nothing_left_in(folder: Path, python_envs: set[Path]) -> None:
+    left = sorted(p.name for p in folder.iterdir()) + sorted(str(p) for p in set(Path("/tmp").glob("python_env_*")) - python_envs)
+    assert not left, f"left after the server stopped: {left}"
 
 
 def client(url: str):
