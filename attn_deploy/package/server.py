@@ -94,8 +94,8 @@ def _backends(folder: Path, files: ServerFiles) -> Path:
 def _remove_python_env_folders(since: float) -> None:
     """Triton's Python backend makes ``/tmp/python_env_*`` (a path fixed in its binary, not ``$TMPDIR``)
     and leaves it when the server stops before finalising its backends (clients still connected).
-    Remove those made since ``since``: empty folders of this user only, so another server's
-    unpacked environment is never touched."""
+    Remove those made since ``since``: empty folders of this user only, so a folder holding an unpacked
+    environment is never touched (another server of this user started meanwhile could lose its empty one)."""
     for path in Path("/tmp").glob("python_env_*"):
         try:
             info = path.lstat()
